@@ -1,0 +1,526 @@
+"""Spec files: schema, loading, templating, dotted overrides and validation.
+
+A spec file (YAML or JSON) holds one spec (top-level `agent`, `env`, `meta`, optional `search`) or several
+named specs (`name: {agent, env, meta, search}`). Every section is a dataclass below; each field carries a
+default and a one-line doc (`field_doc`). The algorithm section is polymorphic: its `name` picks the
+dataclass that each algorithm file registers with `register_algorithm_spec`.
+
+Every problem is reported as one `SpecError` naming the file, the dotted field and what is allowed.
+"""
+
+import dataclasses
+import difflib
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REQUIRED = object()
+TEMPLATE = re.compile(r"\$\{(\w+)\}")
+ACTIVATIONS = ("relu", "tanh", "elu", "leaky_relu", "sigmoid", "selu", "gelu", "silu", "identity")
+INIT_FNS = ("default", "orthogonal", "xavier_uniform", "kaiming_uniform")
+SCHEDULES = ("no_decay", "linear_decay", "rate_decay", "periodic_decay")
+OPTIMIZERS = ("Adam", "AdamW", "RMSprop", "SGD")
+LR_SCHEDULERS = ("linear_to_zero", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
+NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet")
+MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
+
+
+class SpecError(ValueError):
+    """A spec problem, printed as one line: `<file>: <dotted.field>: <what is wrong and what is allowed>`."""
+
+    def __init__(self, where: str, message: str, file: str | None = None):
+        self.where, self.message, self.file = where, message, file
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        parts = [p for p in (self.file, self.where) if p]
+        return ": ".join([*parts, self.message])
+
+
+def spec_field(
+    default: Any = REQUIRED,
+    doc: str = "",
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
+    """A dataclass field with a one-line doc and optional range / choice constraints."""
+    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices}
+    if default is REQUIRED:
+        return field(default=None, metadata={**meta, "required": True})
+    if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: _copy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _copy(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return dataclasses.replace(value)
+    return json.loads(json.dumps(value))
+
+
+# ---------------------------------------------------------------------------------------------- sections
+@dataclass
+class ScheduleSpec:
+    """A value on the frame clock: constant, or annealed between `start_step` and `end_step` frames."""
+
+    name: str = spec_field("no_decay", "shape of the schedule", choices=SCHEDULES)
+    start_val: float = spec_field(1.0, "value at and before start_step")
+    end_val: float | None = spec_field(None, "value at and after end_step (default: start_val)")
+    start_step: int = spec_field(0, "frame at which annealing starts", low=0)
+    end_step: int = spec_field(0, "frame at which annealing ends", low=0)
+    frequency: int = spec_field(20000, "period in frames, for periodic_decay", low=1)
+
+
+@dataclass
+class OptimSpec:
+    """A torch optimizer."""
+
+    name: str = spec_field("Adam", "torch.optim class", choices=OPTIMIZERS)
+    lr: float = spec_field(1e-3, "learning rate", low=0.0, low_open=True)
+    eps: float = spec_field(1e-8, "denominator epsilon (Adam, AdamW, RMSprop)", low=0.0, low_open=True)
+    weight_decay: float = spec_field(0.0, "L2 penalty / decoupled weight decay", low=0.0)
+    momentum: float = spec_field(0.0, "momentum (SGD, RMSprop)", low=0.0, high=1.0)
+    alpha: float = spec_field(0.99, "smoothing constant (RMSprop)", low=0.0, high=1.0)
+
+
+@dataclass
+class LRSchedulerSpec:
+    """A learning-rate schedule stepped on the frame clock (once per update)."""
+
+    name: str = spec_field("linear_to_zero", "linear_to_zero, or a torch.optim.lr_scheduler class",
+                           choices=LR_SCHEDULERS)
+    step_size: int = spec_field(100000, "frames between decays (StepLR)", low=1)
+    gamma: float = spec_field(0.9, "decay factor (StepLR, ExponentialLR)", low=0.0, low_open=True, high=1.0)
+    end_factor: float = spec_field(0.0, "final lr factor (linear_to_zero, LinearLR)", low=0.0, high=1.0)
+
+
+@dataclass
+class LossSpec:
+    """A regression loss for value functions."""
+
+    name: str = spec_field("MSELoss", "value loss", choices=("MSELoss", "SmoothL1Loss"))
+
+
+@dataclass
+class AlgorithmSpec:
+    """Fields every algorithm has; each algorithm file subclasses this with its own hyperparameters."""
+
+    name: str = spec_field(REQUIRED, "algorithm name")
+    gamma: float = spec_field(0.99, "discount factor", low=0.0, low_open=True, high=1.0)
+
+
+@dataclass
+class MemorySpec:
+    """Where experience is kept between collection and learning."""
+
+    name: str = spec_field("Replay", "memory type", choices=MEMORY_NAMES)
+    max_size: int = spec_field(100000, "capacity in transitions (off-policy)", low=1)
+    batch_size: int = spec_field(64, "transitions sampled per gradient step (off-policy)", low=1)
+    alpha: float = spec_field(0.6, "prioritization exponent (PrioritizedReplay)", low=0.0, high=1.0)
+    beta: float = spec_field(0.4, "initial importance-sampling exponent, annealed to 1 (PrioritizedReplay)",
+                             low=0.0, high=1.0)
+    epsilon: float = spec_field(1e-6, "added to |TD error| so every priority is positive", low=0.0, low_open=True)
+
+
+@dataclass
+class NetSpec:
+    """Networks, their optimizers and target updates."""
+
+    type: str = spec_field("MLPNet", "network type", choices=NET_TYPES)
+    hid_layers: list[int] = spec_field([64, 64], "hidden layer widths of the MLP (after the conv trunk if any)")
+    hid_layers_activation: str = spec_field("relu", "activation between layers", choices=ACTIVATIONS)
+    conv_hid_layers: list[list[int]] = spec_field(
+        [[32, 8, 4], [64, 4, 2], [64, 3, 1]], "conv layers as [out_channels, kernel, stride] (ConvNet)")
+    init_fn: str = spec_field("default", "weight initialisation", choices=INIT_FNS)
+    shared: bool = spec_field(False, "actor and critic share one trunk (actor-critic)")
+    state_dependent_std: bool = spec_field(False, "Gaussian log std from the network instead of a free parameter")
+    log_std_init: float = spec_field(0.0, "initial log std of Gaussian policies")
+    clip_grad_val: float | None = spec_field(None, "max global gradient norm (None: no clipping)", low=0.0,
+                                             low_open=True)
+    loss_spec: LossSpec = spec_field(LossSpec(), "value regression loss")
+    optim_spec: OptimSpec = spec_field(OptimSpec(), "optimizer (single or shared network)")
+    actor_optim_spec: OptimSpec | None = spec_field(None, "actor optimizer when not shared (default: optim_spec)")
+    critic_optim_spec: OptimSpec | None = spec_field(None, "critic optimizer when not shared (default: optim_spec)")
+    lr_scheduler_spec: LRSchedulerSpec | None = spec_field(None, "learning-rate schedule on the frame clock")
+    update_type: str = spec_field("replace", "target network update", choices=("replace", "polyak"))
+    update_frequency: int = spec_field(500, "frames between target replacements (replace)", low=1)
+    polyak_coef: float = spec_field(0.005, "target <- coef * online + (1 - coef) * target (polyak)", low=0.0,
+                                    high=1.0)
+
+
+@dataclass
+class AgentSpec:
+    """The learner: algorithm, memory and networks."""
+
+    algorithm: AlgorithmSpec = spec_field(REQUIRED, "algorithm and its hyperparameters")
+    memory: MemorySpec = spec_field(MemorySpec(), "replay or on-policy memory")
+    net: NetSpec = spec_field(NetSpec(), "networks and optimizers")
+
+
+@dataclass
+class EnvSpec:
+    """The environment: a gymnasium id or `module:factory`, vectorized `num_envs` times."""
+
+    name: str = spec_field(REQUIRED, "gymnasium id (e.g. CartPole-v1, ALE/Pong-v5) or 'module:factory'")
+    num_envs: int = spec_field(1, "environments stepped together", low=1)
+    max_frame: int = spec_field(REQUIRED, "training budget in frames (env steps summed over num_envs)", low=1)
+    max_t: int | None = spec_field(None, "episode step limit (default: the env's own)", low=1)
+    normalize_obs: bool = spec_field(False, "running observation normalization (frozen in evaluation)")
+    normalize_reward: bool = spec_field(False, "scale rewards by a running std of the discounted return")
+    clip_obs: float | None = spec_field(None, "clip normalized observations to [-clip_obs, clip_obs]", low=0.0,
+                                        low_open=True)
+    episode_life: bool = spec_field(True, "Atari: a lost life ends the learning episode (not the score)")
+    clip_reward: bool = spec_field(True, "Atari: learn from rewards clipped to [-1, 1] (scores stay raw)")
+    kwargs: dict[str, Any] = spec_field({}, "extra keyword arguments for gym.make or the factory")
+
+
+@dataclass
+class MetaSpec:
+    """How the run is driven: seeds, logging, evaluation, devices."""
+
+    max_session: int = spec_field(1, "sessions (seeds) per trial", low=1)
+    max_trial: int = spec_field(1, "trials per search", low=1)
+    seed: int | None = spec_field(None, "root seed (None: drawn at random and recorded)", low=0)
+    log_frequency: int = spec_field(10000, "frames between log lines and metric rows", low=1)
+    eval_frequency: int = spec_field(10000, "frames between evaluations and checkpoints", low=1)
+    eval_episodes: int = spec_field(10, "episodes per evaluation", low=1)
+    device: str = spec_field("cpu", "where networks live", choices=("auto", "cpu", "cuda"))
+    num_threads: int | None = spec_field(1, "torch intra-op threads (None: torch default)", low=1)
+    compile: bool = spec_field(False, "torch.compile the update step")
+    ckpt_replay: bool = spec_field(False, "include the replay buffer in checkpoints")
+    search_scheduler: str | None = spec_field(None, "search pruning", choices=("median", "successive_halving"))
+    grace_period: int = spec_field(1, "evaluations before a trial may be pruned", low=1)
+    reduction_factor: int = spec_field(3, "successive halving reduction factor", low=2)
+
+
+@dataclass
+class Spec:
+    """A complete spec. `name` comes from the spec's key in a multi-spec file, else the file's stem."""
+
+    agent: AgentSpec = spec_field(REQUIRED, "the learner")
+    env: EnvSpec = spec_field(REQUIRED, "the environment")
+    meta: MetaSpec = spec_field(MetaSpec(), "run control")
+    search: dict[str, Any] = spec_field({}, "search space: dotted keys with a __distribution suffix")
+    name: str = field(default="spec", init=False)
+
+
+ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {}
+
+
+def register_algorithm_spec(*names: str):
+    """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass."""
+
+    def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
+        for name in names:
+            ALGORITHM_SPECS[name] = cls
+        return cls
+
+    return decorate
+
+
+# -------------------------------------------------------------------------------------- typed conversion
+def _suggest(word: str, options: typing.Iterable[str], list_all: bool = False) -> str:
+    """'did you mean X?' for a near miss, and/or the allowed options."""
+    options = list(options)
+    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    allowed = "allowed: " + ", ".join(options)
+    if close:
+        return f"did you mean '{close[0]}'? ({allowed})" if list_all else f"did you mean '{close[0]}'?"
+    return allowed
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp)).replace("list", "a list").replace("dict", "a mapping")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Convert a parsed YAML value to the annotated type, or raise SpecError."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, where)
+            except SpecError as err:
+                errors.append(err)
+        raise errors[0]
+    if tp is Any:
+        return value
+    if tp is AlgorithmSpec:
+        return _build_algorithm(value, where)
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, where)
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise SpecError(where, f"expected a list, got {value!r}")
+        return [_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise SpecError(where, f"expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise SpecError(where, f"expected true or false, got {value!r}")
+    if tp is int:
+        number = _number(value)
+        if number is not None and float(number).is_integer():
+            return int(number)
+        raise SpecError(where, f"expected an integer, got {value!r}")
+    if tp is float:
+        number = _number(value)
+        if number is not None:
+            return float(number)
+        raise SpecError(where, f"expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise SpecError(where, f"expected a string, got {value!r}")
+    raise SpecError(where, f"unsupported field type {tp}")
+
+
+def _number(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, str):  # YAML 1.1 reads `1e5` as a string
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _check(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
+    if value is None:
+        return
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise SpecError(where, f"'{value}' is not allowed; {_suggest(str(value), choices, list_all=True)}")
+    low, high = meta.get("low"), meta.get("high")
+    if not isinstance(value, int | float) or isinstance(value, bool) or (low is None and high is None):
+        return
+    below = low is not None and (value <= low if meta.get("low_open") else value < low)
+    above = high is not None and (value >= high if meta.get("high_open") else value > high)
+    if below or above:
+        left = "(" if meta.get("low_open") else "["
+        right = ")" if meta.get("high_open") else "]"
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        raise SpecError(where, f"{value} is out of range; allowed: {left}{lo}, {hi}{right}")
+
+
+def build_dataclass(cls: type, raw: Any, where: str) -> Any:
+    """Build dataclass `cls` from a mapping, rejecting unknown keys and checking types and ranges."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(where, f"expected a mapping, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            raise SpecError(_join(where, key), f"unknown key; {_suggest(str(key), fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        path = _join(where, name)
+        if name not in raw:
+            if f.metadata.get("required"):
+                raise SpecError(path, f"missing required field ({f.metadata.get('doc', '')})")
+            continue
+        value = _coerce(raw[name], hints[name], path)
+        _check(value, f.metadata, path)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _build_algorithm(raw: Any, where: str) -> AlgorithmSpec:
+    if not isinstance(raw, dict):
+        raise SpecError(where, f"expected a mapping, got {raw!r}")
+    name = raw.get("name")
+    if name is None:
+        raise SpecError(_join(where, "name"), "missing required field; known: " + ", ".join(sorted(ALGORITHM_SPECS)))
+    if name not in ALGORITHM_SPECS:
+        raise SpecError(_join(where, "name"), f"unknown algorithm '{name}'; "
+                        + _suggest(str(name), sorted(ALGORITHM_SPECS), list_all=True))
+    return build_dataclass(ALGORITHM_SPECS[name], raw, where)
+
+
+def _join(where: str, key: Any) -> str:
+    return f"{where}.{key}" if where else str(key)
+
+
+# --------------------------------------------------------------------------------------------- loading
+def read_spec_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML or JSON spec file into plain data (safe_load only)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as err:
+        raise SpecError("", f"cannot read spec file ({err.strerror})", file=str(path)) from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise SpecError("", f"malformed {path.suffix.lstrip('.') or 'spec'} file{at}", file=str(path)) from None
+    if not isinstance(data, dict):
+        raise SpecError("", "a spec file must hold a mapping", file=str(path))
+    return data
+
+
+def spec_names(data: dict[str, Any]) -> list[str]:
+    """Names of the specs in a multi-spec file; empty for a single-spec file."""
+    return [] if "agent" in data or "env" in data else list(data)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """`a.b.c=value` -> ("a.b.c", YAML-parsed value)."""
+    if "=" not in text:
+        raise SpecError("-s", f"'{text}' is not key=value")
+    key, _, raw = text.partition("=")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Fill `${var}` templates from dotless overrides, then set dotted keys (new keys are validated later)."""
+    variables = {k: v for k, v in overrides.items() if "." not in k}
+    data = _fill_templates(data, variables)
+    used = _template_names(json.dumps(data))
+    if used:
+        names = sorted(used)
+        hint = " ".join(f"-s {n}=..." for n in names)
+        raise SpecError(", ".join(names), f"template variable has no value; pass {hint}")
+    for key, value in overrides.items():
+        if "." not in key:
+            continue
+        node = data
+        parts = key.split(".")
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise SpecError(".".join(parts[: i + 1]), "is not a section; cannot override below it")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def _template_names(text: str) -> set[str]:
+    return set(TEMPLATE.findall(text))
+
+
+def _fill_templates(value: Any, variables: dict[str, Any]) -> Any:
+    if isinstance(value, dict):
+        return {k: _fill_templates(v, variables) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill_templates(v, variables) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    whole = TEMPLATE.fullmatch(value)
+    if whole and whole.group(1) in variables:
+        return variables[whole.group(1)]
+    return TEMPLATE.sub(lambda m: str(variables[m.group(1)]) if m.group(1) in variables else m.group(0), value)
+
+
+def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Spec:
+    """Load, template, override and validate one spec from a file."""
+    path = Path(path)
+    data = read_spec_file(path)
+    if isinstance(overrides, list):
+        overrides = dict(parse_override(text) for text in overrides)
+    overrides = overrides or {}
+    names = spec_names(data)
+    try:
+        if names:
+            if name is None:
+                if len(names) > 1:
+                    raise SpecError("", "file holds several specs; name one of: " + ", ".join(names))
+                name = names[0]
+            if name not in data:
+                raise SpecError("", f"no spec named '{name}'; {_suggest(name, names)}")
+            raw = data[name]
+        else:
+            if name is not None and name != path.stem:
+                raise SpecError("", f"file holds a single spec; no spec named '{name}'")
+            raw, name = data, path.stem
+        unused = [k for k in overrides if "." not in k and k not in _template_names(json.dumps(raw))]
+        if unused:
+            raise SpecError(unused[0], "is neither a dotted field nor a ${var} template in this spec")
+        raw = apply_overrides(json.loads(json.dumps(raw)), overrides)
+        spec = build_dataclass(Spec, raw, "")
+    except SpecError as err:
+        raise SpecError(err.where, err.message, file=str(path)) from None
+    spec.name = name
+    validate(spec, str(path))
+    return spec
+
+
+def validate(spec: Spec, file: str | None = None) -> None:
+    """Cross-field checks that no single field can make."""
+    mem = spec.agent.memory
+    if mem.name in ("Replay", "PrioritizedReplay") and mem.batch_size > mem.max_size:
+        raise SpecError("agent.memory.batch_size", f"{mem.batch_size} exceeds max_size {mem.max_size}", file=file)
+    for key in spec.search:
+        if "__" not in key:
+            raise SpecError(f"search.{key}", "search keys need a distribution suffix such as __uniform", file=file)
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    """Plain-data form of a spec (round-trips through load_spec)."""
+    data = dataclasses.asdict(spec)
+    data.pop("name")
+    return data
+
+
+def field_docs(cls: type = Spec, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted field, default, doc) for every field below `cls`, for `--help-spec`."""
+    rows = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if not f.init:
+            continue
+        path = _join(prefix, f.name)
+        tp = hints[f.name]
+        if tp is AlgorithmSpec:
+            rows.append((path + ".name", "required", "algorithm: " + ", ".join(sorted(ALGORITHM_SPECS))))
+            for algo_name, algo_cls in sorted(ALGORITHM_SPECS.items()):
+                rows += [(r[0].replace(path, f"{path}[{algo_name}]", 1), r[1], r[2])
+                         for r in field_docs(algo_cls, path) if not r[0].endswith(".name")]
+            continue
+        inner = [a for a in typing.get_args(tp) if dataclasses.is_dataclass(a)] or (
+            [tp] if dataclasses.is_dataclass(tp) else [])
+        if inner:
+            rows += field_docs(inner[0], path)
+            continue
+        default = "required" if f.metadata.get("required") else repr(
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default)
+        doc = f.metadata.get("doc", "")
+        if f.metadata.get("choices"):
+            doc += " (" + "|".join(f.metadata["choices"]) + ")"
+        rows.append((path, default, doc))
+    return rows
