@@ -1,0 +1,13 @@
+"""Learning tier: short runs on CartPole-class tasks that must reach a return."""
+
+import pytest
+
+from tests.conftest import SPECS, only_run_dir, read_metrics, run_cli
+
+
+@pytest.mark.learning
+def test_dqn_cartpole_solves(tmp_path):
+    result = run_cli(str(SPECS / "dqn_cartpole.yaml"), "-s", "meta.seed=0", data_dir=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evals = [float(r["eval_return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval_return"]]
+    assert max(evals) >= 475, evals

@@ -1,0 +1,118 @@
+"""`python tools/train.py <spec file> [spec name] [mode] [-s key=value ...]`.
+
+Modes: `train` (default), `dev` (short, verbose), `train@latest` / `train@<run dir>` (resume),
+`enjoy@latest` / `enjoy@<run dir>` (replay the best checkpoint). Spec errors print one line and exit 2.
+"""
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from zoo.components import build
+from zoo.record import CheckpointError, RunDir, command_line, load_checkpoint, newest_run
+from zoo.session import Session
+from zoo.spec import Spec, SpecError, field_docs, load_spec
+
+MODE = re.compile(r"^(dev|train|enjoy)(@.+)?$")
+DEV_MAX_FRAME = 5000
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("spec_file", nargs="?", help="YAML or JSON spec file")
+    parser.add_argument("rest", nargs="*", help="[spec name] [mode]")
+    parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a dotted field (agent.algorithm.gamma=0.98) or fill a ${var} template")
+    parser.add_argument("--dry-run", action="store_true", help="print the component graph and exit")
+    parser.add_argument("--help-spec", action="store_true", help="list every spec field with default and doc")
+    parser.add_argument("--data-dir", default="data", help="where run directories go (default: data)")
+    parser.add_argument("--seed", type=int, default=None, help="root seed (overrides meta.seed)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    args.spec_name, args.mode = None, "train"
+    for word in args.rest:
+        if MODE.match(word):
+            args.mode = word
+        elif args.spec_name is None:
+            args.spec_name = word
+        else:
+            parser.error(f"unexpected argument '{word}'")
+    if args.spec_file is None and not args.help_spec:
+        parser.error("a spec file is required")
+    return args
+
+
+def apply_dev_mode(spec: Spec, overrides: list[str]) -> None:
+    """dev: a short, verbose run (budget capped unless env.max_frame is set on the command line)."""
+    if not any(o.startswith("env.max_frame=") for o in overrides):
+        spec.env.max_frame = min(spec.env.max_frame, DEV_MAX_FRAME)
+    spec.meta.log_frequency = min(spec.meta.log_frequency, max(spec.env.max_frame // 10, 1))
+    spec.meta.eval_frequency = min(spec.meta.eval_frequency, max(spec.env.max_frame // 2, 1))
+    spec.meta.eval_episodes = min(spec.meta.eval_episodes, 2)
+
+
+def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
+    if target == "latest":
+        path = newest_run(data_dir, spec_name)
+        if path is None:
+            raise CheckpointError(f"{data_dir}: no run of spec '{spec_name}' to resume")
+        return path
+    path = Path(target)
+    if not (path / "run.json").is_file():
+        raise CheckpointError(f"{path}: not a run directory (no run.json)")
+    return path
+
+
+def train(args: argparse.Namespace, spec: Spec) -> int:
+    data_dir = Path(args.data_dir)
+    kind, _, target = args.mode.partition("@")
+    if kind == "dev":
+        apply_dev_mode(spec, args.set)
+    seed = args.seed if args.seed is not None else spec.meta.seed
+    state = None
+    if target:
+        run_path = resolve_run_dir(target, data_dir, spec.name)
+        state = load_checkpoint(run_path / "ckpt" / "latest.pt")
+        seed = state["seed"]
+    components = build(spec, seed=seed, start_frame=state["frame"] if state else 0)
+    if args.dry_run:
+        print(components.describe())
+        return 0
+    if state is None:
+        run = RunDir.create(spec, data_dir, components.seed, command_line())
+    else:
+        run = RunDir(run_path)
+        run.truncate_metrics(state["frame"])
+    session = Session(components, run, progress=not args.no_progress, verbose=kind == "dev")
+    if state is not None:
+        session.load_state_dict(state)
+        print(f"resuming {run.path} at frame {session.frame}")
+    row = session.run_loop()
+    print(f"run {run.path}: frame {session.frame}, train_return_ma {row.get('train_return_ma', float('nan')):.2f}, "
+          f"eval_return {session.last_eval.get('eval_return', float('nan')):.2f}, best {session.best_eval:.2f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.help_spec:
+        for path, default, doc in field_docs():
+            print(f"{path:48s} {default:24s} {doc}")
+        return 0
+    try:
+        spec = load_spec(args.spec_file, args.spec_name, args.set)
+        kind = args.mode.partition("@")[0]
+        if kind == "enjoy":
+            from zoo.enjoy import enjoy
+
+            return enjoy(args, spec)
+        return train(args, spec)
+    except (SpecError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Network torsos and heads built from `NetSpec`: MLPs, Nature-style ConvNets, dueling Q heads."""
+
+import torch
+from torch import nn
+from torchrl.modules import MLP
+
+from zoo.spec import NetSpec
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid,
+    "selu": nn.SELU, "gelu": nn.GELU, "silu": nn.SiLU, "identity": nn.Identity,
+}
+
+
+def init_weights(module: nn.Module, init_fn: str, gain: float = 1.0) -> None:
+    """Initialise every Linear / Conv layer of `module` in place (biases to zero)."""
+    if init_fn == "default":
+        return
+    for layer in module.modules():
+        if not isinstance(layer, nn.Linear | nn.Conv2d):
+            continue
+        if init_fn == "orthogonal":
+            nn.init.orthogonal_(layer.weight, gain=gain)
+        elif init_fn == "xavier_uniform":
+            nn.init.xavier_uniform_(layer.weight, gain=gain)
+        elif init_fn == "kaiming_uniform":
+            nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+        nn.init.zeros_(layer.bias)
+
+
+def _gain(net_spec: NetSpec) -> float:
+    return nn.init.calculate_gain("relu") if net_spec.init_fn == "orthogonal" else 1.0
+
+
+def build_mlp(in_dim: int, out_dim: int, net_spec: NetSpec, hid_layers: list[int] | None = None) -> nn.Module:
+    """MLP `in_dim -> hid_layers -> out_dim` with the spec's activation and initialisation."""
+    hid_layers = net_spec.hid_layers if hid_layers is None else hid_layers
+    mlp = MLP(in_features=in_dim, out_features=out_dim, num_cells=list(hid_layers),
+              activation_class=ACTIVATIONS[net_spec.hid_layers_activation])
+    init_weights(mlp, net_spec.init_fn, gain=_gain(net_spec))
+    return mlp
+
+
+class ConvTorso(nn.Module):
+    """Nature-DQN style conv stack over uint8 frames: scales pixels to [0, 1] inside the net, then flattens."""
+
+    def __init__(self, in_shape: tuple[int, ...], net_spec: NetSpec):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_shape[0]
+        for out_channels, kernel, stride in net_spec.conv_hid_layers:
+            layers += [nn.Conv2d(channels, out_channels, kernel, stride), ACTIVATIONS[net_spec.hid_layers_activation]()]
+            channels = out_channels
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        with torch.no_grad():
+            self.out_dim = self.convs(torch.zeros(1, *in_shape)).shape[-1]
+        init_weights(self, net_spec.init_fn, gain=_gain(net_spec))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        batch = pixels.shape[:-3]
+        x = self.convs(pixels.reshape(-1, *pixels.shape[-3:]).float() / 255.0)
+        return x.reshape(*batch, -1)
+
+
+class DuelingHead(nn.Module):
+    """Q = V + A - mean(A) on top of a feature vector (Wang et al. 2016)."""
+
+    def __init__(self, in_dim: int, num_actions: int, net_spec: NetSpec, hid_layers: list[int]):
+        super().__init__()
+        self.value = build_mlp(in_dim, 1, net_spec, hid_layers)
+        self.advantage = build_mlp(in_dim, num_actions, net_spec, hid_layers)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        advantage = self.advantage(features)
+        return self.value(features) + advantage - advantage.mean(-1, keepdim=True)
+
+
+def build_torso(obs_shape: tuple[int, ...], net_spec: NetSpec) -> tuple[nn.Module, int]:
+    """Feature extractor for an observation shape: identity for vectors, ConvTorso for images."""
+    if net_spec.type in ("ConvNet", "DuelingConvNet"):
+        torso = ConvTorso(obs_shape, net_spec)
+        return torso, torso.out_dim
+    return nn.Flatten(-len(obs_shape)) if len(obs_shape) > 1 else nn.Identity(), int(torch.tensor(obs_shape).prod())
+
+
+def build_q_net(obs_shape: tuple[int, ...], num_actions: int, net_spec: NetSpec) -> nn.Module:
+    """Q-network: torso, then an MLP head (dueling for the Dueling* types)."""
+    torso, feat_dim = build_torso(obs_shape, net_spec)
+    if net_spec.type.startswith("Dueling"):
+        # the dueling streams share the torso; the last hidden width is split into V and A streams
+        shared, stream = net_spec.hid_layers[:-1], net_spec.hid_layers[-1:]
+        trunk = build_mlp(feat_dim, shared[-1], net_spec, shared[:-1]) if shared else nn.Identity()
+        head = DuelingHead(shared[-1] if shared else feat_dim, num_actions, net_spec, stream)
+        return nn.Sequential(torso, trunk, ACTIVATIONS[net_spec.hid_layers_activation]() if shared else nn.Identity(),
+                             head)
+    return nn.Sequential(torso, build_mlp(feat_dim, num_actions, net_spec))

@@ -1,0 +1,243 @@
+"""Run directories: resolved spec, provenance, metrics CSV + TensorBoard, atomic checkpoints, graphs.
+
+Layout of `data/<spec_name>_<timestamp>/`:
+    spec.yaml          the resolved spec (runs as-is with tools/train.py)
+    run.json           command, git SHA, package versions, seed, host
+    metrics.csv        one row per log or eval point (frame-clocked)
+    tb/                TensorBoard event files
+    ckpt/latest.pt     newest checkpoint; ckpt/best.pt: best evaluation so far
+    learning_curve.png train and eval return against frames
+"""
+
+import csv
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from zoo.spec import Spec, spec_to_dict
+
+CSV_COLUMNS = ("frame", "wall_time", "fps", "episodes", "train_return", "train_return_ma", "train_length",
+               "eval_return", "eval_return_std", "eval_length", "loss", "explore_var", "lr_factor")
+TIMING_COLUMNS = ("wall_time", "fps")
+PACKAGES = ("torch", "torchrl", "tensordict", "gymnasium", "ale-py", "numpy", "optuna", "zoo")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read (missing, truncated, corrupt or unsafe)."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary file in the same folder and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """torch.save `state` atomically (a crash leaves the previous file intact)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True` (no code runs); one-line CheckpointError on any problem."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint file")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means the file cannot be trusted
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: unreadable checkpoint ({reason[:160]})") from None
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_sha() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).resolve().parent)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+class RunDir:
+    """One session's run directory: writes metrics, checkpoints and graphs."""
+
+    def __init__(self, path: Path, tensorboard: bool = True):
+        self.path = Path(path)
+        self.ckpt_dir = self.path / "ckpt"
+        self.metrics_path = self.path / "metrics.csv"
+        self.tensorboard = tensorboard
+        self._writer = None
+        self._columns: list[str] | None = None
+
+    @classmethod
+    def create(cls, spec: Spec, root: Path, seed: int, command: list[str], tensorboard: bool = True) -> "RunDir":
+        """A new `root/<spec_name>_<timestamp>` holding the resolved spec and provenance."""
+        stamp = time.strftime("%Y_%m_%d_%H%M%S")
+        path = Path(root) / f"{spec.name}_{stamp}"
+        suffix = 1
+        while path.exists():
+            suffix += 1
+            path = Path(root) / f"{spec.name}_{stamp}_{suffix}"
+        path.mkdir(parents=True)
+        run = cls(path, tensorboard)
+        atomic_write_text(path / "spec.yaml", yaml.safe_dump(spec_to_dict(spec), sort_keys=False))
+        provenance = {"spec_name": spec.name, "command": command, "seed": seed, "git_sha": git_sha(),
+                      "versions": package_versions(), "host": platform.node(), "started": time.time()}
+        atomic_write_text(path / "run.json", json.dumps(provenance, indent=2))
+        return run
+
+    # ------------------------------------------------------------------------------------------ metrics
+    def log(self, row: dict[str, float | int | None]) -> None:
+        """Append a metrics row to the CSV (flushed) and TensorBoard (`train/`, `eval/` namespaces)."""
+        if self._columns is None:
+            self._columns = self._existing_columns() or list(CSV_COLUMNS)
+        new_file = not self.metrics_path.exists()
+        with open(self.metrics_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self._columns, extrasaction="ignore")
+            if new_file:
+                writer.writeheader()
+            writer.writerow({k: _fmt(row.get(k)) for k in self._columns})
+        if self.tensorboard:
+            self._tb_log(row)
+
+    def _existing_columns(self) -> list[str] | None:
+        if not self.metrics_path.exists():
+            return None
+        with open(self.metrics_path, newline="") as f:
+            return next(csv.reader(f), None)
+
+    def _tb_log(self, row: dict[str, Any]) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # heavy import, only when TensorBoard is on
+
+            self._writer = SummaryWriter(str(self.path / "tb"))
+        frame = int(row["frame"])
+        for key, value in row.items():
+            if key == "frame" or value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            tag = key.replace("eval_", "eval/", 1) if key.startswith("eval_") else (
+                f"perf/{key}" if key in TIMING_COLUMNS else f"train/{key}")
+            self._writer.add_scalar(tag, value, frame)
+        self._writer.flush()
+
+    def read_metrics(self) -> list[dict[str, str]]:
+        if not self.metrics_path.exists():
+            return []
+        with open(self.metrics_path, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate_metrics(self, frame: int) -> None:
+        """Drop rows past `frame` (used when resuming from a checkpoint written at `frame`)."""
+        rows = self.read_metrics()
+        if not rows:
+            return
+        columns = list(rows[0].keys())
+        kept = [r for r in rows if int(float(r["frame"])) <= frame]
+        lines = [",".join(columns)] + [",".join(r[c] for c in columns) for r in kept]
+        atomic_write_text(self.metrics_path, "\n".join(lines) + "\n")
+
+    # -------------------------------------------------------------------------------------- checkpoints
+    def save(self, state: dict[str, Any], best: bool = False) -> None:
+        save_checkpoint(self.ckpt_dir / "latest.pt", state)
+        if best:
+            save_checkpoint(self.ckpt_dir / "best.pt", state)
+
+    # ------------------------------------------------------------------------------------------- graphs
+    def plot(self) -> Path | None:
+        """Redraw learning_curve.png from metrics.csv."""
+        rows = self.read_metrics()
+        if not rows:
+            return None
+        import matplotlib  # heavy import, only when a graph is drawn
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        def series(key):
+            pts = [(float(r["frame"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
+            return zip(*pts, strict=True) if pts else ((), ())
+
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for key, label, style in (("train_return_ma", "train return (moving avg)", "-"),
+                                  ("eval_return", "eval return", "o-")):
+            xs, ys = series(key)
+            if xs:
+                ax.plot(xs, ys, style, label=label, markersize=3)
+        ax.set_xlabel("frames")
+        ax.set_ylabel("return")
+        ax.set_title(self.path.name)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="best")
+        fig.tight_layout()
+        out = self.path / "learning_curve.png"
+        tmp = self.path / ".learning_curve.tmp.png"
+        fig.savefig(tmp, dpi=100)
+        plt.close(fig)
+        os.replace(tmp, out)
+        return out
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return "" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+def newest_run(root: Path, spec_name: str) -> Path | None:
+    """The most recent run directory of `spec_name` under `root`."""
+    runs = [p for p in Path(root).glob(f"{spec_name}_*") if (p / "run.json").is_file()]
+    return max(runs, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def command_line() -> list[str]:
+    return [sys.executable, *sys.argv]
