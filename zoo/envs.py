@@ -17,6 +17,7 @@ import gymnasium as gym
 import torch
 from torchrl.envs import Compose, EnvBase, GymWrapper, RewardSum, StepCounter, TransformedEnv
 
+from zoo.atari import LIFE_DONE_KEY, LIFE_TERMINATED_KEY, is_atari, make_atari_env
 from zoo.spec import EnvSpec, SpecError
 
 try:  # ALE ids (ALE/Pong-v5) need ale-py's registration; its ROMs ship with the package
@@ -61,10 +62,23 @@ def make_vector_env(env_spec: EnvSpec, num_envs: int) -> gym.vector.VectorEnv:
 def make_env(env_spec: EnvSpec, seed: int, num_envs: int | None = None, device: torch.device | str = "cpu") -> EnvBase:
     """TorchRL env for `env_spec`: `num_envs` (default `env_spec.num_envs`) copies, raw episode stats, seeded."""
     num_envs = env_spec.num_envs if num_envs is None else num_envs
+    if is_atari(env_spec.name):  # ale-py's native vector env with DeepMind preprocessing (zoo/atari.py)
+        return make_atari_env(env_spec, seed, num_envs, device)
     base = GymWrapper(make_vector_env(env_spec, num_envs), categorical_action_encoding=True, device=device)
     env = TransformedEnv(base, Compose(RewardSum(), StepCounter()))
     env.set_seed(seed)
     return env
+
+
+def learning_keys(env: EnvBase) -> tuple[str, str]:
+    """(done, terminated) keys under "next" that learners should cut traces / stop bootstrapping on.
+
+    Atari with `env.episode_life` ends a learning episode with each lost life while the game (and the
+    recorded score) goes on; everywhere else these are the env's own `done` / `terminated`.
+    """
+    if LIFE_TERMINATED_KEY in env.observation_spec.keys():
+        return LIFE_DONE_KEY, LIFE_TERMINATED_KEY
+    return "done", "terminated"
 
 
 def env_info(env: EnvBase) -> dict[str, object]:

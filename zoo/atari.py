@@ -1,0 +1,116 @@
+"""Atari (`ALE/<Game>-v5`) through ale-py's native vector env, with DeepMind-style preprocessing.
+
+`ale_py.vector_env.AtariVectorEnv` steps all copies in C++ and preprocesses there: frame skip 4 with
+max-pooling, no-op reset (up to 30), grayscale, 84x84 resize, a stack of 4 frames, uint8. We keep the v5
+defaults (frameskip 4, sticky actions with probability 0.25; `env.kwargs.repeat_action_probability`
+overrides them) and let TorchRL do the rest with transforms, in this order:
+
+1. `RewardSum`, `StepCounter`: episode score and length from the raw reward, over all lives.
+2. `EndOfLife` (when `env.episode_life`): `("next", "life_terminated")` = terminated or a life lost,
+   `("next", "life_done")` = done or a life lost. They are not done keys, so the env does not reset on a
+   lost life; learners read them through `zoo.envs.learning_keys(env)` to stop bootstrapping there.
+3. `RewardClipping(-1, 1)` (when `env.clip_reward`): the learner's reward, after the score is recorded.
+
+Measured (tools/atari_speed.py, 2-core shared CPU, Pong, random actions, 8 envs): the native env under
+`GymWrapper` runs several times faster than gymnasium's `ALE/Pong-v5` with the same preprocessing as
+TorchRL transforms (see the tool's docstring for the figures), so the native env is used.
+"""
+
+import re
+
+import torch
+from ale_py import roms
+from ale_py.vector_env import AtariVectorEnv
+from gymnasium.vector import AutoresetMode
+from tensordict import TensorDictBase
+from torchrl.data import Composite, Unbounded
+from torchrl.envs import (
+    Compose,
+    EnvBase,
+    ExcludeTransform,
+    GymWrapper,
+    RewardClipping,
+    RewardSum,
+    StepCounter,
+    Transform,
+    TransformedEnv,
+)
+
+from zoo.spec import EnvSpec, SpecError
+
+LIFE_TERMINATED_KEY = "life_terminated"  # terminated, or a life was lost: no bootstrapping past it
+LIFE_DONE_KEY = "life_done"  # done, or a life was lost: end of a learning episode (GAE traces stop)
+V5_DEFAULTS = {"frameskip": 4, "repeat_action_probability": 0.25, "noop_max": 30}
+INFO_KEYS_DROPPED = ("env_id", "frame_number", "episode_frame_number")
+
+
+def is_atari(env_name: str) -> bool:
+    return env_name.startswith("ALE/")
+
+
+def rom_name(env_name: str) -> str:
+    """`ALE/MsPacman-v5` -> `ms_pacman`, the ROM id ale-py's vector env takes."""
+    match = re.fullmatch(r"ALE/(\w+)-v5", env_name)
+    if match is None:
+        raise SpecError("env.name", f"'{env_name}': Atari ids look like ALE/<Game>-v5 (e.g. ALE/Pong-v5)")
+    game = re.sub(r"(?<!^)(?=[A-Z])", "_", match.group(1)).lower()
+    if roms.get_rom_path(game) is None:
+        raise SpecError("env.name", f"'{env_name}': no ROM '{game}' in ale-py")
+    return game
+
+
+class EndOfLife(Transform):
+    """Writes `life_terminated` / `life_done` from the env's `lives` info: a learning episode ends with a life."""
+
+    def __init__(self):
+        super().__init__(in_keys=["lives"], out_keys=[LIFE_TERMINATED_KEY, LIFE_DONE_KEY])
+
+    def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
+        lost = (next_tensordict["lives"] < tensordict["lives"]).unsqueeze(-1)
+        next_tensordict[LIFE_TERMINATED_KEY] = next_tensordict["terminated"] | lost
+        next_tensordict[LIFE_DONE_KEY] = next_tensordict["done"] | lost
+        return next_tensordict
+
+    def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        flag = torch.zeros((*tensordict_reset.batch_size, 1), dtype=torch.bool, device=tensordict_reset.device)
+        tensordict_reset[LIFE_TERMINATED_KEY] = flag
+        tensordict_reset[LIFE_DONE_KEY] = flag.clone()
+        return tensordict_reset
+
+    def transform_observation_spec(self, observation_spec: Composite) -> Composite:
+        shape = (*observation_spec.shape, 1)
+        for key in (LIFE_TERMINATED_KEY, LIFE_DONE_KEY):
+            observation_spec[key] = Unbounded(shape, dtype=torch.bool, device=observation_spec.device)
+        return observation_spec
+
+
+def make_atari_vector_env(env_spec: EnvSpec, num_envs: int) -> AtariVectorEnv:
+    """ale-py's vector env with v5 defaults; raw rewards (clipping is a transform, after the score)."""
+    kwargs = {**V5_DEFAULTS, **env_spec.kwargs}
+    if env_spec.max_t is not None:  # max_t counts agent steps, ALE counts emulator frames
+        kwargs["max_num_frames_per_episode"] = env_spec.max_t * kwargs["frameskip"]
+    for reserved in ("reward_clipping", "episodic_life", "autoreset_mode", "stack_num", "img_height", "img_width"):
+        if reserved in kwargs:
+            raise SpecError(f"env.kwargs.{reserved}", "is fixed by zoo's Atari preprocessing (use env.clip_reward, "
+                            "env.episode_life)")
+    try:
+        return AtariVectorEnv(rom_name(env_spec.name), num_envs, autoreset_mode=AutoresetMode.SAME_STEP,
+                              reward_clipping=False, episodic_life=False, **kwargs)
+    except TypeError as err:
+        raise SpecError("env.kwargs", f"rejected by ale_py AtariVectorEnv ({err})") from None
+
+
+def make_atari_env(env_spec: EnvSpec, seed: int, num_envs: int, device: torch.device | str = "cpu") -> EnvBase:
+    """TorchRL env over `num_envs` Atari games: uint8 [4, 84, 84] observations, raw scores, learning signals."""
+    base = GymWrapper(make_atari_vector_env(env_spec, num_envs), categorical_action_encoding=True, device=device)
+    transforms: list[Transform] = [RewardSum(), StepCounter()]
+    if env_spec.episode_life:
+        transforms.append(EndOfLife())
+    if env_spec.clip_reward:
+        transforms.append(RewardClipping(-1.0, 1.0))
+    transforms.append(ExcludeTransform(*INFO_KEYS_DROPPED))
+    # with same-step autoreset GymWrapper already returns a TransformedEnv (it swaps in terminal observations)
+    env = base if isinstance(base, TransformedEnv) else TransformedEnv(base)
+    env.append_transform(Compose(*transforms))
+    env.set_seed(seed)
+    return env
