@@ -9,6 +9,9 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
+import yaml
+
 from zoo.components import build
 from zoo.record import CheckpointError, RunDir, command_line, load_checkpoint, newest_run
 from zoo.session import Session
@@ -30,6 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default="data", help="where run directories go (default: data)")
     parser.add_argument("--seed", type=int, default=None, help="root seed (overrides meta.seed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--job", metavar="FILE", help="run a YAML list of {spec, name, mode, set: [k=v]} jobs in turn")
     args = parser.parse_args(argv)
     args.spec_name, args.mode = None, "train"
     for word in args.rest:
@@ -39,7 +43,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.spec_name = word
         else:
             parser.error(f"unexpected argument '{word}'")
-    if args.spec_file is None and not args.help_spec:
+    if args.spec_file is None and not args.help_spec and not args.job:
         parser.error("a spec file is required")
     return args
 
@@ -71,6 +75,8 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
     if kind == "dev":
         apply_dev_mode(spec, args.set)
     seed = args.seed if args.seed is not None else spec.meta.seed
+    if kind == "train" and not target and spec.meta.max_session > 1:
+        return train_trial(args, spec, seed)
     state = None
     if target:
         run_path = resolve_run_dir(target, data_dir, spec.name)
@@ -95,8 +101,55 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
     return 0
 
 
+def train_trial(args: argparse.Namespace, spec: Spec, seed: int | None) -> int:
+    """meta.max_session > 1: the seeds run as parallel processes; prints the `trial_metrics:` line."""
+    from zoo.trial import format_trial_line, run_trial
+
+    seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**31) if seed is None else seed
+    trial_dir, metrics = run_trial(spec, Path(args.data_dir), seed)
+    print(f"trial {trial_dir}: {spec.meta.max_session} sessions, metrics in {trial_dir / 'trial_metrics.json'}")
+    print(format_trial_line(metrics))
+    return 0
+
+
+def run_jobs(args: argparse.Namespace) -> int:
+    """--job FILE: train each listed spec in turn (with this command's --data-dir); returns the worst status."""
+    jobs = _read_job_list(args.job)
+    status = 0
+    for i, job in enumerate(jobs):
+        argv = [str(job["spec"]), *([job["name"]] if job.get("name") else []), job.get("mode", "train"),
+                "--data-dir", args.data_dir, *(["--no-progress"] if args.no_progress else [])]
+        for override in job.get("set", []):
+            argv += ["-s", override]
+        print(f"job {i + 1}/{len(jobs)}: {' '.join(argv)}", flush=True)
+        status = max(status, main(argv))
+    return status
+
+
+def _read_job_list(path: str) -> list[dict]:
+    try:
+        jobs = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as err:
+        raise SpecError("--job", f"cannot read job file {path} ({type(err).__name__})") from None
+    if isinstance(jobs, dict):
+        jobs = jobs.get("jobs")
+    if not isinstance(jobs, list) or not all(isinstance(j, dict) and "spec" in j for j in jobs):
+        raise SpecError("--job", f"{path}: expected a list of mappings with a 'spec' key (and name, mode, set)")
+    for job in jobs:
+        unknown = set(job) - {"spec", "name", "mode", "set"}
+        if unknown:
+            raise SpecError("--job", f"{path}: unknown job key '{sorted(unknown)[0]}'; allowed: spec, name, mode, set")
+    return jobs
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.job:
+        try:
+            return run_jobs(args)
+        except SpecError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     if args.help_spec:
         for path, default, doc in field_docs():
             print(f"{path:48s} {default:24s} {doc}")

@@ -113,10 +113,11 @@ class RunDir:
         self._columns: list[str] | None = None
 
     @classmethod
-    def create(cls, spec: Spec, root: Path, seed: int, command: list[str], tensorboard: bool = True) -> "RunDir":
-        """A new `root/<spec_name>_<timestamp>` holding the resolved spec and provenance."""
+    def create(cls, spec: Spec, root: Path, seed: int, command: list[str], tensorboard: bool = True,
+               name: str | None = None) -> "RunDir":
+        """A new `root/<name or spec_name_timestamp>` holding the resolved spec and provenance."""
         stamp = time.strftime("%Y_%m_%d_%H%M%S")
-        path = Path(root) / f"{spec.name}_{stamp}"
+        path = Path(root) / (name or f"{spec.name}_{stamp}")
         suffix = 1
         while path.exists():
             suffix += 1

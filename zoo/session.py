@@ -9,6 +9,7 @@ import random
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from contextlib import contextmanager
 
 import numpy as np
@@ -82,8 +83,10 @@ def stop_on_signals():
 class Session:
     """Runs one seed of a spec into a run directory."""
 
-    def __init__(self, components: Components, run: RunDir, *, progress: bool = True, verbose: bool = False):
+    def __init__(self, components: Components, run: RunDir, *, progress: bool = True, verbose: bool = False,
+                 on_eval: Callable[["Session", dict[str, float]], bool] | None = None):
         self.c, self.run, self.progress, self.verbose = components, run, progress, verbose
+        self.on_eval = on_eval  # called after each evaluation with the logged row; True stops the run (pruning)
         self.frame = 0
         self.best_eval = -float("inf")
         self.episodes = 0
@@ -155,6 +158,8 @@ class Session:
                     self.checkpoint(best=improved)
                     self.run.plot()
                     next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
+                    if self.on_eval is not None and self.on_eval(self, row):
+                        break
                 if signals["stop"]:
                     self.checkpoint()
                     tqdm.write(f"stopped at frame {self.frame}; resume with train@{self.run.path}")
