@@ -5,20 +5,24 @@ Modes: `train` (default), `dev` (short, verbose), `train@latest` / `train@<run d
 """
 
 import argparse
+import json
+import os
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from zoo.components import build
-from zoo.record import CheckpointError, RunDir, command_line, load_checkpoint, newest_run
+from zoo.record import CheckpointError, RunDir, command_line, newest_run
 from zoo.session import Session
 from zoo.spec import Spec, SpecError, field_docs, load_spec
 
 MODE = re.compile(r"^(dev|train|enjoy)(@.+)?$")
 DEV_MAX_FRAME = 5000
+SMALL_CPU_CORES = 4  # at or below: one torch thread per process (default threads ran collection 5-9x slower on 2 cores)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -33,8 +37,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default="data", help="where run directories go (default: data)")
     parser.add_argument("--seed", type=int, default=None, help="root seed (overrides meta.seed)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--record", action="store_true", help="enjoy: write a video of one episode into the run dir")
+    parser.add_argument("--render", action="store_true", help="enjoy: show the episodes in a window (needs a display)")
     parser.add_argument("--job", metavar="FILE", help="run a YAML list of {spec, name, mode, set: [k=v]} jobs in turn")
-    args = parser.parse_args(argv)
+    parser.add_argument("--optimize-perf", action=argparse.BooleanOptionalAction, default=True,
+                        help="fit torch threads to the machine (when meta.num_threads is null); TF32 matmuls and "
+                             "cuDNN autotuning on CUDA (default: on)")
+    parser.add_argument("--profile", action="store_true",
+                        help="torch.profiler trace of a few batches into <run>/profile (TensorBoard) and a "
+                             "per-phase time breakdown at the end")
+    parser.add_argument("--target-return", type=float, default=None, metavar="R",
+                        help="stop at the first evaluation whose mean return reaches R (time-to-solve runs)")
+    args = parser.parse_intermixed_args(argv)  # the mode may follow the options
     args.spec_name, args.mode = None, "train"
     for word in args.rest:
         if MODE.match(word):
@@ -57,6 +71,18 @@ def apply_dev_mode(spec: Spec, overrides: list[str]) -> None:
     spec.meta.eval_episodes = min(spec.meta.eval_episodes, 2)
 
 
+def optimize_performance(spec: Spec) -> None:
+    """--optimize-perf: fit torch's intra-op threads to the machine and let CUDA use TF32 and cuDNN autotuning."""
+    if spec.meta.num_threads is None:
+        cores = len(os.sched_getaffinity(0))
+        # small MLPs gain nothing from many intra-op threads; leave half the cores to env stepping
+        spec.meta.num_threads = 1 if cores <= SMALL_CPU_CORES else min(cores // 2, 8)
+    if torch.cuda.is_available():
+        torch.backends.cuda.matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"
+        torch.backends.cudnn.benchmark = True
+
+
 def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
     if target == "latest":
         path = newest_run(data_dir, spec_name)
@@ -64,23 +90,40 @@ def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
             raise CheckpointError(f"{data_dir}: no run of spec '{spec_name}' to resume")
         return path
     path = Path(target)
+    if not path.is_dir() and (data_dir / target).is_dir():
+        path = data_dir / target
     if not (path / "run.json").is_file():
         raise CheckpointError(f"{path}: not a run directory (no run.json)")
     return path
 
 
+def load_run_spec(run_path: Path, overrides: list[str]) -> Spec:
+    """The resolved spec a run was started with (its spec.yaml), plus this command's `-s` overrides."""
+    spec = load_spec(run_path / "spec.yaml", None, overrides)
+    try:
+        spec.name = json.loads((run_path / "run.json").read_text())["spec_name"]
+    except (OSError, ValueError, KeyError):
+        raise CheckpointError(f"{run_path / 'run.json'}: unreadable or without spec_name") from None
+    return spec
+
+
 def train(args: argparse.Namespace, spec: Spec) -> int:
     data_dir = Path(args.data_dir)
     kind, _, target = args.mode.partition("@")
+    if target:  # resume: the run's own spec (budget, seed, overrides it was started with)
+        run_path = resolve_run_dir(target, data_dir, spec.name)
+        spec = load_run_spec(run_path, args.set)
     if kind == "dev":
         apply_dev_mode(spec, args.set)
+    if args.optimize_perf:
+        optimize_performance(spec)
     seed = args.seed if args.seed is not None else spec.meta.seed
     if kind == "train" and not target and spec.meta.max_session > 1:
         return train_trial(args, spec, seed)
     state = None
     if target:
-        run_path = resolve_run_dir(target, data_dir, spec.name)
-        state = load_checkpoint(run_path / "ckpt" / "latest.pt")
+        run = RunDir(run_path)
+        state = run.load_resume_state(warn=lambda message: print(message, file=sys.stderr))
         seed = state["seed"]
     components = build(spec, seed=seed, start_frame=state["frame"] if state else 0)
     if args.dry_run:
@@ -88,16 +131,22 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
         return 0
     if state is None:
         run = RunDir.create(spec, data_dir, components.seed, command_line())
-    else:
-        run = RunDir(run_path)
-        run.truncate_metrics(state["frame"])
-    session = Session(components, run, progress=not args.no_progress, verbose=kind == "dev")
+    else:  # metrics and TensorBoard continue from the checkpoint's frame, dropping anything logged after it
+        run.restore_metrics(state["metrics_csv"])
+        run.purge_step = state["frame"] + 1
+    session = Session(components, run, progress=not args.no_progress, verbose=kind == "dev", profile=args.profile,
+                      target_return=args.target_return)
     if state is not None:
         session.load_state_dict(state)
         print(f"resuming {run.path} at frame {session.frame}")
     row = session.run_loop()
     print(f"run {run.path}: frame {session.frame}, train_return_ma {row.get('train_return_ma', float('nan')):.2f}, "
           f"eval_return {session.last_eval.get('eval_return', float('nan')):.2f}, best {session.best_eval:.2f}")
+    if args.profile:
+        total = sum(session.timer.totals.values())
+        print("time per phase: " + ", ".join(f"{phase} {seconds:.2f}s ({seconds / max(total, 1e-9):.0%})"
+                                             for phase, seconds in session.timer.totals.items()))
+        print(f"profiler trace: {run.path / 'profile'} (tensorboard --logdir {run.path / 'profile'})")
     return 0
 
 

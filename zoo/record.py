@@ -5,7 +5,8 @@ Layout of `data/<spec_name>_<timestamp>/`:
     run.json           command, git SHA, package versions, seed, host
     metrics.csv        one row per log or eval point (frame-clocked)
     tb/                TensorBoard event files
-    ckpt/latest.pt     newest checkpoint; ckpt/best.pt: best evaluation so far
+    ckpt/latest.pt     newest checkpoint; ckpt/previous.pt: the one before (fallback if latest is unreadable);
+                       ckpt/best.pt: best evaluation so far; ckpt/replay_<frame>_<n>/: replay buffers they name
     learning_curve.png train and eval return against frames
 """
 
@@ -25,11 +26,14 @@ from typing import Any
 import torch
 import yaml
 
+from zoo.checkpoint import dump_replay, remove_tree
 from zoo.spec import Spec, spec_to_dict
 
 CSV_COLUMNS = ("frame", "wall_time", "fps", "episodes", "train_return", "train_return_ma", "train_length",
-               "eval_return", "eval_return_std", "eval_length", "loss", "explore_var", "lr_factor")
-TIMING_COLUMNS = ("wall_time", "fps")
+               "eval_return", "eval_return_std", "eval_length", "loss", "explore_var", "lr_factor",
+               "time_collect", "time_update", "time_log", "time_eval", "time_checkpoint")
+TIMING_COLUMNS = ("wall_time", "fps", "time_collect", "time_update", "time_log", "time_eval", "time_checkpoint")
+RESUME_KEYS = ("format", "frame", "seed", "agent", "rng")  # what a checkpoint must hold to resume from
 PACKAGES = ("torch", "torchrl", "tensordict", "gymnasium", "ale-py", "numpy", "optuna", "zoo")
 
 
@@ -71,15 +75,19 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         raise
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, require: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a checkpoint with `weights_only=True` (no code runs); one-line CheckpointError on any problem."""
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means the file cannot be trusted
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: unreadable checkpoint ({reason[:160]})") from None
+    missing = [key for key in require if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a zoo checkpoint (no '{missing[0]}')")
+    return state
 
 
 def package_versions() -> dict[str, str]:
@@ -104,13 +112,15 @@ def git_sha() -> str | None:
 class RunDir:
     """One session's run directory: writes metrics, checkpoints and graphs."""
 
-    def __init__(self, path: Path, tensorboard: bool = True):
+    def __init__(self, path: Path, tensorboard: bool = True, purge_step: int | None = None):
         self.path = Path(path)
         self.ckpt_dir = self.path / "ckpt"
         self.metrics_path = self.path / "metrics.csv"
         self.tensorboard = tensorboard
+        self.purge_step = purge_step  # on resume: TensorBoard drops events at or past this frame
         self._writer = None
         self._columns: list[str] | None = None
+        self._replay_refs: list[str] = []  # replay folders named by previous.pt and latest.pt
 
     @classmethod
     def create(cls, spec: Spec, root: Path, seed: int, command: list[str], tensorboard: bool = True,
@@ -154,7 +164,7 @@ class RunDir:
         if self._writer is None:
             from torch.utils.tensorboard import SummaryWriter  # heavy import, only when TensorBoard is on
 
-            self._writer = SummaryWriter(str(self.path / "tb"))
+            self._writer = SummaryWriter(str(self.path / "tb"), purge_step=self.purge_step)
         frame = int(row["frame"])
         for key, value in row.items():
             if key == "frame" or value is None or (isinstance(value, float) and math.isnan(value)):
@@ -170,21 +180,63 @@ class RunDir:
         with open(self.metrics_path, newline="") as f:
             return list(csv.DictReader(f))
 
-    def truncate_metrics(self, frame: int) -> None:
-        """Drop rows past `frame` (used when resuming from a checkpoint written at `frame`)."""
-        rows = self.read_metrics()
-        if not rows:
-            return
-        columns = list(rows[0].keys())
-        kept = [r for r in rows if int(float(r["frame"])) <= frame]
-        lines = [",".join(columns)] + [",".join(r[c] for c in columns) for r in kept]
-        atomic_write_text(self.metrics_path, "\n".join(lines) + "\n")
+    def metrics_text(self) -> str:
+        """metrics.csv as written so far (checkpoints carry it, so a resumed run's CSV continues exactly)."""
+        return self.metrics_path.read_text() if self.metrics_path.exists() else ""
+
+    def restore_metrics(self, text: str) -> None:
+        """Rewrite metrics.csv as it was when a checkpoint was taken (drops rows logged after it)."""
+        if text:
+            atomic_write_text(self.metrics_path, text)
+        else:
+            self.metrics_path.unlink(missing_ok=True)
+        self._columns = None
 
     # -------------------------------------------------------------------------------------- checkpoints
-    def save(self, state: dict[str, Any], best: bool = False) -> None:
-        save_checkpoint(self.ckpt_dir / "latest.pt", state)
+    def save(self, state: dict[str, Any], best: bool = False, buffer=None) -> None:
+        """Write ckpt/latest.pt (the old one becomes ckpt/previous.pt), and best.pt when `best`.
+
+        With a replay `buffer`, it is dumped first into a new folder named in the checkpoint, and folders
+        named by neither latest.pt nor previous.pt are deleted last: a crash at any point leaves a readable
+        checkpoint whose replay folder is complete.
+        """
+        if buffer is not None:
+            name = f"replay_{state['frame']}_{time.time_ns()}"
+            tmp = self.ckpt_dir / f".{name}.tmp"
+            dump_replay(buffer, tmp)
+            os.replace(tmp, self.ckpt_dir / name)
+            state = {**state, "replay": name}
+        latest, tmp = self.ckpt_dir / "latest.pt", self.ckpt_dir / ".latest.new.pt"
+        save_checkpoint(tmp, state)
+        if latest.exists():
+            os.replace(latest, self.ckpt_dir / "previous.pt")
+        os.replace(tmp, latest)
         if best:
             save_checkpoint(self.ckpt_dir / "best.pt", state)
+        self._replay_refs = [*self._replay_refs, state["replay"]][-2:] if "replay" in state else []
+        for folder in self.ckpt_dir.glob("replay_*"):
+            if folder.name not in self._replay_refs:
+                remove_tree(folder)
+        for folder in self.ckpt_dir.glob(".replay_*.tmp"):  # left by a crash mid-dump
+            remove_tree(folder)
+
+    def load_resume_state(self, warn=print) -> dict[str, Any]:
+        """latest.pt, or previous.pt with a one-line warning when latest is missing, truncated or corrupt."""
+        errors = []
+        for name in ("latest.pt", "previous.pt"):
+            try:
+                state = load_checkpoint(self.ckpt_dir / name, require=RESUME_KEYS)
+                if "replay" in state and not (self.ckpt_dir / state["replay"]).is_dir():
+                    raise CheckpointError(f"{self.ckpt_dir / name}: its replay folder {state['replay']} is missing")
+            except CheckpointError as err:
+                errors.append(str(err))
+                continue
+            if errors:
+                warn(f"warning: {errors[0]}; resuming from {self.ckpt_dir / name} (frame {state['frame']})")
+            self._replay_refs = [state["replay"]] if "replay" in state else []
+            return state
+        raise CheckpointError(errors[0] if len(errors) == 1 or "no checkpoint file" in errors[1] else
+                              f"{errors[0]}; {errors[1]}")
 
     # ------------------------------------------------------------------------------------------- graphs
     def plot(self) -> Path | None:

@@ -3,24 +3,40 @@
 Frames are the clock: `frame` counts env steps summed over the vector envs. Logging, evaluation and
 checkpoints fire when the clock crosses multiples of their frequencies. SIGINT / SIGTERM finish the
 current batch, write a checkpoint and return; SIGKILL loses at most the frames since the last checkpoint.
+
+A `PhaseTimer` splits the loop's wall time into collect / update / log / eval / checkpoint with one
+`perf_counter` per phase boundary (no device syncs: on CUDA, queued kernels are charged to the phase that
+next waits on them). Cumulative seconds land in each metrics row as `time_<phase>`. With `profile=True`,
+`torch.profiler` traces a few training batches into `<run>/profile/` (TensorBoard's profiler plugin or Perfetto).
 """
 
-import random
 import signal
 import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 from torchrl.envs import EnvBase, ExplorationType, set_exploration_type
 from tqdm import tqdm
 
+from zoo.checkpoint import (
+    collector_state,
+    env_state,
+    load_collector_state,
+    load_env_state,
+    load_replay,
+    rng_state,
+    set_rng_state,
+)
 from zoo.components import Components
-from zoo.record import RunDir
+from zoo.record import CheckpointError, RunDir
 
 CHECKPOINT_FORMAT = 1
+PHASES = ("collect", "update", "log", "eval", "checkpoint")
+PROFILE_WAIT, PROFILE_WARMUP, PROFILE_ACTIVE = 2, 2, 5  # batches skipped, warmed up, traced (after random frames)
 RETURN_WINDOW = 100  # episodes in the training-return moving average (as SLM-Lab)
 
 
@@ -49,19 +65,32 @@ def evaluate(env: EnvBase, actor, max_steps: int = 1_000_000) -> dict[str, float
             "eval_length": lengths[finished].mean().item()}
 
 
-def rng_state() -> dict:
-    """Python, numpy and torch RNG states in a form `torch.load(weights_only=True)` accepts."""
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy": [np_state[0], torch.from_numpy(np_state[1].copy()),
-                                                       *np_state[2:]], "python": random.getstate()}
+class PhaseTimer:
+    """Wall time per loop phase: `lap(phase)` charges the time since the previous lap to `phase`."""
+
+    def __init__(self):
+        self.totals = dict.fromkeys(PHASES, 0.0)
+        self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.totals[phase] += now - self.last
+        self.last = now
+
+    def row(self) -> dict[str, float]:
+        """Cumulative seconds per phase as metric columns (`time_collect`, ...); their sum is the loop's wall time."""
+        return {f"time_{phase}": seconds for phase, seconds in self.totals.items()}
 
 
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    name, keys, *rest = state["numpy"]
-    np.random.set_state((name, keys.numpy(), *rest))
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
+def make_profiler(path: Path, skip_batches: int) -> torch.profiler.profile:
+    """A torch.profiler that traces PROFILE_ACTIVE batches after `skip_batches` into TensorBoard files at `path`."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    schedule = torch.profiler.schedule(skip_first=skip_batches, wait=PROFILE_WAIT, warmup=PROFILE_WARMUP,
+                                       active=PROFILE_ACTIVE, repeat=1)
+    return torch.profiler.profile(activities=activities, schedule=schedule, record_shapes=True,
+                                  on_trace_ready=torch.profiler.tensorboard_trace_handler(str(path)))
 
 
 @contextmanager
@@ -84,30 +113,60 @@ class Session:
     """Runs one seed of a spec into a run directory."""
 
     def __init__(self, components: Components, run: RunDir, *, progress: bool = True, verbose: bool = False,
+                 profile: bool = False, target_return: float | None = None,
                  on_eval: Callable[["Session", dict[str, float]], bool] | None = None):
         self.c, self.run, self.progress, self.verbose = components, run, progress, verbose
         self.on_eval = on_eval  # called after each evaluation with the logged row; True stops the run (pruning)
+        self.profile, self.target_return = profile, target_return
         self.frame = 0
         self.best_eval = -float("inf")
         self.episodes = 0
         self.recent_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self.last_eval: dict[str, float] = {}
+        self.wall_time = 0.0  # seconds of training before this process (resumed runs continue the clock)
 
     # --------------------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict:
-        return {"format": CHECKPOINT_FORMAT, "frame": self.frame, "seed": self.c.seed,
-                "best_eval": self.best_eval, "episodes": self.episodes,
-                "recent_returns": list(self.recent_returns), "agent": self.c.agent.state_dict(),
-                "rng": rng_state()}
+        """Everything to continue exactly (taken between batches); the replay buffer goes to its own folder."""
+        c = self.c
+        return {"format": CHECKPOINT_FORMAT, "frame": self.frame, "seed": c.seed,
+                "best_eval": self.best_eval, "episodes": self.episodes, "wall_time": self.wall_time,
+                "recent_returns": list(self.recent_returns), "agent": c.agent.state_dict(),
+                "policy": c.agent.policy.state_dict(),  # exploration state (epsilon, noise scale) lives here
+                "env_transform": c.env.transform.state_dict(), "eval_env_transform": c.eval_env.transform.state_dict(),
+                "env": env_state(c.env), "eval_env": env_state(c.eval_env), "collector": collector_state(c.collector),
+                "metrics_csv": self.run.metrics_text(), "rng": rng_state()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a checkpoint into freshly built components; CheckpointError if it does not fit the spec."""
+        c = self.c
+        try:
+            c.agent.load_state_dict(state["agent"])
+            c.agent.policy.load_state_dict(state["policy"])
+            c.env.transform.load_state_dict(state["env_transform"])
+            c.eval_env.transform.load_state_dict(state["eval_env_transform"])
+            load_env_state(c.eval_env, state["eval_env"])
+            load_env_state(c.env, state["env"])
+            if state["env"]["exact"]:
+                load_collector_state(c.collector, state["collector"])
+            else:
+                c.collector.reset()  # env internals could not be saved: start new episodes from the restored RNGs
+                tqdm.write(f"note: {c.spec.env.name} state cannot be checkpointed; the episodes in flight at the "
+                           "checkpoint were dropped (resume is not bit-exact)")
+            if "replay" in state and c.agent.buffer is not None:
+                load_replay(c.agent.buffer, self.run.ckpt_dir / state["replay"])
+        except (KeyError, RuntimeError, ValueError, TypeError, OSError) as err:
+            reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"checkpoint does not fit this spec ({type(err).__name__}: {reason})") from None
         self.frame, self.best_eval, self.episodes = state["frame"], state["best_eval"], state["episodes"]
+        self.wall_time = state["wall_time"]
         self.recent_returns.extend(state["recent_returns"])
-        self.c.agent.load_state_dict(state["agent"])
         set_rng_state(state["rng"])
 
     def checkpoint(self, best: bool = False) -> None:
-        self.run.save(self.state_dict(), best=best)
+        self.wall_time = time.perf_counter() - self._clock_start
+        buffer = self.c.agent.buffer if self.c.spec.meta.ckpt_replay else None
+        self.run.save(self.state_dict(), best=best, buffer=buffer)
 
     # ---------------------------------------------------------------------------------------------- loop
     def run_loop(self) -> dict[str, float]:
@@ -116,17 +175,25 @@ class Session:
         meta, max_frame = spec.meta, spec.env.max_frame
         next_log = (self.frame // meta.log_frequency + 1) * meta.log_frequency
         next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
-        start_time, last_time, last_frame = time.perf_counter(), time.perf_counter(), self.frame
+        start_time, last_time, last_frame = time.perf_counter() - self.wall_time, time.perf_counter(), self.frame
+        self._clock_start = start_time
         batch_returns: list[float] = []
         batch_lengths: list[float] = []
         row: dict[str, float] = {}
         metrics: dict[str, torch.Tensor] = {}
         bar = tqdm(total=max_frame, initial=self.frame, unit="frame", disable=not self.progress, dynamic_ncols=True,
                    desc=spec.name)
+        timer = self.timer = PhaseTimer()
+        profiler = None
+        if self.profile:
+            profiler = make_profiler(self.run.path / "profile", -(-agent.init_random_frames // agent.frames_per_batch))
+            profiler.start()
         with stop_on_signals() as signals:
             for data in self.c.collector:
+                timer.lap("collect")
                 self.frame += data.numel()
                 metrics = agent.update(data, self.frame) or metrics
+                timer.lap("update")
                 done = data["next", "done"]
                 if done.any():
                     returns = data["next", "episode_reward"][done].tolist()
@@ -144,8 +211,11 @@ class Session:
                            "train_length": _mean(batch_lengths),
                            **{k: float(v) for k, v in metrics.items()}}
                     last_time, last_frame, batch_returns, batch_lengths = now, self.frame, [], []
+                    timer.lap("log")
                     if evaluating:
                         row.update(self.evaluate())
+                        timer.lap("eval")
+                    row.update(timer.row())
                     self.run.log(row)
                     bar.set_postfix(ret=f"{row['train_return_ma']:.1f}",
                                     ev=f"{self.last_eval.get('eval_return', float('nan')):.1f}")
@@ -153,25 +223,38 @@ class Session:
                         tqdm.write(_format_row(row))
                     next_log = (self.frame // meta.log_frequency + 1) * meta.log_frequency
                 if evaluating:
+                    timer.lap("log")
                     improved = row["eval_return"] > self.best_eval
                     self.best_eval = max(self.best_eval, row["eval_return"])
                     self.checkpoint(best=improved)
                     self.run.plot()
                     next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
+                    timer.lap("checkpoint")
+                    if self.target_return is not None and row["eval_return"] >= self.target_return:
+                        tqdm.write(f"eval return {row['eval_return']:.2f} >= target {self.target_return:g} "
+                                   f"at frame {self.frame}: stopping")
+                        break
                     if self.on_eval is not None and self.on_eval(self, row):
                         break
+                if profiler is not None:
+                    profiler.step()
                 if signals["stop"]:
-                    self.checkpoint()
+                    if not evaluating:  # an evaluation already checkpointed this frame
+                        self.checkpoint()
                     tqdm.write(f"stopped at frame {self.frame}; resume with train@{self.run.path}")
                     break
                 if self.frame >= max_frame:
                     break
+                timer.lap("log")
+        if profiler is not None:
+            profiler.stop()
         bar.close()
         self.c.collector.shutdown()
         self.run.close()
         return row
 
     def evaluate(self) -> dict[str, float]:
+        self.c.sync_eval_env()
         self.last_eval = evaluate(self.c.eval_env, self.c.agent.actor)
         return self.last_eval
 
