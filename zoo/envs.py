@@ -76,7 +76,7 @@ def learning_keys(env: EnvBase) -> tuple[str, str]:
     Atari with `env.episode_life` ends a learning episode with each lost life while the game (and the
     recorded score) goes on; everywhere else these are the env's own `done` / `terminated`.
     """
-    if LIFE_TERMINATED_KEY in env.observation_spec.keys():
+    if LIFE_TERMINATED_KEY in env.observation_spec:
         return LIFE_DONE_KEY, LIFE_TERMINATED_KEY
     return "done", "terminated"
 

@@ -1,15 +1,16 @@
 """Replay buffers from the memory spec: TorchRL storages and samplers, uniform or prioritized."""
 
 import torch
+from tensordict import TensorDict, TensorDictBase
 from torchrl.data import (
     LazyTensorStorage,
     PrioritizedSampler,
     RandomSampler,
     TensorDictReplayBuffer,
 )
-from torchrl.envs import Transform
+from torchrl.envs import EnvBase, Transform
 
-from zoo.spec import MemorySpec
+from zoo.spec import MemorySpec, SpecError
 
 # keys a one-step off-policy learner needs; everything else the collector writes is dropped before storing
 TRANSITION_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done"),
@@ -17,16 +18,102 @@ TRANSITION_KEYS = ("observation", "action", ("next", "observation"), ("next", "r
 
 
 def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str = "cpu", ndim: int = 1,
-                       transform: Transform | None = None) -> TensorDictReplayBuffer:
+                       transform: Transform | None = None, env: EnvBase | None = None) -> TensorDictReplayBuffer:
     """Uniform (`Replay`) or proportional prioritized (`PrioritizedReplay`) replay over a lazy tensor storage.
+
+    Given the `env`, stacked uint8 frames (Atari) get a `FrameStackReplay`, which stores each frame once.
 
     With `ndim=2` the storage keeps the `[num_envs, T]` layout (needed by n-step transforms).
     """
-    storage = LazyTensorStorage(memory_spec.max_size, device=device, ndim=ndim)
+    obs_spec = None if env is None else env.observation_spec["observation"]
+    frames = obs_spec is not None and obs_spec.dtype == torch.uint8 and obs_spec.ndim - env.batch_dims == 3
+    max_size = memory_spec.max_size
+    if frames:  # a whole number of steps, so env e's previous step is always num_envs rows back
+        max_size = -(-max_size // env.batch_size.numel()) * env.batch_size.numel()
+        if transform is not None or ndim != 1:
+            raise SpecError("agent.algorithm.n_step", "n-step returns are not supported on stacked-frame replay")
+    storage = LazyTensorStorage(max_size, device=device, ndim=ndim)
     if memory_spec.name == "PrioritizedReplay":
-        sampler = PrioritizedSampler(memory_spec.max_size, alpha=memory_spec.alpha, beta=memory_spec.beta,
+        sampler = PrioritizedSampler(max_size, alpha=memory_spec.alpha, beta=memory_spec.beta,
                                      eps=memory_spec.epsilon)
     else:
         sampler = RandomSampler()
+    if frames:
+        return FrameStackReplay(num_envs=env.batch_size.numel(), stack=obs_spec.shape[-3], storage=storage,
+                                sampler=sampler, batch_size=memory_spec.batch_size)
     return TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=memory_spec.batch_size,
                                   transform=transform)
+
+
+class FrameStackReplay(TensorDictReplayBuffer):
+    """Replay for stacked uint8 frames (Atari) that stores each frame once and rebuilds stacks on sampling.
+
+    A 1M-transition Atari replay with both stacks stored takes 56 KB per transition (53 GiB); here a row holds
+    only the newest frame of its observation (7 KB), so 1M rows fit in about 6.6 GiB. TorchRL has no such
+    storage, so this subclass of `TensorDictReplayBuffer` keeps TorchRL's storage, writer and (prioritized)
+    samplers and only changes what a row holds. Rows are written time-major (every env at step t, then t + 1),
+    so env e's previous step sits `num_envs` rows back; frames before an episode's first step are zeros, as
+    the env's own reset stack. The last frame of each finished episode (needed when it was truncated) is kept
+    aside. A row whose neighbours are not (or no longer) stored is redrawn: the newest and oldest few rows.
+    """
+
+    def __init__(self, *, num_envs: int, stack: int, storage: LazyTensorStorage, sampler, batch_size: int):
+        super().__init__(storage=storage, sampler=sampler, batch_size=batch_size)
+        self.num_envs, self.stack = num_envs, stack
+        self.next_step = 0
+        self.episode_step = torch.zeros(num_envs, dtype=torch.int64)
+        self.final_frames: dict[int, torch.Tensor] = {}
+
+    def extend(self, data: TensorDictBase) -> torch.Tensor:
+        """Store a collector batch `[num_envs, T]` (or its env-major flattening) as one row per transition."""
+        data = data.reshape(self.num_envs, -1)
+        n, steps = data.shape
+        done = data["next", "done"].reshape(n, steps)
+        episode_step = torch.empty(n, steps, dtype=torch.int64)
+        for t in range(steps):
+            episode_step[:, t] = self.episode_step
+            self.episode_step = torch.where(done[:, t], 0, self.episode_step + 1)
+        rows = TensorDict({
+            "frame": data["observation"][..., -1, :, :], "action": data["action"],
+            "step": (self.next_step + torch.arange(steps)).expand(n, steps), "episode_step": episode_step,
+            "next": data["next"].select("reward", "terminated", "done"),
+        }, batch_size=[n, steps]).transpose(0, 1).reshape(-1)
+        self.next_step += steps
+        index = super().extend(rows)
+        if self.final_frames:
+            for i in index.tolist():
+                self.final_frames.pop(i, None)
+        final = data["next", "observation"][..., -1, :, :].transpose(0, 1).reshape(-1, *rows["frame"].shape[1:])
+        for i in rows["next", "done"].reshape(-1).nonzero().squeeze(-1).tolist():
+            self.final_frames[int(index[i])] = final[i].clone()
+        return index
+
+    def sample(self, batch_size: int | None = None, return_info: bool = False) -> TensorDictBase:
+        """Sampled transitions with `observation` / `("next", "observation")` stacks rebuilt (uint8)."""
+        batch_size = batch_size or self.batch_size
+        batch, valid = self._restack(super().sample(batch_size))
+        for _ in range(100):
+            if valid.all():
+                return batch.exclude("frame", "step", "episode_step")
+            extra, extra_valid = self._restack(super().sample(batch_size))
+            batch = torch.cat([batch[valid], extra[extra_valid], extra[~extra_valid]])[:batch_size]
+            valid = torch.cat([valid[valid], extra_valid[extra_valid], extra_valid[~extra_valid]])[:batch_size]
+        raise RuntimeError("FrameStackReplay: too few complete transitions stored to sample from")
+
+    def _restack(self, batch: TensorDictBase) -> tuple[TensorDictBase, torch.Tensor]:
+        store, size, n = self._storage._storage, len(self._storage), self.num_envs
+        index, step, episode_step = batch["index"], batch["step"], batch["episode_step"]
+        offsets = torch.arange(self.stack - 1, -1, -1)
+        in_episode = offsets <= episode_step.unsqueeze(-1)  # [B, stack]: frames since the episode began
+        rows = (index.unsqueeze(-1) - offsets * n) % self._storage.max_size
+        valid = ((store["step"][rows] == step.unsqueeze(-1) - offsets) | ~in_episode).all(-1)
+        stack = store["frame"][rows] * in_episode[..., None, None]
+        next_rows = (index + n) % self._storage.max_size
+        done = batch["next", "done"].reshape(-1)
+        valid &= done | ((next_rows < size) & (store["step"][next_rows] == step + 1))
+        next_frame = store["frame"][next_rows]
+        for i in done.nonzero().squeeze(-1).tolist():
+            next_frame[i] = self.final_frames[int(index[i])]
+        batch["observation"] = stack
+        batch["next", "observation"] = torch.cat([stack[:, 1:], next_frame.unsqueeze(1)], dim=1)
+        return batch, valid
