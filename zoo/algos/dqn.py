@@ -21,7 +21,7 @@ from torchrl.modules import EGreedyModule, QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
 from zoo.agent import Agent, clip_grad, make_optimizer
-from zoo.envs import env_info
+from zoo.envs import env_info, learning_keys
 from zoo.memory import TRANSITION_KEYS, make_replay_buffer
 from zoo.nets import build_q_net
 from zoo.schedules import Schedule
@@ -109,6 +109,7 @@ class DQNAgent(Agent):
     huber: bool = False
     clip_grad_val: float | None = None
     beta: Schedule | None = None  # importance-sampling exponent, when replay is prioritized
+    terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
 
     def __post_init__(self):
         self.params = list(self.q_net.parameters())
@@ -118,7 +119,10 @@ class DQNAgent(Agent):
             key.removeprefix(QNET_PREFIX): value for key, value in target.flatten_keys(".").items()}
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        self.buffer.extend(data.select(*TRANSITION_KEYS).reshape(-1))
+        transitions = data.select(*TRANSITION_KEYS)
+        if self.terminated_key != "terminated":  # learn as if each lost life ended the episode
+            transitions["next", "terminated"] = data["next", self.terminated_key]
+        self.buffer.extend(transitions.reshape(-1))
         explore_var = self.schedules["explore_var"](frame)
         self.explore_var.fill_(explore_var)
         metrics = {"explore_var": torch.tensor(explore_var)}
@@ -182,11 +186,11 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         policy=policy, actor=qactor, loss=loss,
         optimizers={"q": make_optimizer(q_net.parameters(), net_spec.optim_spec)},
         frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
-        buffer=make_replay_buffer(mem_spec), target_updater=target_updater,
+        buffer=make_replay_buffer(mem_spec, env=env), target_updater=target_updater,
         schedules={"explore_var": Schedule(algo_spec.explore_var_spec)},
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
         algo_spec=algo_spec, q_net=q_net, explore_var=explore_var, huber=net_spec.loss_spec.name == "SmoothL1Loss",
-        clip_grad_val=net_spec.clip_grad_val, beta=beta,
+        clip_grad_val=net_spec.clip_grad_val, beta=beta, terminated_key=learning_keys(env)[1],
     )
 
 
