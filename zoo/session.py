@@ -42,6 +42,15 @@ RETURN_WINDOW = 100  # episodes in the training-return moving average (as SLM-La
 
 def evaluate(env: EnvBase, actor, max_steps: int = 1_000_000) -> dict[str, float]:
     """Run the deterministic actor until every eval env finished one episode; raw returns of those episodes."""
+    done_returns, done_lengths = episode_returns(env, actor, max_steps)
+    if done_returns.numel() == 0:
+        return {"eval_return": float("nan"), "eval_return_std": float("nan"), "eval_length": float("nan")}
+    return {"eval_return": done_returns.mean().item(), "eval_return_std": done_returns.std(unbiased=False).item(),
+            "eval_length": done_lengths.mean().item()}
+
+
+def episode_returns(env: EnvBase, actor, max_steps: int = 1_000_000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw returns and lengths of the first episode of each env copy (those finished within `max_steps`)."""
     n = env.batch_size.numel()
     returns, lengths = torch.full((n,), float("nan")), torch.full((n,), float("nan"))
     finished = torch.zeros(n, dtype=torch.bool)
@@ -58,11 +67,7 @@ def evaluate(env: EnvBase, actor, max_steps: int = 1_000_000) -> dict[str, float
                 if finished.all():
                     break
             td = next_td
-    done_returns = returns[finished]
-    if done_returns.numel() == 0:
-        return {"eval_return": float("nan"), "eval_return_std": float("nan"), "eval_length": float("nan")}
-    return {"eval_return": done_returns.mean().item(), "eval_return_std": done_returns.std(unbiased=False).item(),
-            "eval_length": lengths[finished].mean().item()}
+    return returns[finished], lengths[finished]
 
 
 class PhaseTimer:
