@@ -485,8 +485,8 @@ def validate(spec: Spec, file: str | None = None) -> None:
     mem = spec.agent.memory
     if mem.name in ("Replay", "PrioritizedReplay") and mem.batch_size > mem.max_size:
         raise SpecError("agent.memory.batch_size", f"{mem.batch_size} exceeds max_size {mem.max_size}", file=file)
-    for key in spec.search:
-        if "__" not in key:
+    for key, value in spec.search.items():  # nested mappings and the distributions are checked by zoo.search
+        if "__" not in key and not isinstance(value, dict):
             raise SpecError(f"search.{key}", "search keys need a distribution suffix such as __uniform", file=file)
 
 

@@ -104,10 +104,11 @@ def _session_process(spec: Spec, seed: int, path: str) -> dict:
     return run_session(spec, seed, Path(path))
 
 
-def create_trial_dir(spec: Spec, root: Path, root_seed: int, sessions: int) -> tuple[Path, list[tuple[int, Path]]]:
-    """The trial directory and one created run directory per session: [(seed, path)]."""
+def create_trial_dir(spec: Spec, root: Path, root_seed: int, sessions: int,
+                     name: str | None = None) -> tuple[Path, list[tuple[int, Path]]]:
+    """The trial directory `root/<name or spec_name_timestamp>` and one run directory per session: [(seed, path)]."""
     stamp = time.strftime("%Y_%m_%d_%H%M%S")
-    path, suffix = Path(root) / f"{spec.name}_{stamp}", 1
+    path, suffix = Path(root) / (name or f"{spec.name}_{stamp}"), 1
     while path.exists():
         suffix += 1
         path = Path(root) / f"{spec.name}_{stamp}_{suffix}"
@@ -139,22 +140,22 @@ def write_trial_metrics(trial_dir: Path, sessions: list[dict], baseline: float) 
     metrics = trial_metrics(sessions, baseline)
     for entry, series in zip(metrics["sessions"], sessions, strict=True):
         entry.update(seed=series["seed"], run_dir=series["run_dir"])
-    atomic_write_text(trial_dir / "trial_metrics.json", json.dumps(_finite(metrics), indent=2))
+    atomic_write_text(trial_dir / "trial_metrics.json", json.dumps(json_safe(metrics), indent=2))
     plot_trial(trial_dir, sessions)
     return metrics
 
 
-def _finite(value):
+def json_safe(value):
     """JSON-safe copy: NaN and infinities become null."""
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 # -------------------------------------------------------------------------------------------------- graphs
-def _pyplot():
+def pyplot():
     import matplotlib  # heavy import, only when a graph is drawn
 
     matplotlib.use("Agg")
@@ -168,7 +169,7 @@ def save_figure(fig, path: Path) -> Path:
     tmp = path.with_name(f".{path.stem}.tmp.png")
     fig.tight_layout()
     fig.savefig(tmp, dpi=100)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     os.replace(tmp, path)
     return path
 
@@ -178,7 +179,7 @@ def plot_session(run_path: Path) -> Path | None:
     rows = RunDir(run_path, tensorboard=False).read_metrics()
     if not rows:
         return None
-    plt = _pyplot()
+    plt = pyplot()
 
     def series(key):
         points = [(float(r["frame"]), float(r[key])) for r in rows if r.get(key) not in (None, "")]
@@ -204,7 +205,7 @@ def plot_trial(trial_dir: Path, sessions: list[dict]) -> Path | None:
     n = min((len(s["returns"]) for s in sessions), default=0)
     if n == 0:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     frames = np.asarray(sessions[0]["frames"][:n], dtype=float)
     returns = np.array([s["returns"][:n] for s in sessions], dtype=float)
     fig, ax = plt.subplots(figsize=(7, 4))
