@@ -1,0 +1,56 @@
+"""tools/benchmark.py and tools/speed.py on tiny budgets: outputs written, cells resumable, rates printed."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import ROOT, SPECS
+
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+
+
+def run_tool(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=ENV)
+
+
+def test_benchmark_writes_table_and_plot_and_resumes(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(SPECS / "dqn_cartpole.yaml", specs)
+    args = [str(ROOT / "tools" / "benchmark.py"), "--suite", "classic", "--seeds", "1", "--max-frame", "300",
+            "--jobs", "1", "--specs-dir", str(specs), "--out", str(tmp_path / "out"),
+            "--report", str(tmp_path / "BENCHMARK.md")]
+    first = run_tool(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = (tmp_path / "BENCHMARK.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| CartPole-v1 | DQN | dqn_cartpole |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert int(cells[3].replace(",", "")) >= 300 and cells[4] == "1"  # frames, seeds
+    assert re.fullmatch(r"-?\d+\.\d ± \d+\.\d", cells[5]), cells[5]  # score mean ± std
+    assert cells[7] == "240"  # SLM-Lab's published DQN CartPole score
+    assert "--max-frame 300" in report and "QUICK PASS" in report
+    assert (tmp_path / "benchmark" / "classic_max300" / "CartPole-v1.png").stat().st_size > 0
+    cache = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(cache["cells"]) == 1
+
+    second = run_tool(*args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "cached   dqn_cartpole seed 0" in second.stdout and "0 cells to run" in second.stdout
+    assert json.loads((tmp_path / "out" / "results.json").read_text()) == cache  # nothing rerun
+    assert (tmp_path / "BENCHMARK.md").read_text().count("<!-- benchmark:classic_max300 begin -->") == 1
+
+
+def test_speed_prints_env_limit_collection_and_training_rates():
+    result = run_tool(str(ROOT / "tools" / "speed.py"), str(SPECS / "dqn_cartpole.yaml"), "--max-frame", "300",
+                      "--eval-every", "300", "--eval-episodes", "2", "--seconds", "0.3")
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    rates = {name: float(m.group(1).replace(",", "")) for name, pattern in (
+        ("env", r"env limit .*?: ([\d,]+) frames/s"), ("collection", r"collection .*?: ([\d,]+) frames/s"),
+        ("training", r"training frames/s\s+([\d,.]+)")) if (m := re.search(pattern, out))}
+    assert set(rates) == {"env", "collection", "training"}, out
+    assert all(rate > 0 for rate in rates.values()), rates
+    assert "solved" in out and "0/1" in out  # 300 frames cannot reach 475
