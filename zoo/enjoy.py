@@ -47,6 +47,8 @@ def enjoy(args: argparse.Namespace, spec: Spec) -> int:
     if args.render and not has_display():
         raise CheckpointError("--render needs a display (DISPLAY is not set); use --record to write a video")
     episodes = spec.meta.eval_episodes
+    if args.record and not args.render:  # off-screen frames: no window system needed (silences SDL's complaints)
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     if args.render or args.record:
         spec.env.kwargs = {**spec.env.kwargs, "render_mode": "human" if args.render else "rgb_array"}
     if args.render:  # one window: the episodes run one after another in a single env copy

@@ -1,0 +1,224 @@
+"""Checkpoints: exact resume, kill -9 / SIGTERM, corrupt and malicious files, enjoy@ replay with video."""
+
+import builtins
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, SPECS, only_run_dir, read_metrics, run_cli
+from zoo.checkpoint import load_replay
+from zoo.cli import main
+from zoo.components import build
+from zoo.enjoy import write_video
+from zoo.record import TIMING_COLUMNS, CheckpointError, RunDir, load_checkpoint
+from zoo.session import Session
+from zoo.spec import load_spec
+
+SPEC = str(SPECS / "dqn_cartpole.yaml")
+HALF, FULL, LOG = 512, 1024, 128
+SMALL = [f"env.max_frame={FULL}", f"meta.log_frequency={LOG}", "meta.eval_frequency=256", "meta.eval_episodes=2",
+         "agent.algorithm.training_start_step=256", "agent.net.hid_layers=[32]", "meta.ckpt_replay=true",
+         "meta.seed=5"]
+SETS = [arg for item in SMALL for arg in ("-s", item)]
+
+
+def cli(*args: str, data_dir) -> int:
+    return main([SPEC, *SETS, *args, "--data-dir", str(data_dir), "--no-progress"])
+
+
+def untimed(rows):
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """An uninterrupted run of FULL frames, and the same spec and seed stopped at HALF (as after SIGTERM)."""
+    root = tmp_path_factory.mktemp("runs")
+    assert cli(data_dir=root / "full") == 0
+    spec = load_spec(SPEC, None, SMALL)
+    components = build(spec)
+    run = RunDir.create(spec, root / "half", components.seed, ["test"])
+    Session(components, run, progress=False, on_eval=lambda session, row: session.frame >= HALF).run_loop()
+    return only_run_dir(root / "full"), run.path
+
+
+def test_resume_equals_uninterrupted(runs, tmp_path):
+    """CPU, same seed: FULL frames in one go == HALF frames, then train@<run dir> for the rest.
+
+    Bit-exact (torch.equal), because checkpoints hold the replay buffer, the gymnasium envs' internal
+    states, the collector's carry between batches and every RNG state.
+    """
+    full, half = runs[0], _copy_run(runs[1], tmp_path / runs[1].name)
+    assert load_checkpoint(half / "ckpt" / "latest.pt")["frame"] == HALF
+    half_rows = read_metrics(half)
+    assert cli("train@latest", data_dir=tmp_path) == 0
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] == [half]  # continued in the same run directory
+    a, b = load_checkpoint(full / "ckpt" / "latest.pt"), load_checkpoint(half / "ckpt" / "latest.pt")
+    assert a["frame"] == b["frame"] == FULL
+    assert a["agent"]["loss"].keys() == b["agent"]["loss"].keys()
+    for key, value in a["agent"]["loss"].items():
+        assert torch.equal(value, b["agent"]["loss"][key]), key
+    adam_a, adam_b = a["agent"]["optimizers"]["q"]["state"][0], b["agent"]["optimizers"]["q"]["state"][0]
+    assert torch.equal(adam_a["exp_avg"], adam_b["exp_avg"]) and torch.equal(adam_a["step"], adam_b["step"])
+    rows = read_metrics(half)
+    assert rows[:len(half_rows)] == half_rows
+    assert untimed(rows) == untimed(read_metrics(full))  # one continuous CSV, identical to the uninterrupted one
+
+
+def test_kill_9_then_resume_latest(tmp_path):
+    """SIGKILL mid-run; train@latest finishes at max_frame in the same run dir, CSV without gaps or repeats."""
+    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), SPEC, *SETS, "-s", "env.max_frame=1536",
+           "--data-dir", str(tmp_path), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob("*/ckpt/latest.pt")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # somewhere in the middle of collecting, updating or writing
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    result = run_cli(SPEC, "train@latest", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    run = only_run_dir(tmp_path)
+    frames = [int(r["frame"]) for r in read_metrics(run)]
+    assert frames[-1] >= 1536
+    assert frames == sorted(set(frames))  # no duplicated rows
+    fpb = 64
+    assert all(b - a <= LOG + fpb for a, b in zip(frames, frames[1:], strict=False))  # no missing rows
+    assert load_checkpoint(run / "ckpt" / "latest.pt")["frame"] == frames[-1]
+
+
+def test_sigterm_saves_and_exits_cleanly(tmp_path):
+    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), SPEC, *SETS, "-s", "env.max_frame=100000",
+           "--data-dir", str(tmp_path), "--no-progress"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("*/metrics.csv")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopped at frame" in out + err
+    run = only_run_dir(tmp_path)
+    frame = load_checkpoint(run / "ckpt" / "latest.pt")["frame"]
+    assert 0 < frame < 100000
+    assert int(read_metrics(run)[-1]["frame"]) <= frame
+
+
+def _copy_run(src, dst):
+    subprocess.run(["cp", "-r", str(src), str(dst)], check=True)
+    return dst
+
+
+def test_truncated_latest_falls_back_to_previous(runs, tmp_path, capsys):
+    run_path = _copy_run(runs[1], tmp_path / "run")
+    latest = run_path / "ckpt" / "latest.pt"
+    latest.write_bytes(latest.read_bytes()[: latest.stat().st_size // 2])
+    warnings = []
+    state = RunDir(run_path).load_resume_state(warn=warnings.append)
+    assert state["frame"] == 256 and len(warnings) == 1 and "previous.pt" in warnings[0]
+    assert cli(f"train@{run_path}", data_dir=tmp_path) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "Traceback" not in err
+    assert load_checkpoint(latest)["frame"] == FULL
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "not_a_dict", "missing"])
+def test_unreadable_checkpoints_give_one_line_error(runs, tmp_path, capsys, damage):
+    run_path = _copy_run(runs[1], tmp_path / "run")
+    for name in ("latest.pt", "previous.pt"):
+        path = run_path / "ckpt" / name
+        if damage == "garbage":
+            path.write_bytes(os.urandom(4096))
+        elif damage == "empty":
+            path.write_bytes(b"")
+        elif damage == "not_a_dict":
+            torch.save([1, 2, 3], path)
+        else:
+            path.unlink()
+    assert cli(f"train@{run_path}", data_dir=tmp_path) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+
+
+class Payload:
+    """Unpickling this creates a marker file: what a malicious checkpoint could do instead."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return builtins.open, (self.marker, "w")
+
+
+def test_malicious_checkpoint_does_not_run(runs, tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": 1, "frame": 0, "agent": Payload(marker)}, evil)
+    torch.load(evil, weights_only=False)["agent"].close()  # the payload is real: a plain unpickling runs it
+    assert marker.exists()
+    marker.unlink()
+
+    run_path = _copy_run(runs[1], tmp_path / "run")
+    for name in ("latest.pt", "previous.pt", "best.pt"):
+        (run_path / "ckpt" / name).write_bytes(evil.read_bytes())
+    assert cli(f"train@{run_path}", data_dir=tmp_path) == 2
+    assert cli(f"enjoy@{run_path}", data_dir=tmp_path) == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 2 and all(e.startswith("error: ") and "unreadable checkpoint" in e for e in errors), errors
+    assert not marker.exists()
+
+
+def test_replay_folder_with_pickle_is_refused(runs, tmp_path):
+    run_path = _copy_run(runs[1], tmp_path / "run")
+    replay = run_path / "ckpt" / RunDir(run_path).load_resume_state()["replay"]
+    (replay / "prefetch.pkl").write_bytes(b"\x80\x04N.")
+    components = build(load_spec(SPEC, None, SMALL))
+    with pytest.raises(ValueError, match="prefetch.pkl"):
+        load_replay(components.agent.buffer, replay)
+    with pytest.raises(CheckpointError):
+        Session(components, RunDir(run_path)).load_state_dict(RunDir(run_path).load_resume_state())
+
+
+def test_enjoy_prints_return_and_records_video(runs, tmp_path, capsys):
+    run_path = _copy_run(runs[0], tmp_path / "run")
+    assert cli(f"enjoy@{run_path}", "--record", "-s", "meta.eval_episodes=3", data_dir=tmp_path) == 0
+    out = capsys.readouterr().out
+    assert "3 episodes, return mean" in out and " std " in out
+    videos = list(run_path.glob("video_best.*"))
+    assert len(videos) == 1 and assert_playable(videos[0]) > 1
+
+
+def test_video_falls_back_to_gif(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if the optional extra were not installed
+    frames = [torch.full((8, 8, 3), 40 * i, dtype=torch.uint8).numpy() for i in range(5)]
+    path = write_video(frames, tmp_path / "clip")
+    assert path.suffix == ".gif" and assert_playable(path) == 5
+
+
+def test_render_without_display_is_a_clear_error(runs, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert cli(f"enjoy@{runs[0]}", "--render", data_dir=tmp_path) == 2
+    assert "needs a display" in capsys.readouterr().err
+
+
+def assert_playable(path) -> int:
+    """Decode the video; returns its number of frames."""
+    if path.suffix == ".gif":
+        from PIL import Image
+
+        with Image.open(path) as image:
+            return image.n_frames
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    next(reader)  # metadata
+    return sum(1 for _ in reader)
