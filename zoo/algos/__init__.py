@@ -2,6 +2,6 @@
 
 from types import ModuleType
 
-from zoo.algos import dqn
+from zoo.algos import crossq, dqn, sac, td3
 
-ALGORITHMS: dict[str, ModuleType] = {name: module for module in (dqn,) for name in module.NAMES}
+ALGORITHMS: dict[str, ModuleType] = {name: module for module in (dqn, sac, td3, crossq) for name in module.NAMES}

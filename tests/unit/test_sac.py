@@ -1,0 +1,130 @@
+"""SAC: plain-torch losses against TorchRL's SACLoss / DiscreteSACLoss, tanh log-prob, entropy target, PER."""
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.modules import TanhNormal
+
+from tests.conftest import SPECS
+from zoo.components import build
+from zoo.spec import SpecError, load_spec
+
+GAMMA = 0.9
+
+
+def make_agent(*overrides: str):
+    spec = load_spec(SPECS / "sac_pendulum.yaml", overrides=[f"agent.algorithm.gamma={GAMMA}", "env.num_envs=2",
+                                                             "agent.net.hid_layers=[32, 32]", *overrides])
+    agent = build(spec, seed=0).agent
+    with torch.no_grad():  # make targets differ from the online critics, and alpha differ from 1
+        for p in agent.loss.target_qvalue_network_params.values(True, True):
+            p.add_(0.1 * torch.randn_like(p))
+        agent.loss.log_alpha.data.fill_(-0.7) if not agent.algo_spec.fixed_alpha else None
+    return agent
+
+
+def make_batch(n: int, obs_dim: int, action: torch.Tensor) -> TensorDict:
+    g = torch.Generator().manual_seed(1)
+    terminated = torch.tensor([[i % 3 == 0] for i in range(n)])
+    return TensorDict({
+        "observation": torch.randn(n, obs_dim, generator=g), "action": action,
+        "next": {"observation": torch.randn(n, obs_dim, generator=g), "reward": torch.randn(n, 1, generator=g),
+                 "terminated": terminated, "truncated": ~terminated, "done": torch.ones(n, 1, dtype=torch.bool)},
+    }, batch_size=[n])
+
+
+def our_losses(agent, batch):
+    return agent.compute_losses(batch["observation"], batch["action"], batch["next", "reward"].squeeze(-1),
+                                (~batch["next", "terminated"]).squeeze(-1).float(), batch["next", "observation"],
+                                batch.get("priority_weight", None), True)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_continuous_losses_match_torchrl_sacloss(weighted):
+    agent = make_agent()
+    batch = make_batch(8, 3, torch.rand(8, 1) * 4 - 2)
+    if weighted:
+        batch["priority_weight"] = torch.rand(8)
+    torch.manual_seed(5)  # both draw the next action first, then the actor's action
+    critic, actor, alpha, td_error, _ = our_losses(agent, batch)
+    torch.manual_seed(5)
+    reference_batch = batch.clone()
+    reference = agent.loss(reference_batch)
+    # importance weights: we take mean(w * loss) as Schaul et al. 2016 (and zoo's DQN); TorchRL divides by sum(w)
+    scale = batch["priority_weight"].mean().item() if weighted else 1.0
+    assert critic.item() == pytest.approx(scale * reference["loss_qvalue"].item(), rel=1e-4)
+    assert actor.item() == pytest.approx(scale * reference["loss_actor"].item(), rel=1e-4)
+    assert alpha.item() == pytest.approx(scale * reference["loss_alpha"].item(), rel=1e-4)
+    torch.testing.assert_close(td_error, reference_batch["td_error"], rtol=1e-4, atol=1e-5)
+
+
+def test_discrete_losses_match_torchrl_and_are_exact_expectations():
+    agent = make_agent("env.name=CartPole-v1")
+    batch = make_batch(8, 4, torch.randint(2, (8,)))
+    critic, actor, alpha, _, _ = our_losses(agent, batch)
+    reference = agent.loss(batch.clone())
+    assert critic.item() == pytest.approx(reference["loss_qvalue"].item(), rel=1e-4)
+    assert actor.item() == pytest.approx(reference["loss_actor"].item(), rel=1e-4)
+    assert alpha.item() == pytest.approx(reference["loss_alpha"].item(), rel=1e-4)
+    # actor loss = E_{a~pi}[alpha log pi(a|s) - min_i Q_i(s, a)], summed over both actions, not sampled
+    obs = batch["observation"]
+    log_pi = torch.log_softmax(agent.actor_net(obs), -1)
+    min_q = agent.q_values(agent.q_layers, obs, None).min(0).values
+    a_alpha = agent.loss.log_alpha.exp()
+    expected = sum(log_pi[:, a].exp() * (a_alpha * log_pi[:, a] - min_q[:, a]) for a in range(2)).mean()
+    assert actor.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_tanh_log_prob_matches_numerical_density():
+    loc, scale, low, high = torch.tensor([0.3]), torch.tensor([0.8]), -2.0, 2.0
+    dist = TanhNormal(loc, scale, low=low, high=high)
+    normal = torch.distributions.Normal(loc.double(), scale.double())
+
+    def cdf(a):  # a = mid + half * tanh(u), u ~ Normal(loc, scale)
+        return normal.cdf(torch.atanh((a - (high + low) / 2) / ((high - low) / 2)))
+
+    h = 1e-5
+    for a in (-1.9, -1.0, 0.0, 0.5, 1.5, 1.95):
+        a64 = torch.tensor([a], dtype=torch.float64)
+        numerical = torch.log((cdf(a64 + h) - cdf(a64 - h)) / (2 * h))
+        assert dist.log_prob(torch.tensor([[a]])).item() == pytest.approx(numerical.item(), abs=2e-3)
+    # a sampled action's log-prob includes the squashing correction: log N(u) - log(half * (1 - tanh(u)^2))
+    action = dist.rsample()
+    u = torch.atanh(action / 2)
+    by_hand = normal.log_prob(u.double()) - torch.log(2 * (1 - torch.tanh(u.double()) ** 2))
+    assert dist.log_prob(action).item() == pytest.approx(by_hand.sum().item(), abs=1e-3)
+
+
+def test_target_entropy_auto_fixed_and_invalid():
+    assert make_agent().loss.target_entropy.item() == pytest.approx(-1.0)  # -action_dim
+    discrete = make_agent("env.name=CartPole-v1")
+    assert discrete.loss.target_entropy.item() == pytest.approx(0.98 * math.log(2))
+    assert make_agent("agent.algorithm.target_entropy=-3.5").loss.target_entropy.item() == pytest.approx(-3.5)
+    with pytest.raises(SpecError, match="target_entropy"):
+        make_agent("agent.algorithm.target_entropy=high")
+
+
+def test_temperature_tunes_or_stays_fixed():
+    batch = make_batch(16, 3, torch.rand(16, 1) * 4 - 2)
+    tuned = make_agent()
+    before = tuned.loss.log_alpha.item()
+    tuned.gradient_step(batch)
+    assert tuned.loss.log_alpha.item() != before
+    fixed = make_agent("agent.algorithm.fixed_alpha=true", "agent.algorithm.alpha_init=0.2")
+    assert "alpha" not in fixed.optimizers
+    fixed.gradient_step(batch)
+    assert fixed.loss.log_alpha.exp().item() == pytest.approx(0.2)
+
+
+def test_policy_delay_skips_actor_steps():
+    agent = make_agent("agent.algorithm.policy_delay=2")
+    batch = make_batch(16, 3, torch.rand(16, 1) * 4 - 2)
+    actor_before = [p.clone() for p in agent.actor_params]
+    agent.gradient_step(batch)  # step 0 updates the actor
+    after_first = [p.clone() for p in agent.actor_params]
+    metrics, _ = agent.gradient_step(batch)  # step 1 does not
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, after_first, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(after_first, agent.actor_params, strict=True))
+    assert "loss_actor" not in metrics
