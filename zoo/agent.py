@@ -35,6 +35,7 @@ class Agent:
     lr_scheduler_spec: LRSchedulerSpec | None = None
     init_random_frames: int = 0
     num_updates: int = 0
+    normalizers: nn.Module | None = None  # the train env's normalization statistics (set by components.build)
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         """Learn from one collected batch `[num_envs, T]`; return scalar metrics (tensors, no host sync)."""
@@ -57,6 +58,8 @@ class Agent:
         }
         if self.target_updater is not None and hasattr(self.target_updater, "counter"):
             state["target_counter"] = self.target_updater.counter
+        if self.normalizers is not None:
+            state["normalizers"] = self.normalizers.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
@@ -66,6 +69,8 @@ class Agent:
         self.num_updates = state["num_updates"]
         if "target_counter" in state:
             self.target_updater.counter = state["target_counter"]
+        if "normalizers" in state:
+            self.normalizers.load_state_dict(state["normalizers"])
 
 
 def make_optimizer(params, optim_spec: OptimSpec) -> torch.optim.Optimizer:

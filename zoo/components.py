@@ -10,7 +10,7 @@ from torchrl.envs import EnvBase
 
 from zoo.agent import Agent
 from zoo.algos import ALGORITHMS
-from zoo.envs import make_env
+from zoo.envs import make_env, normalizers, sync_eval_env
 from zoo.spec import Spec
 
 
@@ -53,6 +53,10 @@ class Components:
     @property
     def schedules(self):
         return self.agent.schedules
+
+    def sync_eval_env(self) -> None:
+        """Give the eval env the train env's current (frozen) normalization statistics."""
+        sync_eval_env(self.env, self.eval_env)
 
     def describe(self) -> str:
         """A readable summary of the graph, one component per line (for --dry-run)."""
@@ -141,9 +145,11 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0) -> Componen
         torch.set_num_threads(spec.meta.num_threads)
     seeds = seed_everything(seed)
     device = resolve_device(spec.meta.device)
-    env = make_env(spec.env, seeds["env"])
-    eval_env = make_env(spec.env, seeds["eval_env"], num_envs=spec.meta.eval_episodes)
+    gamma = spec.agent.algorithm.gamma
+    env = make_env(spec.env, seeds["env"], gamma=gamma)
+    eval_env = make_env(spec.env, seeds["eval_env"], num_envs=spec.meta.eval_episodes, gamma=gamma, evaluation=True)
     agent = ALGORITHMS[spec.agent.algorithm.name].build(spec, env)
+    agent.normalizers = normalizers(env) or None
     fpb = agent.frames_per_batch
     collector = Collector(
         env, agent.policy, frames_per_batch=fpb,

@@ -7,15 +7,33 @@ is avoided: with gymnasium 1.x it builds a next-step-autoreset env that corrupts
 
 Episode statistics come from `RewardSum` / `StepCounter` placed first, so returns are raw env rewards,
 whatever reward transforms follow.
+
+Normalization (`env.normalize_obs`, `env.clip_obs`, `env.normalize_reward`) is a chain of transforms after
+them: TorchRL's `VecNormV2` for observations (decay 1: an exact running mean / variance, as SB3's
+VecNormalize), `ClipTransform` for the clip, and `ReturnScaling` for rewards. The eval env gets a frozen
+copy of the observation statistics (synced from the train env before each evaluation) and no reward scaling.
 """
 
+import copy
 import importlib
 from collections.abc import Callable
 from functools import partial
 
 import gymnasium as gym
 import torch
-from torchrl.envs import Compose, EnvBase, GymWrapper, RewardSum, StepCounter, TransformedEnv
+from tensordict import TensorDictBase
+from torch import nn
+from torchrl.envs import (
+    ClipTransform,
+    Compose,
+    EnvBase,
+    GymWrapper,
+    RewardSum,
+    StepCounter,
+    Transform,
+    TransformedEnv,
+    VecNormV2,
+)
 
 from zoo.atari import LIFE_DONE_KEY, LIFE_TERMINATED_KEY, is_atari, make_atari_env
 from zoo.spec import EnvSpec, SpecError
@@ -59,15 +77,77 @@ def make_vector_env(env_spec: EnvSpec, num_envs: int) -> gym.vector.VectorEnv:
         raise SpecError("env.kwargs", f"rejected by the env constructor ({err})") from None
 
 
-def make_env(env_spec: EnvSpec, seed: int, num_envs: int | None = None, device: torch.device | str = "cpu") -> EnvBase:
-    """TorchRL env for `env_spec`: `num_envs` (default `env_spec.num_envs`) copies, raw episode stats, seeded."""
+class ReturnScaling(Transform):
+    """Divides rewards by the running std of each env's discounted return, then clips (SB3 VecNormalize).
+
+    Hand-written: TorchRL has no return-based reward scaler. `VecNormV2(in_keys=["reward"])` standardizes the
+    reward itself, and subtracting a mean reward changes the task wherever episodes terminate.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__(in_keys=["reward"], out_keys=["reward"])
+        self.gamma, self.clip, self.eps = gamma, clip, eps
+        self.register_buffer("returns", torch.zeros(num_envs, 1))
+        self.register_buffer("mean", torch.zeros(()))
+        self.register_buffer("var", torch.ones(()))
+        self.register_buffer("count", torch.tensor(1e-4))
+
+    def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
+        reward = next_tensordict["reward"]
+        self.returns.mul_(self.gamma).add_(reward)
+        # parallel-variance merge of this step's returns into the running moments
+        batch_mean, batch_var, n = self.returns.mean(), self.returns.var(unbiased=False), self.returns.numel()
+        delta, total = batch_mean - self.mean, self.count + n
+        self.var.copy_((self.var * self.count + batch_var * n + delta.pow(2) * self.count * n / total) / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+        self.returns.masked_fill_(next_tensordict["done"], 0.0)
+        next_tensordict["reward"] = (reward / (self.var + self.eps).sqrt()).clamp(-self.clip, self.clip)
+        return next_tensordict
+
+    def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        return tensordict_reset
+
+
+def make_env(env_spec: EnvSpec, seed: int, num_envs: int | None = None, device: torch.device | str = "cpu",
+             *, gamma: float = 0.99, evaluation: bool = False) -> EnvBase:
+    """TorchRL env for `env_spec`: `num_envs` (default `env_spec.num_envs`) copies, raw episode stats, seeded.
+
+    `evaluation=True` freezes observation statistics (see `sync_eval_env`) and leaves rewards unscaled.
+    """
     num_envs = env_spec.num_envs if num_envs is None else num_envs
     if is_atari(env_spec.name):  # ale-py's native vector env with DeepMind preprocessing (zoo/atari.py)
         return make_atari_env(env_spec, seed, num_envs, device)
     base = GymWrapper(make_vector_env(env_spec, num_envs), categorical_action_encoding=True, device=device)
-    env = TransformedEnv(base, Compose(RewardSum(), StepCounter()))
+    transforms: list[Transform] = [RewardSum(), StepCounter()]
+    if env_spec.normalize_obs:
+        obs_norm = VecNormV2(in_keys=["observation"], decay=1.0, eps=1e-4, reduce_batch_dims=True)
+        transforms.append(obs_norm.freeze() if evaluation else obs_norm)
+        if env_spec.clip_obs is not None:
+            transforms.append(ClipTransform(in_keys=["observation"], low=-env_spec.clip_obs, high=env_spec.clip_obs))
+    if env_spec.normalize_reward and not evaluation:
+        transforms.append(ReturnScaling(num_envs, gamma))
+    env = TransformedEnv(base, Compose(*transforms))
     env.set_seed(seed)
     return env
+
+
+def normalizers(env: EnvBase) -> nn.ModuleDict:
+    """The env's stateful normalization transforms (their statistics belong in checkpoints)."""
+    found = {}
+    for transform in env.transform:
+        if isinstance(transform, VecNormV2):
+            found["obs"] = transform
+        elif isinstance(transform, ReturnScaling):
+            found["reward"] = transform
+    return nn.ModuleDict(found)
+
+
+def sync_eval_env(env: EnvBase, eval_env: EnvBase) -> None:
+    """Copy the train env's observation statistics into the eval env's frozen normalizer."""
+    source, target = normalizers(env), normalizers(eval_env)
+    if "obs" in source and "obs" in target:
+        target["obs"].load_state_dict(copy.deepcopy(source["obs"].state_dict()))
 
 
 def learning_keys(env: EnvBase) -> tuple[str, str]:

@@ -1,0 +1,144 @@
+"""Policy-gradient family: advantages by hand, Monte-Carlo returns, shared vs separate nets, Gaussian policies,
+normalization statistics in checkpoints and frozen in evaluation."""
+
+import math
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+from torchrl.envs import ExplorationType, set_exploration_type
+from torchrl.modules import ValueOperator
+
+from tests.conftest import SPECS
+from zoo.algos.actor_critic import GaussianHead, make_advantage_module
+from zoo.algos.reinforce import monte_carlo_returns
+from zoo.components import build
+from zoo.envs import normalizers
+from zoo.spec import SpecError, load_spec
+
+GAMMA, LAM = 0.9, 0.8
+# one env, 4 steps: step 1 terminates, step 3 is truncated (time limit) with a final observation to bootstrap from
+REWARDS = [1.0, 2.0, 3.0, 4.0]
+TERMINATED = [False, True, False, False]
+TRUNCATED = [False, False, False, True]
+VALUES = [10.0, 20.0, 30.0, 40.0]  # V(obs_t): the critic below reads the value off the observation
+NEXT_VALUES = [20.0, 99.0, 40.0, 50.0]  # V(next_obs_t); 99 is the terminal obs, never bootstrapped
+
+
+def batch() -> TensorDict:
+    def col(values, dtype=torch.float32):
+        return torch.tensor(values, dtype=dtype).reshape(1, 4, 1)
+
+    terminated, truncated = col(TERMINATED, torch.bool), col(TRUNCATED, torch.bool)
+    return TensorDict({
+        "observation": col(VALUES),
+        "next": {"observation": col(NEXT_VALUES), "reward": col(REWARDS), "terminated": terminated,
+                 "truncated": truncated, "done": terminated | truncated},
+    }, batch_size=[1, 4])
+
+
+def value_reader() -> ValueOperator:
+    return ValueOperator(nn.Identity(), in_keys=["observation"])
+
+
+def test_gae_by_hand_with_terminated_and_truncated_steps():
+    data = batch()
+    make_advantage_module(GAMMA, LAM, value_reader())(data)
+    # deltas: bootstrap through truncation (step 3: V(next)=50), not through termination (step 1)
+    d = [1 + GAMMA * 20 - 10, 2 - 20, 3 + GAMMA * 40 - 30, 4 + GAMMA * 50 - 40]
+    # GAE restarts after each done: steps 0-1 form one trajectory, steps 2-3 another
+    expected = [d[0] + GAMMA * LAM * d[1], d[1], d[2] + GAMMA * LAM * d[3], d[3]]
+    assert data["advantage"].flatten().tolist() == pytest.approx(expected, rel=1e-5)
+    assert data["value_target"].flatten().tolist() == pytest.approx(
+        [a + v for a, v in zip(expected, VALUES, strict=True)], rel=1e-5)
+
+
+def test_nstep_returns_bootstrap_at_rollout_end_and_truncation_only():
+    data = batch()
+    data["next", "truncated"][0, 3] = False
+    data["next", "done"][0, 3] = False  # step 3 now just ends the rollout: bootstrap from V(next) = 50
+    make_advantage_module(GAMMA, None, value_reader())(data)
+    targets = [1 + GAMMA * 2, 2, 3 + GAMMA * (4 + GAMMA * 50), 4 + GAMMA * 50]
+    assert data["value_target"].flatten().tolist() == pytest.approx(targets, rel=1e-5)
+
+
+def test_monte_carlo_returns_stop_at_done_and_skip_unfinished_tails():
+    data = batch()
+    data["next", "truncated"][0, 3] = False
+    data["next", "done"][0, 3] = False
+    returns, complete = monte_carlo_returns(data, GAMMA)
+    assert returns.flatten()[:2].tolist() == pytest.approx([1 + GAMMA * 2, 2], rel=1e-6)
+    assert complete.flatten().tolist() == [True, True, False, False]
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_shared_and_separate_networks(shared):
+    spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=[f"agent.net.shared={str(shared).lower()}",
+                                                                 "env.num_envs=2"])
+    agent = build(spec, seed=0).agent
+    assert set(agent.optimizers) == ({"net"} if shared else {"actor", "critic"})
+    actor_params = {id(p) for p in agent.actor.parameters()}
+    critic_params = {id(p) for p in agent.advantage_module.value_network.parameters()}
+    assert bool(actor_params & critic_params) == shared
+    data = build(spec, seed=0).collector.__iter__().__next__()
+    before = [p.detach().clone() for p in agent.params]
+    agent.update(data, data.numel())
+    assert all(not torch.equal(b, p) for b, p in zip(before, agent.params, strict=True))  # every net learns
+
+
+def test_a2c_rejects_contradictory_return_settings():
+    with pytest.raises(SpecError, match="num_step_returns"):
+        spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=["agent.algorithm.num_step_returns=5"])
+        build(spec, seed=0)
+
+
+@pytest.mark.parametrize("state_dependent", [True, False])
+def test_gaussian_rescales_to_bounds_and_log_prob_matches_normal(state_dependent):
+    low, high = torch.tensor([-2.0, 0.0]), torch.tensor([2.0, 1.0])
+    head = GaussianHead(3, 2, low, high, state_dependent_std=state_dependent, log_std_init=math.log(0.5),
+                        tanh_squash=False)
+    with torch.no_grad():
+        head.mean.weight.zero_()
+        head.mean.bias.copy_(torch.tensor([1.0, -1.0]))  # network units: +1 -> high, -1 -> low
+    loc, scale = head(torch.randn(5, 3))
+    assert torch.allclose(loc, torch.tensor([2.0, 0.0]).expand(5, 2))
+    assert torch.allclose(scale, (0.5 * (high - low) / 2).expand(5, 2))
+    spec = load_spec(SPECS / "ppo_pendulum.yaml", overrides=["env.num_envs=2"])
+    actor = build(spec, seed=0).agent.actor
+    with set_exploration_type(ExplorationType.RANDOM), torch.no_grad():
+        out = actor(TensorDict({"observation": torch.randn(4, 3)}, batch_size=[4]))
+    assert not torch.allclose(out["action"], out["loc"])  # a sample, not the mean
+    dist = torch.distributions.Normal(out["loc"], out["scale"])
+    assert torch.allclose(out["action_log_prob"], dist.log_prob(out["action"]).sum(-1), atol=1e-5)
+    assert float(out["scale"][0, 0]) == pytest.approx(2.0 * math.exp(-0.5), rel=1e-5)  # half range 2 x std
+
+
+def test_tanh_squash_stays_in_bounds():
+    spec = load_spec(SPECS / "ppo_pendulum.yaml", overrides=["env.num_envs=2", "agent.algorithm.tanh_squash=true",
+                                                             "agent.net.log_std_init=1.0"])
+    actor = build(spec, seed=0).agent.actor
+    with set_exploration_type(ExplorationType.RANDOM), torch.no_grad():
+        action = actor(TensorDict({"observation": torch.randn(1000, 3)}, batch_size=[1000]))["action"]
+    assert action.abs().max() <= 2.0 and action.abs().max() > 1.5
+
+
+def test_normalization_is_checkpointed_and_frozen_in_eval():
+    spec = load_spec(SPECS / "ppo_lunar_continuous.yaml", overrides=[
+        "env.num_envs=2", "agent.algorithm.time_horizon=64", "agent.algorithm.minibatch_size=64"])
+    c = build(spec, seed=0)
+    next(iter(c.collector))
+    state = c.agent.state_dict()["normalizers"]
+    assert {"obs._extra_state", "reward.var"} <= set(state)
+    assert float(state["reward.var"]) != 1.0
+    c.sync_eval_env()
+    train_obs, eval_obs = normalizers(c.env)["obs"], normalizers(c.eval_env)["obs"]
+    assert torch.equal(train_obs.loc["observation"], eval_obs.loc["observation"])
+    count = eval_obs._count["observation"].clone()
+    c.eval_env.rollout(5)
+    assert torch.equal(eval_obs._count["observation"], count)  # frozen: evaluation does not update the stats
+    assert "reward" not in normalizers(c.eval_env)  # evaluation returns stay raw
+    fresh = build(spec, seed=1)
+    fresh.agent.load_state_dict(c.agent.state_dict())
+    assert torch.equal(normalizers(fresh.env)["obs"].loc["observation"], train_obs.loc["observation"])
+

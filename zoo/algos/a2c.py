@@ -1,0 +1,108 @@
+"""A2C (Mnih et al. 2016, synchronous): actor-critic on short rollouts of many envs, one gradient step each.
+
+Advantages come from GAE(lambda) (Schulman et al. 2016) when `lam` is set, else from n-step returns: every
+step bootstraps from the critic's value at the end of its `num_step_returns`-step rollout (A3C's scheme, so n
+runs from num_step_returns down to 1), which is TorchRL's TD(1) estimator on the `[num_envs, T]` batch.
+
+Built from TorchRL: `ProbabilisticActor`, `ValueOperator` (or `ActorValueOperator` for a shared trunk),
+`GAE` / `TD1Estimator`, `A2CLoss`. Differences from the paper: TorchRL's `l2` critic loss is
+`(V - target)^2` without the 1/2 (we keep it; `val_loss_coef` absorbs the factor), and its `smooth_l1`
+default is replaced by the spec's `agent.net.loss_spec` (MSE by default, as the paper).
+"""
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+from torchrl.envs import EnvBase
+from torchrl.objectives import A2CLoss
+from torchrl.objectives.value import ValueEstimatorBase
+
+from zoo.agent import Agent
+from zoo.algos.actor_critic import (
+    build_actor_critic,
+    build_optimizers,
+    loss_critic_type,
+    make_advantage_module,
+    optimizer_step,
+)
+from zoo.envs import learning_keys
+from zoo.schedules import Schedule
+from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
+
+NAMES = ("A2C",)
+
+
+@register_algorithm_spec(*NAMES)
+@dataclass
+class A2CAlgorithmSpec(AlgorithmSpec):
+    """Hyperparameters of A2C."""
+
+    lam: float | None = spec_field(0.95, "GAE lambda (null: n-step returns)", low=0.0, high=1.0)
+    num_step_returns: int | None = spec_field(None, "n of n-step returns, also the rollout length (needs lam: null)",
+                                              low=1)
+    time_horizon: int | None = spec_field(None, "steps per env per update with GAE (default 5)", low=1)
+    val_loss_coef: float = spec_field(0.5, "weight of the value loss", low=0.0, low_open=True)
+    entropy_coef_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.01), "entropy bonus on the frame clock")
+    normalize_advantage: bool = spec_field(False, "standardize advantages over each batch")
+    tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds")
+
+
+def rollout_length(algo_spec: A2CAlgorithmSpec) -> int:
+    """Steps per env per update; rejects contradictory return settings."""
+    if algo_spec.lam is not None and algo_spec.num_step_returns is not None:
+        raise SpecError("agent.algorithm.num_step_returns", "set either lam (GAE) or num_step_returns, not both")
+    if algo_spec.lam is None:
+        n = algo_spec.num_step_returns
+        if n is None:
+            raise SpecError("agent.algorithm.num_step_returns", "required when lam is null (n-step returns)")
+        if algo_spec.time_horizon not in (None, n):
+            raise SpecError("agent.algorithm.time_horizon", f"must equal num_step_returns ({n}) or be omitted")
+        return n
+    return algo_spec.time_horizon or 5
+
+
+@dataclass(kw_only=True)
+class A2CAgent(Agent):
+    """Advantages on the `[num_envs, T]` batch, then one gradient step on actor and critic."""
+
+    algo_spec: A2CAlgorithmSpec
+    advantage_module: ValueEstimatorBase
+    params: list[nn.Parameter]
+    clip_grad_val: float | None = None
+
+    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
+        lr = self.set_lr(frame)
+        entropy_coef = self.schedules["entropy_coef"](frame)
+        self.loss.entropy_coeff.fill_(entropy_coef)
+        with torch.no_grad():
+            self.advantage_module(data)
+            if self.algo_spec.normalize_advantage:
+                advantage = data["advantage"]
+                data["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
+        out = self.loss(data)
+        loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+        optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
+        self.num_updates += 1
+        return {"loss": loss.detach(), "loss_critic": out["loss_critic"].detach(), "entropy": out["entropy"],
+                "entropy_coef": torch.tensor(entropy_coef), "lr_factor": torch.tensor(lr)}
+
+
+def build(spec: Spec, env: EnvBase) -> Agent:
+    """Assemble A2C for `env` from the spec."""
+    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
+    horizon = rollout_length(algo_spec)
+    actor, critic, module = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
+    entropy_coef = Schedule(algo_spec.entropy_coef_spec)
+    # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
+    loss = A2CLoss(actor, critic, entropy_coeff=1.0, critic_coeff=algo_spec.val_loss_coef,
+                   loss_critic_type=loss_critic_type(net_spec))
+    return A2CAgent(
+        policy=actor, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
+        frames_per_batch=horizon * spec.env.num_envs, max_frame=spec.env.max_frame,
+        schedules={"entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
+        algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, critic,
+                                                                    keys=learning_keys(env)),
+        params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val,
+    )

@@ -1,0 +1,150 @@
+"""Actor and critic builders shared by the policy-gradient family (REINFORCE, A2C, PPO).
+
+Action distributions: `Categorical` over logits for discrete spaces; for continuous spaces a Gaussian whose
+log std is a free parameter (state-independent, the PPO paper's choice) or a second head
+(`agent.net.state_dependent_std`). Actions are rescaled to the env's bounds: the network works in [-1, 1]
+units and `loc = center + half_range * mu`, `scale = half_range * std`; with `tanh_squash` TorchRL's
+`TanhNormal` squashes samples into [low, high] instead (its log-prob includes the tanh Jacobian). Unsquashed
+samples can leave the box; the gymnasium envs in specs/ clip actions themselves (the stored action, and its
+log-prob, stay unclipped, as in SB3).
+
+With `agent.net.shared` one trunk feeds both heads (`ActorValueOperator`) and one optimizer trains it;
+otherwise actor and critic are separate networks with their own optimizers.
+"""
+
+import torch
+from tensordict.nn import TensorDictModule
+from torch import nn
+from torch.distributions import Categorical
+from torchrl.envs import EnvBase
+from torchrl.modules import ActorValueOperator, IndependentNormal, ProbabilisticActor, TanhNormal, ValueOperator
+from torchrl.objectives.value import GAE, TD1Estimator, ValueEstimatorBase
+
+from zoo.agent import clip_grad, make_optimizer
+from zoo.envs import env_info
+from zoo.nets import ACTIVATIONS, build_mlp, build_torso, init_weights
+from zoo.spec import NetSpec
+
+LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+
+
+class GaussianHead(nn.Module):
+    """features -> (loc, scale) of a diagonal Gaussian, rescaled to the action box unless squashed by tanh."""
+
+    def __init__(self, in_dim: int, action_dim: int, low: torch.Tensor, high: torch.Tensor, *,
+                 state_dependent_std: bool, log_std_init: float, tanh_squash: bool):
+        super().__init__()
+        self.state_dependent_std = state_dependent_std
+        self.mean = nn.Linear(in_dim, action_dim)
+        if state_dependent_std:
+            self.log_std = nn.Linear(in_dim, action_dim)
+            nn.init.zeros_(self.log_std.weight)
+            nn.init.constant_(self.log_std.bias, log_std_init)
+        else:
+            self.log_std = nn.Parameter(torch.full((action_dim,), float(log_std_init)))
+        # TanhNormal maps to [low, high] itself; otherwise rescale [-1, 1] network units to the box here
+        center, half = ((high + low) / 2, (high - low) / 2) if not tanh_squash else (torch.zeros_like(low),
+                                                                                      torch.ones_like(low))
+        self.register_buffer("center", center)
+        self.register_buffer("half_range", half)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu = self.mean(features)
+        log_std = self.log_std(features) if self.state_dependent_std else self.log_std.expand_as(mu)
+        std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
+        return self.center + self.half_range * mu, self.half_range * std
+
+
+def _policy_head(in_dim: int, info: dict, net_spec: NetSpec, tanh_squash: bool, hid_layers: list[int]) -> nn.Module:
+    """MLP over features, ending in logits (discrete) or a GaussianHead (continuous)."""
+    if info["discrete"]:
+        head = build_mlp(in_dim, info["num_actions"], net_spec, hid_layers)
+        init_weights(head[-1], "orthogonal" if net_spec.init_fn == "orthogonal" else "default", gain=0.01)
+        return head
+    space = info["action_spec"].space
+    body = build_mlp(in_dim, hid_layers[-1], net_spec, hid_layers[:-1]) if hid_layers else nn.Identity()
+    act = ACTIVATIONS[net_spec.hid_layers_activation]() if hid_layers else nn.Identity()
+    gaussian = GaussianHead(hid_layers[-1] if hid_layers else in_dim, info["action_dim"], space.low, space.high,
+                            state_dependent_std=net_spec.state_dependent_std, log_std_init=net_spec.log_std_init,
+                            tanh_squash=tanh_squash)
+    init_weights(gaussian.mean, "orthogonal" if net_spec.init_fn == "orthogonal" else "default", gain=0.01)
+    return nn.Sequential(body, act, gaussian)
+
+
+def _probabilistic_actor(module: nn.Module, info: dict, tanh_squash: bool, in_key: str) -> ProbabilisticActor:
+    if info["discrete"]:
+        td_module = TensorDictModule(module, [in_key], ["logits"])
+        dist_class, dist_kwargs = Categorical, {}
+    else:
+        td_module = TensorDictModule(module, [in_key], ["loc", "scale"])
+        space = info["action_spec"].space
+        dist_class, dist_kwargs = ((TanhNormal, {"low": space.low, "high": space.high}) if tanh_squash
+                                   else (IndependentNormal, {}))
+    return ProbabilisticActor(td_module, in_keys=list(td_module.out_keys), spec=info["action_spec"],
+                              distribution_class=dist_class, distribution_kwargs=dist_kwargs, return_log_prob=True)
+
+
+def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, tanh_squash: bool = False,
+                       critic: bool = True) -> tuple[ProbabilisticActor, TensorDictModule | None, nn.Module]:
+    """(actor, critic, module holding every parameter) for `env`; shared trunk when `net_spec.shared`."""
+    info = env_info(env)
+    torso, feat_dim = build_torso(info["obs_shape"], net_spec)
+    if net_spec.shared and critic:
+        widths = net_spec.hid_layers
+        trunk = nn.Sequential(torso, build_mlp(feat_dim, widths[-1], net_spec, widths[:-1]),
+                              ACTIVATIONS[net_spec.hid_layers_activation]())
+        common = TensorDictModule(trunk, ["observation"], ["hidden"])
+        actor_head = _probabilistic_actor(_policy_head(widths[-1], info, net_spec, tanh_squash, []), info,
+                                          tanh_squash, "hidden")
+        value_head = ValueOperator(build_mlp(widths[-1], 1, net_spec, []), in_keys=["hidden"])
+        operator = ActorValueOperator(common, actor_head, value_head)
+        return operator.get_policy_operator(), operator.get_value_operator(), operator
+    actor_module = nn.Sequential(torso, _policy_head(feat_dim, info, net_spec, tanh_squash, net_spec.hid_layers))
+    actor = _probabilistic_actor(actor_module, info, tanh_squash, "observation")
+    if not critic:
+        return actor, None, actor
+    critic_torso, _ = build_torso(info["obs_shape"], net_spec)
+    value = ValueOperator(nn.Sequential(critic_torso, build_mlp(feat_dim, 1, net_spec)), in_keys=["observation"])
+    return actor, value, nn.ModuleList([actor, value])
+
+
+def build_optimizers(net_spec: NetSpec, actor: nn.Module, critic: nn.Module | None,
+                     all_params: nn.Module) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer over a shared net (or an actor alone); separate actor / critic optimizers otherwise."""
+    if net_spec.shared or critic is None:
+        return {"net": make_optimizer(all_params.parameters(), net_spec.optim_spec)}
+    return {"actor": make_optimizer(actor.parameters(), net_spec.actor_optim_spec or net_spec.optim_spec),
+            "critic": make_optimizer(critic.parameters(), net_spec.critic_optim_spec or net_spec.optim_spec)}
+
+
+def optimizer_step(optimizers: dict[str, torch.optim.Optimizer], loss: torch.Tensor, params: list[nn.Parameter],
+                   max_norm: float | None) -> None:
+    """Backward `loss` (actor and critic terms summed: their parameters are disjoint or shared) and step all."""
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    loss.backward()
+    clip_grad(params, max_norm)
+    for opt in optimizers.values():
+        opt.step()
+
+
+def make_advantage_module(gamma: float, lam: float | None, critic: TensorDictModule,
+                          keys: tuple[str, str] = ("done", "terminated")) -> ValueEstimatorBase:
+    """GAE(lambda) when `lam` is set, else TD(1): discounted rewards to the rollout's end, bootstrapped there.
+
+    Both run on the `[num_envs, T]` batch (time last), stop at `("next", "terminated")` and bootstrap through
+    truncation from the true final observation, and write `advantage`, `value_target` and `state_value`.
+    `keys` = (done, terminated) to read instead, from `zoo.envs.learning_keys(env)` (Atari end of life).
+    """
+    if lam is None:
+        estimator = TD1Estimator(gamma=gamma, value_network=critic)
+    else:
+        estimator = GAE(gamma=gamma, lmbda=lam, value_network=critic)
+    estimator.set_keys(done=keys[0], terminated=keys[1])
+    return estimator
+
+
+def loss_critic_type(net_spec: NetSpec) -> str:
+    """TorchRL's name for the value regression loss."""
+    return {"MSELoss": "l2", "SmoothL1Loss": "smooth_l1"}[net_spec.loss_spec.name]
+

@@ -1,0 +1,124 @@
+"""PPO with the clipped surrogate objective (Schulman et al. 2017).
+
+Each batch is `time_horizon` steps of every env (`[num_envs, T]`). GAE(lambda) runs once per batch on that
+layout (as the paper, SB3 and CleanRL; TorchRL's sota script recomputes it every epoch), then
+`training_epoch` passes over shuffled minibatches of `minibatch_size`. The clip eps follows `clip_eps_spec`
+and the entropy bonus `entropy_coef_spec` on the frame clock; learning rates follow
+`agent.net.lr_scheduler_spec`.
+
+Built from TorchRL: `ProbabilisticActor`, `ValueOperator` (or `ActorValueOperator`), `GAE`, `ClipPPOLoss`.
+Where TorchRL differs from the paper, and what we chose:
+- advantage normalization (`normalize_advantage`) is per minibatch in `ClipPPOLoss`, as in SB3 / OpenAI
+  baselines (the paper does not say); kept.
+- `clip_value=True` in TorchRL fixes the value-clip range at construction; we refill it with the scheduled
+  clip eps every batch, as SB3's `clip_range_vf` would with the same schedule.
+- TorchRL's `l2` critic loss has no 1/2 factor; `val_loss_coef` absorbs it (SB3 likewise uses plain MSE).
+- target-KL early stopping (`target_kl`, SB3's rule: stop when approx KL > 1.5 x target) is checked after
+  each epoch on the epoch's mean KL, not after every minibatch: one host sync per epoch instead of one per
+  gradient step.
+"""
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+from torchrl.envs import EnvBase
+from torchrl.objectives import ClipPPOLoss
+from torchrl.objectives.value import ValueEstimatorBase
+
+from zoo.agent import Agent
+from zoo.algos.actor_critic import (
+    build_actor_critic,
+    build_optimizers,
+    loss_critic_type,
+    make_advantage_module,
+    optimizer_step,
+)
+from zoo.envs import learning_keys
+from zoo.schedules import Schedule
+from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
+
+NAMES = ("PPO",)
+TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "state_value")
+
+
+@register_algorithm_spec(*NAMES)
+@dataclass
+class PPOAlgorithmSpec(AlgorithmSpec):
+    """Hyperparameters of PPO."""
+
+    lam: float = spec_field(0.95, "GAE lambda", low=0.0, high=1.0)
+    time_horizon: int = spec_field(128, "steps per env in each batch", low=1)
+    minibatch_size: int = spec_field(256, "transitions per gradient step", low=1)
+    training_epoch: int = spec_field(10, "passes over each batch", low=1)
+    clip_eps_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.2), "policy ratio clip on the frame clock")
+    clip_value: bool = spec_field(False, "clip value updates to the (scheduled) clip eps around the old value")
+    val_loss_coef: float = spec_field(0.5, "weight of the value loss", low=0.0, low_open=True)
+    entropy_coef_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.0), "entropy bonus on the frame clock")
+    normalize_advantage: bool = spec_field(True, "standardize advantages in each minibatch")
+    target_kl: float | None = spec_field(None, "stop the epochs once the approx KL exceeds 1.5 x this (None: off)",
+                                         low=0.0, low_open=True)
+    tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds")
+
+
+@dataclass(kw_only=True)
+class PPOAgent(Agent):
+    """GAE on the batch, then epochs of clipped-objective minibatch steps."""
+
+    algo_spec: PPOAlgorithmSpec
+    advantage_module: ValueEstimatorBase
+    params: list[nn.Parameter]
+    clip_grad_val: float | None = None
+
+    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
+        spec = self.algo_spec
+        lr = self.set_lr(frame)
+        clip_eps, entropy_coef = self.schedules["clip_eps"](frame), self.schedules["entropy_coef"](frame)
+        self.loss.clip_epsilon.fill_(clip_eps)
+        self.loss.entropy_coeff.fill_(entropy_coef)
+        if spec.clip_value:
+            self.loss.clip_value.fill_(clip_eps)
+        with torch.no_grad():
+            self.advantage_module(data)
+        flat = data.select(*TRAIN_KEYS).reshape(-1)
+        totals, epochs = [], 0
+        for _ in range(spec.training_epoch):
+            epoch_stats = []
+            for batch in flat[torch.randperm(flat.shape[0])].split(spec.minibatch_size):
+                out = self.loss(batch)
+                loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+                optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
+                epoch_stats.append(torch.stack([loss.detach(), out["loss_critic"].detach(), out["kl_approx"],
+                                                out["clip_fraction"], out["entropy"].detach()]))
+            totals += epoch_stats
+            epochs += 1
+            self.num_updates += len(epoch_stats)
+            if spec.target_kl is not None and torch.stack(epoch_stats)[:, 2].mean() > 1.5 * spec.target_kl:
+                break
+        loss, loss_critic, kl, clip_fraction, entropy = torch.stack(totals).mean(0)
+        return {"loss": loss, "loss_critic": loss_critic, "kl_approx": kl, "clip_fraction": clip_fraction,
+                "entropy": entropy, "epochs": torch.tensor(float(epochs)), "clip_eps": torch.tensor(clip_eps),
+                "entropy_coef": torch.tensor(entropy_coef), "lr_factor": torch.tensor(lr)}
+
+
+def build(spec: Spec, env: EnvBase) -> Agent:
+    """Assemble PPO for `env` from the spec."""
+    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
+    frames_per_batch = algo_spec.time_horizon * spec.env.num_envs
+    if algo_spec.minibatch_size > frames_per_batch:
+        raise SpecError("agent.algorithm.minibatch_size", f"{algo_spec.minibatch_size} exceeds the batch of "
+                        f"time_horizon x env.num_envs = {frames_per_batch} transitions")
+    actor, critic, module = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
+    clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
+    loss = ClipPPOLoss(actor, critic, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
+                       critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_critic_type(net_spec),
+                       normalize_advantage=algo_spec.normalize_advantage, clip_value=algo_spec.clip_value)
+    return PPOAgent(
+        policy=actor, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
+        frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
+        schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
+        algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, critic,
+                                                                    keys=learning_keys(env)),
+        params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val,
+    )
