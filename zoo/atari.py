@@ -9,7 +9,11 @@ overrides them) and let TorchRL do the rest with transforms, in this order:
 2. `EndOfLife` (when `env.episode_life`): `("next", "life_terminated")` = terminated or a life lost,
    `("next", "life_done")` = done or a life lost. They are not done keys, so the env does not reset on a
    lost life; learners read them through `zoo.envs.learning_keys(env)` to stop bootstrapping there.
-3. `RewardClipping(-1, 1)` (when `env.clip_reward`): the learner's reward, after the score is recorded.
+3. `FireOnStart` (with `EndOfLife`, in games with a FIRE action): the first action of a game and after each
+   lost life is FIRE, which launches the ball, as SB3's `FireResetEnv` does on its (episodic-life) resets.
+   ale-py's own `use_fire_reset` did not launch the ball here with sticky actions (Breakout, 1500 NOOP
+   steps, no life lost), and a greedy, untrained policy that never fires waits for the 27k-step time limit.
+4. `RewardClipping(-1, 1)` (when `env.clip_reward`): the learner's reward, after the score is recorded.
 
 Measured (tools/atari_speed.py, 2-core shared CPU, Pong, random actions, 8 envs): the native env under
 `GymWrapper` runs several times faster than gymnasium's `ALE/Pong-v5` with the same preprocessing as
@@ -19,7 +23,7 @@ TorchRL transforms (see the tool's docstring for the figures), so the native env
 import re
 
 import torch
-from ale_py import roms
+from ale_py import Action, roms
 from ale_py.vector_env import AtariVectorEnv
 from gymnasium.vector import AutoresetMode
 from tensordict import TensorDictBase
@@ -84,6 +88,23 @@ class EndOfLife(Transform):
         return observation_spec
 
 
+class FireOnStart(Transform):
+    """Sends FIRE instead of the policy's action at a game's first step and after a lost life.
+
+    The policy's action stays in the collected data (that step's action has no effect on the env).
+    """
+
+    def __init__(self, fire_index: int):
+        super().__init__()
+        self.fire_index = fire_index
+
+    def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        action = tensordict["action"]
+        fire = tensordict[LIFE_TERMINATED_KEY] | (tensordict["step_count"] == 0)  # root: from the previous step
+        tensordict["action"] = torch.where(fire.reshape(action.shape), self.fire_index, action)
+        return tensordict
+
+
 def make_atari_vector_env(env_spec: EnvSpec, num_envs: int) -> AtariVectorEnv:
     """ale-py's vector env with v5 defaults; raw rewards (clipping is a transform, after the score)."""
     kwargs = {**V5_DEFAULTS, **env_spec.kwargs}
@@ -106,6 +127,9 @@ def make_atari_env(env_spec: EnvSpec, seed: int, num_envs: int, device: torch.de
     transforms: list[Transform] = [RewardSum(), StepCounter()]
     if env_spec.episode_life:
         transforms.append(EndOfLife())
+        action_set = list(base.base_env._env.ale.get_action_set()) if isinstance(base, TransformedEnv) else []
+        if Action.FIRE in action_set and env_spec.kwargs.get("use_fire_reset", True):
+            transforms.append(FireOnStart(action_set.index(Action.FIRE)))
     if env_spec.clip_reward:
         transforms.append(RewardClipping(-1.0, 1.0))
     transforms.append(ExcludeTransform(*INFO_KEYS_DROPPED))
