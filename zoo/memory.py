@@ -8,13 +8,37 @@ from torchrl.data import (
     RandomSampler,
     TensorDictReplayBuffer,
 )
-from torchrl.envs import EnvBase, Transform
+from torchrl.envs import EnvBase, MultiStepTransform, Transform
 
 from zoo.spec import MemorySpec, SpecError
 
 # keys a one-step off-policy learner needs; everything else the collector writes is dropped before storing
 TRANSITION_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done"),
                    ("next", "terminated"))
+
+
+class NStepTransform(MultiStepTransform):
+    """TorchRL's `MultiStepTransform` with the window's end flags: `("next", "terminated"/"done")` at step t + k.
+
+    TorchRL 0.14.1 gathers every `("next", ...)` entry at the window's last step except the done keys, which it
+    leaves at step t: a window of [t, t+k] that ends in a termination then bootstraps from the terminal
+    observation (tests/unit/test_nstep.py shows it). We route the flags through helper keys, which the
+    transform gathers like observations, and drop what the losses never read.
+    """
+
+    END_KEYS = ("terminated", "truncated", "done")
+
+    def _inv_call(self, tensordict):
+        tensordict = tensordict.copy()
+        keys = [key for key in self.END_KEYS if key in tensordict["next"]]
+        for key in keys:
+            tensordict["next", f"window_{key}"] = tensordict["next", key]
+        out = super()._inv_call(tensordict)
+        if out is None:  # fewer frames than the window so far
+            return None
+        for key in keys:
+            out["next", key] = out.pop(("next", f"window_{key}"))
+        return out.exclude("gamma", "nonterminal", ("next", "original_reward"))
 
 
 def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str = "cpu", ndim: int = 1,

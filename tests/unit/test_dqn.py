@@ -39,13 +39,13 @@ def agent(request):
 def test_td_loss_matches_torchrl_dqnloss(agent):
     batch = make_batch(terminated=torch.tensor([[True], [False], [False], [True], [False], [False]]),
                        truncated=torch.tensor([[False], [True], [False], [False], [False], [True]]))
-    ours, _ = td_loss(agent.q_net, agent.target_params, batch, GAMMA, agent.algo_spec.name == "DoubleDQN", False)
+    ours, _ = td_loss(agent.q_net, agent.target_net, batch, GAMMA, agent.algo_spec.name == "DoubleDQN", False)
     reference = agent.loss(batch.clone())["loss"]
     assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
 
 
 def test_terminated_stops_bootstrap_truncated_does_not(agent):
-    q_net, target = agent.q_net, agent.target_params
+    q_net, target = agent.q_net, agent.target_net
     base = make_batch(n=1)
     terminated = make_batch(n=1, terminated=torch.tensor([[True]]))
     truncated = make_batch(n=1, truncated=torch.tensor([[True]]))
@@ -61,12 +61,12 @@ def test_terminated_stops_bootstrap_truncated_does_not(agent):
 
 def test_priority_weights_scale_the_loss(agent):
     batch = make_batch()
-    plain, _ = td_loss(agent.q_net, agent.target_params, batch, GAMMA, False, False)
+    plain, _ = td_loss(agent.q_net, agent.target_net, batch, GAMMA, False, False)
     batch["priority_weight"] = torch.full((6,), 0.5)
-    weighted, _ = td_loss(agent.q_net, agent.target_params, batch, GAMMA, False, False)
+    weighted, _ = td_loss(agent.q_net, agent.target_net, batch, GAMMA, False, False)
     assert weighted.item() == pytest.approx(0.5 * plain.item(), rel=1e-6)
     batch["priority_weight"] = torch.tensor([1.0, 0, 0, 0, 0, 0])
-    first_only, errors = td_loss(agent.q_net, agent.target_params, batch, GAMMA, False, False)
+    first_only, errors = td_loss(agent.q_net, agent.target_net, batch, GAMMA, False, False)
     assert first_only.item() == pytest.approx(errors[0].item() ** 2 / 6, rel=1e-5)
 
 
@@ -81,8 +81,10 @@ def test_hard_update_reaches_the_fast_path():
         agent.target_updater.step()
     after = list(agent.target_params.values())
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+    target_net = dict(agent.target_net.named_parameters())
     for (name, p) in agent.q_net.named_parameters():
         assert torch.equal(agent.target_params[name], p)
+        assert torch.equal(target_net[name], p)  # the module view td_loss evaluates follows the update
 
 
 def test_exploration_draws_are_per_env():
