@@ -146,9 +146,12 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0) -> Componen
     seeds = seed_everything(seed)
     device = resolve_device(spec.meta.device)
     gamma = spec.agent.algorithm.gamma
-    env = make_env(spec.env, seeds["env"], gamma=gamma)
-    eval_env = make_env(spec.env, seeds["eval_env"], num_envs=spec.meta.eval_episodes, gamma=gamma, evaluation=True)
-    agent = ALGORITHMS[spec.agent.algorithm.name].build(spec, env)
+    # envs hand their outputs over on `device` (Atari frames stay uint8 until the net casts them there)
+    env = make_env(spec.env, seeds["env"], device=device, gamma=gamma)
+    eval_env = make_env(spec.env, seeds["eval_env"], num_envs=spec.meta.eval_episodes, device=device, gamma=gamma,
+                        evaluation=True)
+    with device:  # parameters, buffers and target copies are created where they run
+        agent = ALGORITHMS[spec.agent.algorithm.name].build(spec, env)
     agent.normalizers = normalizers(env) or None
     fpb = agent.frames_per_batch
     collector = Collector(

@@ -41,15 +41,17 @@ class NStepTransform(MultiStepTransform):
         return out.exclude("gamma", "nonterminal", ("next", "original_reward"))
 
 
-def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str = "cpu", ndim: int = 1,
+def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | None = None, ndim: int = 1,
                        transform: Transform | None = None, env: EnvBase | None = None) -> TensorDictReplayBuffer:
     """Uniform (`Replay`) or proportional prioritized (`PrioritizedReplay`) replay over a lazy tensor storage.
 
-    Given the `env`, stacked uint8 frames (Atari) get a `FrameStackReplay`, which stores each frame once.
+    Given the `env`, stacked uint8 frames (Atari) get a `FrameStackReplay`, which stores each frame once, and
+    the storage lives on the env's device unless `device` says otherwise (default: cpu).
 
     With `ndim=2` the storage keeps the `[num_envs, T]` layout (needed by n-step transforms).
     """
     obs_spec = None if env is None else env.observation_spec["observation"]
+    device = device or (env.device if env is not None and env.device is not None else "cpu")
     frames = obs_spec is not None and obs_spec.dtype == torch.uint8 and obs_spec.ndim - env.batch_dims == 3
     max_size = memory_spec.max_size
     if frames:  # a whole number of steps, so env e's previous step is always num_envs rows back
@@ -92,7 +94,7 @@ class FrameStackReplay(TensorDictReplayBuffer):
         """Store a collector batch `[num_envs, T]` (or its env-major flattening) as one row per transition."""
         data = data.reshape(self.num_envs, -1)
         n, steps = data.shape
-        done = data["next", "done"].reshape(n, steps)
+        done = data["next", "done"].reshape(n, steps).cpu()
         episode_step = torch.empty(n, steps, dtype=torch.int64)
         for t in range(steps):
             episode_step[:, t] = self.episode_step
@@ -126,8 +128,9 @@ class FrameStackReplay(TensorDictReplayBuffer):
 
     def _restack(self, batch: TensorDictBase) -> tuple[TensorDictBase, torch.Tensor]:
         store, size, n = self._storage._storage, len(self._storage), self.num_envs
-        index, step, episode_step = batch["index"], batch["step"], batch["episode_step"]
-        offsets = torch.arange(self.stack - 1, -1, -1)
+        step, episode_step = batch["step"], batch["episode_step"]
+        index = batch["index"].to(step.device)
+        offsets = torch.arange(self.stack - 1, -1, -1, device=step.device)
         in_episode = offsets <= episode_step.unsqueeze(-1)  # [B, stack]: frames since the episode began
         rows = (index.unsqueeze(-1) - offsets * n) % self._storage.max_size
         valid = ((store["step"][rows] == step.unsqueeze(-1) - offsets) | ~in_episode).all(-1)
