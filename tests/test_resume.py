@@ -25,6 +25,7 @@ SMALL = [f"env.max_frame={FULL}", f"meta.log_frequency={LOG}", "meta.eval_freque
          "agent.algorithm.training_start_step=256", "agent.net.hid_layers=[32]", "meta.ckpt_replay=true",
          "meta.seed=5"]
 SETS = [arg for item in SMALL for arg in ("-s", item)]
+SHARED_RUNS = pytest.mark.xdist_group("resume_runs")  # one xdist worker builds the `runs` fixture once
 
 
 def cli(*args: str, data_dir) -> int:
@@ -47,6 +48,7 @@ def runs(tmp_path_factory):
     return only_run_dir(root / "full"), run.path
 
 
+@SHARED_RUNS
 def test_resume_equals_uninterrupted(runs, tmp_path):
     """CPU, same seed: FULL frames in one go == HALF frames, then train@<run dir> for the rest.
 
@@ -117,6 +119,7 @@ def _copy_run(src, dst):
     return dst
 
 
+@SHARED_RUNS
 def test_truncated_latest_falls_back_to_previous(runs, tmp_path, capsys):
     run_path = _copy_run(runs[1], tmp_path / "run")
     latest = run_path / "ckpt" / "latest.pt"
@@ -130,6 +133,7 @@ def test_truncated_latest_falls_back_to_previous(runs, tmp_path, capsys):
     assert load_checkpoint(latest)["frame"] == FULL
 
 
+@SHARED_RUNS
 @pytest.mark.parametrize("damage", ["garbage", "empty", "not_a_dict", "missing"])
 def test_unreadable_checkpoints_give_one_line_error(runs, tmp_path, capsys, damage):
     run_path = _copy_run(runs[1], tmp_path / "run")
@@ -158,6 +162,7 @@ class Payload:
         return builtins.open, (self.marker, "w")
 
 
+@SHARED_RUNS
 def test_malicious_checkpoint_does_not_run(runs, tmp_path, capsys):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -176,6 +181,7 @@ def test_malicious_checkpoint_does_not_run(runs, tmp_path, capsys):
     assert not marker.exists()
 
 
+@SHARED_RUNS
 def test_replay_folder_with_pickle_is_refused(runs, tmp_path):
     run_path = _copy_run(runs[1], tmp_path / "run")
     replay = run_path / "ckpt" / RunDir(run_path).load_resume_state()["replay"]
@@ -187,6 +193,7 @@ def test_replay_folder_with_pickle_is_refused(runs, tmp_path):
         Session(components, RunDir(run_path)).load_state_dict(RunDir(run_path).load_resume_state())
 
 
+@SHARED_RUNS
 def test_enjoy_prints_return_and_records_video(runs, tmp_path, capsys):
     run_path = _copy_run(runs[0], tmp_path / "run")
     assert cli(f"enjoy@{run_path}", "--record", "-s", "meta.eval_episodes=3", data_dir=tmp_path) == 0
@@ -203,6 +210,7 @@ def test_video_falls_back_to_gif(tmp_path, monkeypatch):
     assert path.suffix == ".gif" and assert_playable(path) == 5
 
 
+@SHARED_RUNS
 def test_render_without_display_is_a_clear_error(runs, tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before the loop installed its handler (while building); nothing to save
+        print("interrupted before training started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -75,7 +75,10 @@ def enjoy(args: argparse.Namespace, spec: Spec) -> int:
 
 def record_episode(env, actor, stem: Path) -> Path:
     """One episode of the first env copy, rendered frame by frame, written as MP4 or GIF next to `stem`."""
-    sub_env = gym_env_of(env).envs[0]
+    sub_envs = getattr(gym_env_of(env), "envs", None)
+    if not sub_envs:  # e.g. ale-py's native AtariVectorEnv renders nothing per copy
+        raise CheckpointError(f"cannot record {type(gym_env_of(env)).__name__}: no gymnasium sub-env to render")
+    sub_env = sub_envs[0]
     frames = []
     with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
         td = env.reset()
