@@ -48,7 +48,7 @@ PUBLISHED = {
     "LunarLander-v3": {"DQN": 195, "DDQN+PER": 266, "A2C": 27, "PPO": 183, "SAC": 106},
     "LunarLanderContinuous-v3": {"A2C": -77, "PPO": 133, "SAC": 125},
 }
-ALGORITHM_LABELS = {"SoftActorCritic": "SAC", "DoubleDQN": "DDQN"}
+ALGORITHM_LABELS = {"SoftActorCritic": "SAC", "DoubleDQN": "DDQN", "Reinforce": "REINFORCE", "Sarsa": "SARSA"}
 CURVE_POINTS = 200  # learning-curve points kept per cell in the cache
 CACHE_FORMAT = 1
 
@@ -203,12 +203,13 @@ def run_cell(entry: Entry, seed: int, args: argparse.Namespace) -> dict:
     curve = [(int(r["frame"]), float(r["train_return_ma"])) for r in rows if r["train_return_ma"]]
     step = max(1, -(-len(curve) // CURVE_POINTS))
     evals = [float(r["eval_return"]) for r in rows if r["eval_return"]]
+    provenance = json.loads((run_dir / "run.json").read_text())
     return {"spec": entry.key, "env": entry.env, "algorithm": entry.algorithm, "seed": seed,
             "budget": frame_budget(entry.spec, args), "frames": int(last["frame"]),
             "score": float(last["train_return_ma"]) if last["train_return_ma"] else None,
             "final_eval": evals[-1] if evals else None, "wall_seconds": wall_seconds, "loop_seconds": loop_seconds,
             "fps": int(last["frame"]) / loop_seconds, "device": describe_device(entry.spec),
-            "versions": json.loads((run_dir / "run.json").read_text()).get("versions", package_versions()),
+            "versions": provenance.get("versions", package_versions()), "git_sha": provenance.get("git_sha"),
             "run_dir": str(run_dir), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             "curve": curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])}
 
@@ -351,6 +352,7 @@ def update_outputs(args: argparse.Namespace, entries: list[Entry], cache: dict) 
 # ----------------------------------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up in redirected logs
     entries = discover(args.specs_dir, SUITES[args.suite])
     selected = [e for e in entries if not args.only or e.key in args.only or e.spec.name in args.only]
     if args.only and not selected:

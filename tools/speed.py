@@ -190,6 +190,7 @@ def summary_lines(runs: dict[str, list[dict]]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up in redirected logs
     try:
         spec = load_spec(args.spec_file, args.spec_name, args.set)
     except SpecError as err:
