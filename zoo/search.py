@@ -22,6 +22,7 @@ Several machines join one study with the same `--storage postgresql://...` and `
 
 import argparse
 import csv
+import importlib.util
 import json
 import math
 import multiprocessing
@@ -90,8 +91,11 @@ class SearchParam:
         return value
 
     def probes(self) -> list:
-        """Values that must all make a valid spec (validation)."""
-        return list(self.args) if self.kind == "choice" else [self.args[0]]
+        """Values that must all make a valid spec (validation): every choice, or both ends of a range."""
+        a = self.args
+        if self.kind == "choice":
+            return list(a)
+        return [a[0]] if self.kind == "normal" else [a[0], a[1] - 1 if self.kind == "randint" else a[1]]
 
 
 def _scalar(value: Any) -> bool:
@@ -187,13 +191,24 @@ class SearchConfig:
         return self.storage is None
 
 
+def with_driver(url: str) -> str:
+    """SQLAlchemy 2.1 maps `postgresql://` to psycopg 3; without it, use psycopg2 (the `postgres` extra)."""
+    if not url.startswith("postgresql://"):
+        return url
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        return "postgresql+psycopg2://" + url.removeprefix("postgresql://")
+    return url
+
+
 def make_storage(config: SearchConfig) -> optuna.storages.BaseStorage:
     exp = Path(config.experiment_dir)
     if config.journal:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(str(exp / "study.log")))
-    url = config.storage or f"sqlite:///{exp / 'study.db'}"
+    url = with_driver(config.storage or f"sqlite:///{exp / 'study.db'}")
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
                                       grace_period=HEARTBEAT_GRACE_S)
@@ -282,11 +297,15 @@ def run_worker(config: SearchConfig, worker: int) -> None:
                    callbacks=[optuna.study.MaxTrialsCallback(max_trial, states=COUNTED)])
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """--resume of a local study: trials left RUNNING by a killed search can never finish; mark them FAIL."""
-    stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+def fail_stale_trials(config: SearchConfig) -> int:
+    """--resume of a local study: trials left RUNNING by a killed search can never finish; mark them FAIL.
+    (Shared storages rely on heartbeats instead: another machine's running trial is not stale.)"""
+    storage = make_storage(config)
+    study_id = storage.get_study_id_from_name(config.study_name)
+    stale = storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
     for t in stale:
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        storage.set_trial_state_values(storage.get_trial_id_from_study_id_trial_number(study_id, t.number),
+                                       TrialState.FAIL)
     return len(stale)
 
 
@@ -333,9 +352,10 @@ def export_best_spec(study: optuna.Study, config: SearchConfig) -> Path | None:
     return path
 
 
-def plot_experiment(rows: list[dict[str, Any]], keys: list[str], path: Path) -> Path | None:
+def plot_experiment(rows: list[dict[str, Any]], kinds: dict[str, str], path: Path) -> Path | None:
     """experiment_graph.png: score against each searched parameter (complete trials; pruned ones in grey)."""
     done = [r for r in rows if r["state"] in ("COMPLETE", "PRUNED") and r.get("final_return_ma") is not None]
+    keys = list(kinds)
     if not done or not keys:
         return None
     plt = pyplot()
@@ -348,6 +368,8 @@ def plot_experiment(rows: list[dict[str, Any]], keys: list[str], path: Path) -> 
             xs = [x if _number(x) else str(x) for x, _ in pts]
             ax.scatter(xs, [y for _, y in pts], label=state.lower(), **style)
         ax.set_xlabel(key.split(".")[-1] if len(key) > 30 else key)
+        if kinds.get(key) == "loguniform":
+            ax.set_xscale("log")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("final_return_ma")
     axes[0][0].legend(loc="best")
@@ -359,7 +381,7 @@ def export(study: optuna.Study, config: SearchConfig, params: list[SearchParam])
     exp = Path(config.experiment_dir)
     rows = experiment_rows(study)
     write_experiment_csv(rows, exp / "experiment.csv")
-    plot_experiment(rows, [p.key for p in params], exp / "experiment_graph.png")
+    plot_experiment(rows, {p.key: p.kind for p in params}, exp / "experiment_graph.png")
     best_path = export_best_spec(study, config)
     states = [r["state"] for r in rows]
     return {"best_spec": best_path, "complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
@@ -402,6 +424,8 @@ def make_config(args: argparse.Namespace) -> SearchConfig:
     """A new experiment's config, or the stored one for --resume."""
     overrides = dict(parse_override(text) for text in args.set)
     spec = load_spec(args.spec_file, args.spec_name, overrides)
+    if args.sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        raise SpecError("--sampler", "cmaes needs the cmaes package: pip install -e '.[search]'")
     if args.resume:
         exp = newest_experiment(Path(args.data_dir), spec.name) if args.resume == "latest" else Path(args.resume)
         if exp is None or not (exp / "search.json").is_file():
@@ -454,7 +478,7 @@ def search(args: argparse.Namespace) -> int:
     if args.enqueue and not args.resume:
         enqueue_points(study, params, args.enqueue)
     if args.resume and config.local():
-        stale = fail_stale_trials(study)
+        stale = fail_stale_trials(config)
         print(f"resuming {config.experiment_dir}: {counted_trials(study)} trials counted, {stale} stale marked FAIL")
     print(f"search {config.experiment_dir}: {len(params)} parameters, {spec.meta.max_trial} trials x "
           f"{spec.meta.max_session} sessions, sampler {config.sampler}, pruner {spec.meta.search_scheduler}, "
