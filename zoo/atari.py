@@ -136,5 +136,5 @@ def make_atari_env(env_spec: EnvSpec, seed: int, num_envs: int, device: torch.de
     # with same-step autoreset GymWrapper already returns a TransformedEnv (it swaps in terminal observations)
     env = base if isinstance(base, TransformedEnv) else TransformedEnv(base)
     env.append_transform(Compose(*transforms))
-    env.set_seed(seed)
+    env.set_seed(seed % (2**31 - num_envs))  # ale-py seeds sub-env i with seed + i, as a C int
     return env
