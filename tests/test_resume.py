@@ -9,6 +9,7 @@ import time
 
 import pytest
 import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import ROOT, SPECS, only_run_dir, read_metrics, run_cli
 from zoo.checkpoint import load_replay
@@ -70,6 +71,9 @@ def test_resume_equals_uninterrupted(runs, tmp_path):
     rows = read_metrics(half)
     assert rows[:len(half_rows)] == half_rows
     assert untimed(rows) == untimed(read_metrics(full))  # one continuous CSV, identical to the uninterrupted one
+    events = EventAccumulator(str(half / "tb"))
+    events.Reload()  # TensorBoard honours the resumed writer's purge_step: no step appears twice
+    assert [e.step for e in events.Scalars("train/train_return_ma")] == [int(r["frame"]) for r in rows]
 
 
 def test_kill_9_then_resume_latest(tmp_path):
@@ -95,6 +99,9 @@ def test_kill_9_then_resume_latest(tmp_path):
     fpb = 64
     assert all(b - a <= LOG + fpb for a, b in zip(frames, frames[1:], strict=False))  # no missing rows
     assert load_checkpoint(run / "ckpt" / "latest.pt")["frame"] == frames[-1]
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()  # rows logged after the last checkpoint and before the kill were purged
+    assert [e.step for e in events.Scalars("train/train_return_ma")] == frames
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):
