@@ -11,3 +11,14 @@ def test_dqn_cartpole_solves(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     evals = [float(r["eval_return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval_return"]]
     assert max(evals) >= 475, evals
+
+
+@pytest.mark.learning
+def test_sac_pendulum_learns(tmp_path):
+    # random actions score about -1200 to -1500 on Pendulum; stops at the first evaluation reaching -400
+    result = run_cli(str(SPECS / "sac_pendulum.yaml"), "-s", "meta.seed=0", "-s", "env.max_frame=6000", "-s",
+                     "meta.eval_frequency=1000", "-s", "meta.eval_episodes=5", "--target-return", "-400",
+                     data_dir=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evals = [float(r["eval_return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval_return"]]
+    assert max(evals) >= -400, evals
