@@ -15,8 +15,10 @@ import yaml
 from optuna.trial import TrialState
 
 from tests.conftest import ROOT, run_cli
+from zoo.cli import read_job_list
 from zoo.metrics import trial_metrics
 from zoo.search import with_driver
+from zoo.spec import SpecError
 
 FIXTURE = ROOT / "tests" / "fixtures" / "search_cartpole.yaml"
 POSTGRES_URL = os.environ.get("ZOO_POSTGRES_URL", "postgresql://zoo:zoo@127.0.0.1:5432/zoo_test")
@@ -127,3 +129,15 @@ def test_two_workers_share_one_postgres_study(tmp_path):
         assert dirs == {"machine0", "machine1"}, dirs  # both processes ran trials of the one study
     finally:
         optuna.delete_study(study_name=study_name, storage=with_driver(POSTGRES_URL))
+
+
+def test_job_file_runs_each_listed_spec(tmp_path):
+    jobs = tmp_path / "jobs.yaml"
+    jobs.write_text(yaml.safe_dump([{"spec": str(FIXTURE), "mode": "dev", "set": ["env.max_frame=256"]},
+                                    {"spec": str(FIXTURE), "set": ["env.max_frame=256", "meta.seed=1"]}]))
+    result = run_cli("--job", str(jobs), data_dir=tmp_path / "data")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "job 2/2" in result.stdout and len(list((tmp_path / "data").glob("search_cartpole_*"))) == 2
+    jobs.write_text(yaml.safe_dump([{"spec": str(FIXTURE), "seed": 3}]))
+    with pytest.raises(SpecError, match="unknown job key 'seed'"):
+        read_job_list(str(jobs))

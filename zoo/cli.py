@@ -163,7 +163,7 @@ def train_trial(args: argparse.Namespace, spec: Spec, seed: int | None) -> int:
 
 def run_jobs(args: argparse.Namespace) -> int:
     """--job FILE: train each listed spec in turn (with this command's --data-dir); returns the worst status."""
-    jobs = _read_job_list(args.job)
+    jobs = read_job_list(args.job)
     status = 0
     for i, job in enumerate(jobs):
         argv = [str(job["spec"]), *([job["name"]] if job.get("name") else []), job.get("mode", "train"),
@@ -175,7 +175,7 @@ def run_jobs(args: argparse.Namespace) -> int:
     return status
 
 
-def _read_job_list(path: str) -> list[dict]:
+def read_job_list(path: str) -> list[dict]:
     try:
         jobs = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as err:

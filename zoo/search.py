@@ -471,6 +471,7 @@ def _hide_password(url: str | None) -> str | None:
 
 
 def search(args: argparse.Namespace) -> int:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     config = make_config(args)
     spec = load_base_spec(config)
     params = parse_search(spec, config.spec_file, config.spec_name, config.overrides)
