@@ -77,6 +77,20 @@ def make_vector_env(env_spec: EnvSpec, num_envs: int) -> gym.vector.VectorEnv:
         raise SpecError("env.kwargs", f"rejected by the env constructor ({err})") from None
 
 
+class ObsNorm(VecNormV2):
+    """`VecNormV2` whose variance cannot go negative.
+
+    TorchRL 0.14.1 normalizes with `sqrt(E[x^2] - E[x]^2)`; float32 rounding makes that slightly negative for
+    constant features (BipedalWalker's lidar: -1.5e-8 at the first reset), and the NaN it gives crashes Box2D.
+    """
+
+    def _stateful_update(self, data: TensorDictBase) -> None:
+        super()._stateful_update(data)
+        for key in self._var.keys(True, True):
+            second_moment = self._var[key]
+            torch.maximum(second_moment, self._loc[key].pow(2), out=second_moment)
+
+
 class ReturnScaling(Transform):
     """Divides rewards by the running std of each env's discounted return, then clips (SB3 VecNormalize).
 
@@ -121,7 +135,7 @@ def make_env(env_spec: EnvSpec, seed: int, num_envs: int | None = None, device: 
     base = GymWrapper(make_vector_env(env_spec, num_envs), categorical_action_encoding=True, device=device)
     transforms: list[Transform] = [RewardSum(), StepCounter()]
     if env_spec.normalize_obs:
-        obs_norm = VecNormV2(in_keys=["observation"], decay=1.0, eps=1e-4, reduce_batch_dims=True)
+        obs_norm = ObsNorm(in_keys=["observation"], decay=1.0, eps=1e-4, reduce_batch_dims=True)
         transforms.append(obs_norm.freeze() if evaluation else obs_norm)
         if env_spec.clip_obs is not None:
             transforms.append(ClipTransform(in_keys=["observation"], low=-env_spec.clip_obs, high=env_spec.clip_obs))

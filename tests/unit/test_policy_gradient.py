@@ -142,3 +142,9 @@ def test_normalization_is_checkpointed_and_frozen_in_eval():
     fresh.agent.load_state_dict(c.agent.state_dict())
     assert torch.equal(normalizers(fresh.env)["obs"].loc["observation"], train_obs.loc["observation"])
 
+
+
+def test_obs_normalization_has_no_nan_on_constant_features():
+    spec = load_spec(SPECS / "ppo_bipedalwalker.yaml", overrides=["env.num_envs=2"])
+    env = build(spec, seed=0).env  # BipedalWalker's lidar is constant at reset: zero variance
+    assert torch.isfinite(env.reset()["observation"]).all()
