@@ -125,15 +125,20 @@ def gym_env_of(env: EnvBase):
 
 def env_state(env: EnvBase) -> dict:
     """Internal state of every gymnasium sub-env; `exact` is False when only RNG states could be captured."""
-    gym_env = gym_env_of(env)
+    gym_env = getattr(getattr(env, "base_env", env), "_env", None)
     try:
         return {"exact": True, "state": _object_state(gym_env, rng_only=False)}
-    except UnsupportedEnvState:
+    except (UnsupportedEnvState, TypeError):  # TypeError: vars() of an object without __dict__ (C++ classes)
+        pass
+    try:
         return {"exact": False, "state": _object_state(gym_env, rng_only=True)}
+    except TypeError:
+        return {"exact": False, "state": {}}
 
 
 def load_env_state(env: EnvBase, state: dict) -> None:
-    _load_object_state(gym_env_of(env), state["state"])
+    if state["state"]:
+        _load_object_state(gym_env_of(env), state["state"])
 
 
 # ------------------------------------------------------------------------------------------ collector
