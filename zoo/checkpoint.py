@@ -11,6 +11,9 @@ state. That covers classic control, toy-text and custom envs whose state lives i
 Envs holding anything else (Box2D worlds, ALE emulators) cannot be captured this way: for them only the RNG
 states are saved, and the resumed run starts fresh episodes from them (not bit-exact; stated in the warning).
 
+Not captured: state that replay-buffer transforms keep outside the storage (TorchRL's `MultiStepTransform`
+holds the last n-1 frames of each env), so an n-step learner loses those few transitions at a resume.
+
 Everything is stored as tensors and plain Python so that `torch.load(weights_only=True)` reads it.
 """
 
