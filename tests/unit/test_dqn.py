@@ -5,6 +5,7 @@ import torch
 from tensordict import TensorDict
 
 from tests.conftest import SPECS
+from zoo.algos import dqn
 from zoo.algos.dqn import td_loss
 from zoo.components import build
 from zoo.spec import load_spec
@@ -98,3 +99,89 @@ def test_exploration_draws_are_per_env():
     random_share = (actions != greedy).float().mean(0)  # per env, over 20 draws
     assert 0.05 < random_share.mean().item() < 0.45  # eps 0.5 with 2 actions: ~25% differ
     assert random_share.std().item() > 0  # envs do not all explore together
+
+
+def per_agent(*overrides: str):
+    spec = load_spec(SPECS / "ddqn_per_cartpole.yaml", overrides=[
+        "env.num_envs=4", "agent.algorithm.training_start_step=0", "agent.algorithm.training_frequency=64",
+        "agent.algorithm.training_iter=1", "agent.algorithm.n_step=1", *overrides])
+    components = build(spec, seed=0)
+    return components, components.agent
+
+
+def collect(components, frames: int = 64):
+    collector_iter = iter(components.collector)
+    return [next(collector_iter) for _ in range(frames // components.agent.frames_per_batch)]
+
+
+def test_priorities_come_from_td_errors(monkeypatch):
+    components, agent = per_agent()
+    calls = {}
+    original_td_loss = dqn.td_loss
+
+    def spy_td_loss(*args):
+        calls["batch"] = args[2]
+        calls["loss"], calls["td_error"] = original_td_loss(*args)
+        return calls["loss"], calls["td_error"]
+
+    monkeypatch.setattr(dqn, "td_loss", spy_td_loss)
+    (data,) = collect(components)
+    agent.update(data, frame=64)
+    sampler, index = agent.buffer.sampler, calls["batch"]["index"]
+    alpha, eps = agent.buffer.sampler._alpha, agent.buffer.sampler._eps
+    expected = (calls["td_error"] + eps) ** alpha  # (|td| + eps) ^ alpha
+    stored = torch.tensor([sampler._sum_tree[int(i)] for i in index])
+    assert torch.allclose(stored, expected, rtol=1e-5)
+    assert not torch.allclose(stored, stored[0].expand_as(stored))  # not the default max priority
+
+
+def test_importance_weights_reach_the_loss(monkeypatch):
+    components, agent = per_agent("agent.algorithm.training_iter=8")
+    sampler, seen = agent.buffer.sampler, []
+    original_td_loss = dqn.td_loss
+
+    def spy_td_loss(*args):  # records each batch and its sampling probabilities, before priorities move
+        size = len(agent.buffer)
+        priority = torch.tensor([sampler._sum_tree[int(i)] for i in args[2]["index"]])
+        seen.append((args[2], size * priority / sampler._sum_tree.query(0, size)))
+        return original_td_loss(*args)
+
+    monkeypatch.setattr(dqn, "td_loss", spy_td_loss)
+    (data,) = collect(components)
+    agent.update(data, frame=64)
+    batch, size_times_p = seen[-1]  # sampled after the first steps set unequal priorities
+    weight = batch["priority_weight"]
+    assert weight.shape == (agent.buffer.batch_size,) and weight.max().item() <= 1.0 + 1e-6
+    assert weight.min().item() < 0.999  # importance weights are not all one
+    ratio = weight / size_times_p ** -sampler.beta  # w_i = (N P(i))^-beta / max_j w_j
+    assert torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=1e-4)
+
+
+def test_beta_anneals_to_one_on_the_frame_clock():
+    components, agent = per_agent("env.max_frame=10000", "agent.memory.beta=0.4")
+    (data,) = collect(components)
+    assert agent.beta(0) == pytest.approx(0.4) and agent.beta(10000) == pytest.approx(1.0)
+    agent.update(data, frame=5000)
+    assert agent.buffer.sampler.beta == pytest.approx(0.7)
+
+
+def test_boltzmann_draws_are_per_env_and_follow_the_frame_clock():
+    spec = load_spec(SPECS / "dqn_cartpole.yaml", overrides=[
+        "env.num_envs=64", "agent.algorithm.action_policy=boltzmann", "agent.algorithm.training_start_step=100000",
+        "agent.algorithm.explore_var_spec={name: linear_decay, start_val: 100.0, end_val: 0.001, end_step: 1000}"])
+    components = build(spec, seed=0)
+    agent = components.agent
+    (data,) = collect(components, agent.frames_per_batch)
+    td = components.env.reset()
+    greedy = agent.actor(td.clone())["action"]
+    agent.update(data, frame=0)  # temperature 100: close to uniform, independently per env
+    assert agent.explore_var.item() == pytest.approx(100.0)
+    actions = torch.stack([agent.policy(td.clone())["action"] for _ in range(20)])
+    share = (actions != greedy).float().mean(0)
+    assert 0.3 < share.mean().item() < 0.7 and share.std().item() > 0
+    agent.update(data, frame=500)
+    assert agent.explore_var.item() == pytest.approx(50.0005)
+    agent.update(data, frame=1000)  # temperature 0.001: greedy
+    assert agent.explore_var.item() == pytest.approx(0.001)
+    actions = torch.stack([agent.policy(td.clone())["action"] for _ in range(5)])
+    assert (actions == greedy).all()
