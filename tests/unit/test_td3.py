@@ -67,9 +67,9 @@ def test_td3_delays_actor_and_targets():
 
 
 def test_td3_exploration_follows_frame_clock_and_draws_per_env():
-    c = make_components("td3_pendulum.yaml", "agent.algorithm.explore_var_spec.name=linear_decay",
-                        "agent.algorithm.explore_var_spec.start_val=0.5",
-                        "agent.algorithm.explore_var_spec.end_val=0.1", "agent.algorithm.explore_var_spec.end_step=1000")
+    explore = "agent.algorithm.explore_var_spec"
+    c = make_components("td3_pendulum.yaml", f"{explore}.name=linear_decay", f"{explore}.start_val=0.5",
+                        f"{explore}.end_val=0.1", f"{explore}.end_step=1000")
     agent = c.agent
     assert agent.explore(500)["explore_var"].item() == pytest.approx(0.3)
     td = c.env.reset()
