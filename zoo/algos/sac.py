@@ -162,7 +162,7 @@ class OffPolicyAgent(Agent):
                 self.buffer.update_priority(batch["index"], td_error)
             steps.append(step_metrics)
         self.num_updates += iters
-        for key in {key for step in steps for key in step}:  # actor metrics come only every policy_delay steps
+        for key in dict.fromkeys(k for step in steps for k in step):  # actor metrics: every policy_delay steps
             metrics[key] = torch.stack([s[key] for s in steps if key in s]).mean()
         metrics.update(lr_factor=torch.tensor(lr), updates_per_s=torch.tensor(iters / (time.perf_counter() - start)))
         return metrics
