@@ -14,6 +14,17 @@ def test_dqn_cartpole_solves(tmp_path):
 
 
 @pytest.mark.learning
+def test_ppo_cartpole_solves(tmp_path):
+    result = run_cli(str(SPECS / "ppo_cartpole.yaml"), "-s", "meta.seed=0", "--target-return", "475",
+                     data_dir=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_metrics(only_run_dir(tmp_path))
+    evals = [float(r["eval_return"]) for r in rows if r["eval_return"]]
+    assert max(evals) >= 475, evals
+    assert int(rows[-1]["frame"]) <= 60000, "PPO CartPole should solve well inside its 100k-frame budget"
+
+
+@pytest.mark.learning
 def test_sac_pendulum_learns(tmp_path):
     # random actions score about -1200 to -1500 on Pendulum; stops at the first evaluation reaching -400
     result = run_cli(str(SPECS / "sac_pendulum.yaml"), "-s", "meta.seed=0", "-s", "env.max_frame=6000", "-s",

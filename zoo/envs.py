@@ -16,6 +16,7 @@ copy of the observation statistics (synced from the train env before each evalua
 
 import copy
 import importlib
+import warnings
 from collections.abc import Callable
 from functools import partial
 
@@ -141,7 +142,9 @@ def make_env(env_spec: EnvSpec, seed: int, num_envs: int | None = None, device: 
             transforms.append(ClipTransform(in_keys=["observation"], low=-env_spec.clip_obs, high=env_spec.clip_obs))
     if env_spec.normalize_reward and not evaluation:
         transforms.append(ReturnScaling(num_envs, gamma))
-    env = TransformedEnv(base, Compose(*transforms))
+    with warnings.catch_warnings():  # VecNormV2 calls batched envs "experimental"; tested in tests/unit
+        warnings.filterwarnings("ignore", message="Support of ObsNorm", category=UserWarning)
+        env = TransformedEnv(base, Compose(*transforms))
     env.set_seed(seed)
     return env
 
