@@ -53,13 +53,13 @@ def sarsa_pairs(batch: TensorDictBase, carry: TensorDictBase | None,
     """
     steps = batch if carry is None else torch.cat([carry, batch], dim=1)
     transitions, next_action = steps[:, :-1], steps["action"][:, 1:]
+    if transitions.shape[-1] == 0:  # a one-step first batch: nothing to pair yet
+        return transitions, next_action, steps[:, -1:]
     truncated = transitions["next", "truncated"].squeeze(-1) & ~transitions["next", "terminated"].squeeze(-1)
-    if truncated.any():
-        with torch.no_grad():
-            drawn = policy(TensorDict({"observation": transitions["next", "observation"]},
-                                      batch_size=transitions.batch_size))["action"]
-        next_action = torch.where(truncated, drawn, next_action)
-    return transitions, next_action, steps[:, -1:]
+    with torch.no_grad():  # drawn everywhere and kept at truncations: no host sync to test for any
+        drawn = policy(TensorDict({"observation": transitions["next", "observation"]},
+                                  batch_size=transitions.batch_size))["action"]
+    return transitions, torch.where(truncated, drawn, next_action), steps[:, -1:]
 
 
 def sarsa_loss(q_net: nn.Module, transitions: TensorDictBase, next_action: torch.Tensor, gamma: float,
@@ -97,6 +97,8 @@ class SARSAAgent(Agent):
         transitions, next_action, self.carry = sarsa_pairs(batch, self.carry, self.policy)
         explore_var = self.schedules["explore_var"](frame)
         self.explore_var.fill_(explore_var)
+        if transitions.shape[-1] == 0:  # a one-step first batch waits for its next actions
+            return {"explore_var": torch.tensor(explore_var)}
         lr = self.set_lr(frame)
         transitions, next_action = transitions.reshape(-1), next_action.reshape(-1)
         opt, losses = self.optimizers["q"], []
