@@ -11,6 +11,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import sqlalchemy
 import yaml
 from optuna.trial import TrialState
 
@@ -53,6 +54,16 @@ def test_trial_runs_seeds_in_parallel_and_aggregates(tmp_path):
         assert (trial_dir / name).exists(), name
 
 
+def one_complete_one_running(data: Path) -> bool:
+    dbs = list(data.glob("search_cartpole_search_*/study.db"))
+    try:
+        study = optuna.load_study(study_name="search_cartpole", storage=f"sqlite:///{dbs[0]}") if dbs else None
+    except (KeyError, optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):  # not created yet
+        return False
+    states = trial_states(study) if study else []
+    return "COMPLETE" in states and "RUNNING" in states
+
+
 def test_search_prunes_survives_kill_and_resumes(tmp_path):
     # two known points first (max_t 200), then points capped at 5 steps: always below them, so pruned
     points = tmp_path / "points.yaml"
@@ -63,16 +74,10 @@ def test_search_prunes_survives_kill_and_resumes(tmp_path):
     with open(tmp_path / "first.log", "w") as log:
         first = subprocess.Popen(search_cmd("--workers", "2", "--enqueue", str(points), "--data-dir", str(data)),
                                  stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=ENV, start_new_session=True)
-    try:  # kill the whole search (both workers) as soon as one trial is complete
+    try:  # kill the whole search (both workers) once a trial is complete and the next one is running
         deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and first.poll() is None:
-            dbs = list(data.glob("search_cartpole_search_*/study.db"))
-            if dbs and optuna.load_study(study_name="search_cartpole", storage=f"sqlite:///{dbs[0]}").get_trials(
-                    deepcopy=False, states=(TrialState.COMPLETE,)):
-                break
+        while time.monotonic() < deadline and first.poll() is None and not one_complete_one_running(data):
             time.sleep(0.5)
-    except (KeyError, optuna.exceptions.StorageInternalError):  # study not created yet at the first polls
-        pass
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
