@@ -279,6 +279,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--json-out", type=Path, help="also write the result JSON to this file")
+    parser.add_argument("--hyperparam", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one RL Zoo hyperparameter (YAML value), e.g. learning_starts=512")
     return parser.parse_args()
 
 
@@ -292,6 +294,9 @@ def main() -> None:
         raise SystemExit(f"{args.env} has no reward_threshold; pass --threshold")
 
     raw = load_zoo_hyperparams(args.algo, args.env)
+    for item in args.hyperparam:
+        key, _, value = item.partition("=")
+        raw[key] = yaml.safe_load(value)
     setup = translate(raw, args.env)
     max_frames = args.max_frames or setup.n_timesteps
     env = make_env(args.env, setup, args.seed, eval_env=False)
