@@ -33,3 +33,13 @@ def test_sac_pendulum_learns(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     evals = [float(r["eval_return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval_return"]]
     assert max(evals) >= -400, evals
+
+
+@pytest.mark.learning
+def test_sarsa_cartpole_solves(tmp_path):
+    # on-policy TD(0), no replay: seed 0 evaluates at 493 at 45k frames and stops there (~60 s of one core)
+    result = run_cli(str(SPECS / "sarsa_cartpole.yaml"), "-s", "meta.seed=0", "-s", "env.max_frame=60000",
+                     "--target-return", "475", data_dir=tmp_path, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evals = [float(r["eval_return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval_return"]]
+    assert max(evals) >= 475, evals
