@@ -5,12 +5,11 @@
     python tools/atari_speed.py memory [--transitions 100000]       # resident memory of a filled FrameStackReplay
     python tools/atari_speed.py sb3 [--frames 4096]                 # SB3 + RL Zoo settings (run with the SB3 venv)
 
-A frame is one agent step of one env (4 emulator frames). Figures measured on the shared 2-core CPU box
-(load average 15 to 18 from other jobs during the runs, so treat them as rough; Pong, 1 torch thread):
-- env, 8 envs, random actions: native `AtariVectorEnv` under `GymWrapper` ~1.0k frames/s vs ~0.2k for
-  gymnasium `ALE/Pong-v5` + TorchRL transforms (grayscale from ALE, `F.interpolate` resize, `CatFrames`);
-  the native env without TorchRL ~3k. Hence zoo/atari.py uses the native env.
-- the other figures are in the report that introduced this tool (the numbers move with the load).
+A frame is one agent step of one env (4 emulator frames). `cpu_fps` = frames per CPU-second of the process
+(robust on a busy machine). Measured on the shared 2-core box (load average 4 to 18 from other jobs; Pong,
+1 torch thread, 8 envs, random actions): native `AtariVectorEnv` alone ~1.3k cpu_fps; under `GymWrapper`
+with zoo's chain ~0.6-0.7k; gymnasium `ALE/Pong-v5` + TorchRL transforms (grayscale from ALE,
+`F.interpolate` resize, `CatFrames`; no max-pool, no-op reset or life signal) ~0.86k.
 """
 
 import argparse
