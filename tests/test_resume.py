@@ -24,7 +24,7 @@ SPEC = str(SPECS / "dqn_cartpole.yaml")
 HALF, FULL, LOG = 512, 1024, 128
 SMALL = [f"env.max_frame={FULL}", f"meta.log_frequency={LOG}", "meta.eval_frequency=256", "meta.eval_episodes=2",
          "agent.algorithm.training_start_step=256", "agent.net.hid_layers=[32]", "meta.ckpt_replay=true",
-         "meta.seed=5"]
+         "meta.seed=5", "env.num_envs=8", "agent.algorithm.training_frequency=64", "agent.algorithm.training_iter=8"]
 SETS = [arg for item in SMALL for arg in ("-s", item)]
 SHARED_RUNS = pytest.mark.xdist_group("resume_runs")  # one xdist worker builds the `runs` fixture once
 
