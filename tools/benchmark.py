@@ -78,13 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--specs-dir", type=Path, default=ROOT / "specs")
     parser.add_argument("--out", type=Path, help="results cache and run dirs (default: data/benchmark/<section>)")
     parser.add_argument("--report", type=Path, default=ROOT / "BENCHMARK.md", help="markdown report to update")
-    parser.add_argument("--plots-dir", type=Path, help="plots (default: benchmark/<section> beside the report)")
+    parser.add_argument("--plots-dir", type=Path, help="plots (default: <out>/plots)")
     args = parser.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.frames_scale <= 0 or (args.max_frame is not None and args.max_frame < 1):
         parser.error("--seeds, --jobs, --frames-scale and --max-frame must be positive")
     args.section = section_slug(args)
     args.out = args.out or ROOT / "data" / "benchmark" / args.section
-    args.plots_dir = args.plots_dir or args.report.parent / "benchmark" / args.section
+    args.plots_dir = args.plots_dir or args.out / "plots"
     return args
 
 
