@@ -12,6 +12,7 @@ from torchrl.modules import ValueOperator
 
 from tests.conftest import SPECS
 from zoo.algos.actor_critic import GaussianHead, make_advantage_module
+from zoo.algos.ppo import clip_ppo_loss
 from zoo.algos.reinforce import monte_carlo_returns
 from zoo.components import build
 from zoo.envs import normalizers
@@ -148,3 +149,36 @@ def test_obs_normalization_has_no_nan_on_constant_features():
     spec = load_spec(SPECS / "ppo_bipedalwalker.yaml", overrides=["env.num_envs=2"])
     env = build(spec, seed=0).env  # BipedalWalker's lidar is constant at reset: zero variance
     assert torch.isfinite(env.reset()["observation"]).all()
+
+
+@pytest.mark.parametrize("clip_value", [False, True])
+def test_clip_ppo_loss_matches_torchrl_clipppoloss(clip_value):
+    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=[
+        "env.num_envs=2", "agent.algorithm.minibatch_size=8", f"agent.algorithm.clip_value={str(clip_value).lower()}",
+        "agent.algorithm.entropy_coef_spec.start_val=0.01"])
+    agent = build(spec, seed=0).agent
+    g = torch.Generator().manual_seed(0)
+    n = 32
+    obs = torch.randn(n, 4, generator=g)
+    with torch.no_grad():
+        logits = agent.fast_nets[0](obs)
+        value = agent.fast_nets[1](obs)
+    action = torch.randint(2, (n,), generator=g)
+    old_log_prob = torch.distributions.Categorical(logits=logits).log_prob(action) + 0.3 * torch.randn(n, generator=g)
+    batch = TensorDict({"observation": obs, "action": action, "action_log_prob": old_log_prob,
+                        "advantage": torch.randn(n, 1, generator=g) + 0.5,
+                        "state_value": value + 0.3 * torch.randn(n, 1, generator=g),
+                        "value_target": value + torch.randn(n, 1, generator=g)}, batch_size=[n])
+    clip_eps, entropy_coef = 0.2, 0.01
+    agent.loss.clip_epsilon.fill_(clip_eps)
+    agent.loss.entropy_coeff.fill_(entropy_coef)
+    if clip_value:
+        agent.loss.clip_value.fill_(clip_eps)
+    ours, stats = clip_ppo_loss(*agent.fast_nets, dict(batch.items()), clip_eps, entropy_coef,
+                                0.5, True, clip_value, False)
+    out = agent.loss(batch.clone())
+    reference = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+    expected = torch.stack([out["loss_critic"], out["kl_approx"], out["clip_fraction"], out["entropy"]])
+    torch.testing.assert_close(stats, expected.detach(), rtol=1e-5, atol=1e-6)
+    assert 0 < stats[2] < 1  # some ratios clipped, some not: the clip branch is exercised

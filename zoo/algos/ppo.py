@@ -18,11 +18,14 @@ Where TorchRL differs from the paper, and what we chose:
   gradient step.
 """
 
+import math
 from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDictBase
 from torch import nn
+from torch.distributions import Categorical
+from torch.nn import functional as F
 from torchrl.envs import EnvBase
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import ValueEstimatorBase
@@ -35,7 +38,7 @@ from zoo.algos.actor_critic import (
     make_advantage_module,
     optimizer_step,
 )
-from zoo.envs import learning_keys
+from zoo.envs import env_info, learning_keys
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
@@ -62,6 +65,43 @@ class PPOAlgorithmSpec(AlgorithmSpec):
     tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds")
 
 
+def clip_ppo_loss(policy_net: nn.Module, value_net: nn.Module, batch: dict[str, torch.Tensor], clip_eps: float,
+                  entropy_coef: float, val_loss_coef: float, normalize_advantage: bool, clip_value: bool,
+                  huber: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped-surrogate + value + entropy loss of a Categorical policy; (loss, [critic, kl, clip frac, entropy]).
+
+    Same maths as TorchRL's `ClipPPOLoss` (tests check they agree): advantages standardized per minibatch
+    (unbiased std), ratio clipped to [1 - eps, 1 + eps], value loss = coef x (squared or Huber) error without a
+    1/2 factor, clipped around the old value to +-eps when `clip_value`, kl_approx = mean(old - new log-prob).
+    Written in plain torch because a gradient step on a 256-sample minibatch (forward, backward, both Adam
+    steps) costs ~5.9 ms with `ClipPPOLoss` against ~3.1 ms with this function (2-core CPU, 64x64 MLPs): the
+    TensorDict plumbing, not the maths. CartPole's loop to eval 475 went from 15.1 s to 11.9 s (tools/speed.py).
+    """
+    obs, advantage = batch["observation"], batch["advantage"].squeeze(-1)
+    if normalize_advantage and advantage.numel() > 1:
+        advantage = (advantage - advantage.mean()) / advantage.std().clamp_min(torch.finfo(torch.float).resolution)
+    dist = Categorical(logits=policy_net(obs))
+    log_prob = dist.log_prob(batch["action"])
+    log_weight = log_prob - batch["action_log_prob"]
+    log_bounds = math.log1p(-clip_eps), math.log1p(clip_eps)
+    log_weight_clip = log_weight.clamp(*log_bounds)
+    loss_objective = -torch.min(log_weight.exp() * advantage, log_weight_clip.exp() * advantage).mean()
+    entropy = dist.entropy().mean()
+    value, target = value_net(obs).squeeze(-1), batch["value_target"].squeeze(-1)
+    distance = F.smooth_l1_loss if huber else F.mse_loss
+    loss_value = distance(value, target, reduction="none")
+    if clip_value:
+        old_value = batch["state_value"].squeeze(-1)
+        clipped = old_value + (value - old_value).clamp(-clip_eps, clip_eps)
+        loss_value = torch.maximum(loss_value, distance(clipped, target, reduction="none"))
+    loss_critic = val_loss_coef * loss_value.mean()
+    loss = loss_objective + loss_critic - entropy_coef * entropy
+    with torch.no_grad():
+        stats = torch.stack([loss_critic, (-log_weight).mean(), (log_weight_clip != log_weight).float().mean(),
+                             entropy])
+    return loss, stats
+
+
 @dataclass(kw_only=True)
 class PPOAgent(Agent):
     """GAE on the batch, then epochs of clipped-objective minibatch steps."""
@@ -69,6 +109,7 @@ class PPOAgent(Agent):
     algo_spec: PPOAlgorithmSpec
     advantage_module: ValueEstimatorBase
     params: list[nn.Parameter]
+    fast_nets: tuple[nn.Module, nn.Module] | None = None  # (obs -> logits, obs -> value): clip_ppo_loss path
     clip_grad_val: float | None = None
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
@@ -82,15 +123,22 @@ class PPOAgent(Agent):
         with torch.no_grad():
             self.advantage_module(data)
         flat = data.select(*TRAIN_KEYS).reshape(-1)
+        tensors = {key: flat[key] for key in TRAIN_KEYS} if self.fast_nets is not None else None
         totals, epochs = [], 0
         for _ in range(spec.training_epoch):
             epoch_stats = []
-            for batch in flat[torch.randperm(flat.shape[0])].split(spec.minibatch_size):
-                out = self.loss(batch)
-                loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+            for index in torch.randperm(flat.shape[0]).split(spec.minibatch_size):
+                if tensors is not None:
+                    loss, stats = clip_ppo_loss(*self.fast_nets, {key: value[index] for key, value in tensors.items()},
+                                                clip_eps, entropy_coef, spec.val_loss_coef, spec.normalize_advantage,
+                                                spec.clip_value, self.loss.loss_critic_type == "smooth_l1")
+                else:
+                    out = self.loss(flat[index])
+                    loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+                    stats = torch.stack([out["loss_critic"].detach(), out["kl_approx"], out["clip_fraction"],
+                                         out["entropy"].detach()])
                 optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
-                epoch_stats.append(torch.stack([loss.detach(), out["loss_critic"].detach(), out["kl_approx"],
-                                                out["clip_fraction"], out["entropy"].detach()]))
+                epoch_stats.append(torch.cat([loss.detach().unsqueeze(0), stats]))
             totals += epoch_stats
             epochs += 1
             self.num_updates += len(epoch_stats)
@@ -110,6 +158,9 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         raise SpecError("agent.algorithm.minibatch_size", f"{algo_spec.minibatch_size} exceeds the batch of "
                         f"time_horizon x env.num_envs = {frames_per_batch} transitions")
     actor, critic, module = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
+    info = env_info(env)
+    # discrete actions on separate networks take the plain-torch clip_ppo_loss (same parameters); others ClipPPOLoss
+    fast_nets = (actor.module[0].module, critic.module) if info["discrete"] and not net_spec.shared else None
     clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
     loss = ClipPPOLoss(actor, critic, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
                        critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_critic_type(net_spec),
@@ -120,5 +171,5 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
         algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, critic,
                                                                     keys=learning_keys(env)),
-        params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val,
+        params=list(module.parameters()), fast_nets=fast_nets, clip_grad_val=net_spec.clip_grad_val,
     )
