@@ -38,6 +38,7 @@ CHECKPOINT_FORMAT = 1
 PHASES = ("collect", "update", "log", "eval", "checkpoint")
 PROFILE_WAIT, PROFILE_WARMUP, PROFILE_ACTIVE = 2, 2, 5  # batches skipped, warmed up, traced (after random frames)
 RETURN_WINDOW = 100  # episodes in the training-return moving average (as SLM-Lab)
+PLOT_INTERVAL = 30.0  # seconds between redraws of the learning curve (a redraw costs ~0.2 s); always at the end
 
 
 def evaluate(env: EnvBase, actor, max_steps: int = 1_000_000) -> dict[str, float]:
@@ -182,6 +183,7 @@ class Session:
         next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
         start_time, last_time, last_frame = time.perf_counter() - self.wall_time, time.perf_counter(), self.frame
         self._clock_start = start_time
+        last_plot = -float("inf")
         batch_returns: list[float] = []
         batch_lengths: list[float] = []
         row: dict[str, float] = {}
@@ -232,7 +234,9 @@ class Session:
                     improved = row["eval_return"] > self.best_eval
                     self.best_eval = max(self.best_eval, row["eval_return"])
                     self.checkpoint(best=improved)
-                    self.run.plot()
+                    if time.perf_counter() - last_plot >= PLOT_INTERVAL:
+                        self.run.plot()
+                        last_plot = time.perf_counter()
                     next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
                     timer.lap("checkpoint")
                     if self.target_return is not None and row["eval_return"] >= self.target_return:
@@ -253,6 +257,8 @@ class Session:
                 timer.lap("log")
         if profiler is not None:
             profiler.stop()
+        if row:
+            self.run.plot()
         bar.close()
         self.c.collector.shutdown()
         self.run.close()
