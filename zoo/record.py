@@ -37,6 +37,16 @@ RESUME_KEYS = ("format", "frame", "seed", "agent", "rng")  # what a checkpoint m
 PACKAGES = ("torch", "torchrl", "tensordict", "gymnasium", "ale-py", "numpy", "optuna", "zoo")
 
 
+def _file_mode() -> int:
+    """Mode of a newly created file under the process umask (mkstemp itself creates 0600 files)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+
+
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read (missing, truncated, corrupt or unsafe)."""
 
@@ -46,6 +56,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -64,6 +75,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """torch.save `state` atomically (a crash leaves the previous file intact)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     try:
         torch.save(state, tmp)
