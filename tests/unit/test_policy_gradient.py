@@ -182,3 +182,14 @@ def test_clip_ppo_loss_matches_torchrl_clipppoloss(clip_value):
     expected = torch.stack([out["loss_critic"], out["kl_approx"], out["clip_fraction"], out["entropy"]])
     torch.testing.assert_close(stats, expected.detach(), rtol=1e-5, atol=1e-6)
     assert 0 < stats[2] < 1  # some ratios clipped, some not: the clip branch is exercised
+
+
+def test_ppo_greedy_eval_actor_matches_probabilistic_actor_mode():
+    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=["env.num_envs=2", "agent.algorithm.minibatch_size=8"])
+    agent = build(spec, seed=0).agent
+    td = TensorDict({"observation": torch.randn(64, 4, generator=torch.Generator().manual_seed(0))}, batch_size=[64])
+    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+        expected = agent.policy(td.clone())["action"]
+        got = agent.actor(td.clone())["action"]
+    assert agent.actor is not agent.policy
+    assert torch.equal(got, expected) and expected.unique().numel() == 2

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule
 from torch import nn
 from torch.distributions import Categorical
 from torch.nn import functional as F
@@ -102,6 +103,14 @@ def clip_ppo_loss(policy_net: nn.Module, value_net: nn.Module, batch: dict[str, 
     return loss, stats
 
 
+class GreedyAction(nn.Module):
+    """logits -> argmax action: the deterministic eval policy without `ProbabilisticActor`'s distribution plumbing
+    (~210 us against ~490 us per call for 10 eval envs on a 2-core CPU; an eval env step costs ~1.8 ms)."""
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.argmax(-1)
+
+
 @dataclass(kw_only=True)
 class PPOAgent(Agent):
     """GAE on the batch, then epochs of clipped-objective minibatch steps."""
@@ -161,12 +170,14 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     info = env_info(env)
     # discrete actions on separate networks take the plain-torch clip_ppo_loss (same parameters); others ClipPPOLoss
     fast_nets = (actor.module[0].module, critic.module) if info["discrete"] and not net_spec.shared else None
+    eval_actor = actor if fast_nets is None else TensorDictModule(nn.Sequential(fast_nets[0], GreedyAction()),
+                                                                  ["observation"], ["action"])
     clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
     loss = ClipPPOLoss(actor, critic, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
                        critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_critic_type(net_spec),
                        normalize_advantage=algo_spec.normalize_advantage, clip_value=algo_spec.clip_value)
     return PPOAgent(
-        policy=actor, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
+        policy=actor, actor=eval_actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
         algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, critic,
