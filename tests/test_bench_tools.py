@@ -32,7 +32,8 @@ def test_benchmark_writes_table_and_plot_and_resumes(tmp_path):
     assert re.fullmatch(r"-?\d+\.\d ± \d+\.\d", cells[5]), cells[5]  # score mean ± std
     assert cells[7] == "240"  # SLM-Lab's published DQN CartPole score
     assert "--max-frame 300" in report and "QUICK PASS" in report
-    assert (tmp_path / "benchmark" / "classic_max300" / "CartPole-v1.png").stat().st_size > 0
+    assert (tmp_path / "out" / "plots" / "CartPole-v1.png").stat().st_size > 0
+    assert "](out/plots/CartPole-v1.png)" in report  # linked relative to the report
     cache = json.loads((tmp_path / "out" / "results.json").read_text())
     assert len(cache["cells"]) == 1
 
