@@ -33,15 +33,21 @@ NAMES = ("VanillaDQN", "DQN", "DoubleDQN")
 QNET_PREFIX = "module.0.module."  # where QValueActor keeps the Q-network inside the loss's parameter tree
 
 
-@register_algorithm_spec(*NAMES)
 @dataclass
-class DQNAlgorithmSpec(AlgorithmSpec):
-    """Hyperparameters of the DQN family."""
+class ValueExplorationSpec(AlgorithmSpec):
+    """Exploration of value-based learners (DQN family, SARSA)."""
 
     action_policy: str = spec_field("epsilon_greedy", "exploration", choices=("epsilon_greedy", "boltzmann"))
     explore_var_spec: ScheduleSpec = spec_field(
         ScheduleSpec(name="linear_decay", start_val=1.0, end_val=0.05, end_step=10000),
         "epsilon (epsilon_greedy) or temperature (boltzmann) on the frame clock")
+
+
+@register_algorithm_spec(*NAMES)
+@dataclass
+class DQNAlgorithmSpec(ValueExplorationSpec):
+    """Hyperparameters of the DQN family."""
+
     training_frequency: int = spec_field(256, "frames collected between training phases (a multiple of num_envs)",
                                          low=1)
     training_iter: int = spec_field(32, "gradient steps per training phase", low=1)
@@ -61,7 +67,7 @@ class BoltzmannModule(nn.Module):
         return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
 
 
-def make_exploration(qactor: QValueActor, algo_spec: DQNAlgorithmSpec,
+def make_exploration(qactor: QValueActor, algo_spec: ValueExplorationSpec,
                      action_spec) -> tuple[TensorDictSequential, torch.Tensor]:
     """Exploration policy around the greedy actor, and the buffer (epsilon or temperature) to schedule."""
     start = Schedule(algo_spec.explore_var_spec)(0)

@@ -20,11 +20,11 @@ from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss
 
 from zoo.agent import Agent, clip_grad, make_optimizer
-from zoo.algos.dqn import make_exploration
+from zoo.algos.dqn import ValueExplorationSpec, make_exploration
 from zoo.envs import env_info, learning_keys
 from zoo.nets import build_q_net
 from zoo.schedules import Schedule
-from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
+from zoo.spec import Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("SARSA",)
 SARSA_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "terminated"),
@@ -33,13 +33,9 @@ SARSA_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward
 
 @register_algorithm_spec(*NAMES)
 @dataclass
-class SARSAAlgorithmSpec(AlgorithmSpec):
+class SARSAAlgorithmSpec(ValueExplorationSpec):
     """Hyperparameters of SARSA."""
 
-    action_policy: str = spec_field("epsilon_greedy", "exploration", choices=("epsilon_greedy", "boltzmann"))
-    explore_var_spec: ScheduleSpec = spec_field(
-        ScheduleSpec(name="linear_decay", start_val=1.0, end_val=0.05, end_step=10000),
-        "epsilon (epsilon_greedy) or temperature (boltzmann) on the frame clock")
     training_frequency: int = spec_field(32, "frames collected per on-policy batch (a multiple of num_envs)", low=1)
     training_iter: int = spec_field(1, "gradient steps on each batch", low=1)
 
