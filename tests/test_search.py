@@ -18,7 +18,7 @@ from optuna.trial import TrialState
 from tests.conftest import ROOT, run_cli
 from zoo.cli import read_job_list
 from zoo.metrics import trial_metrics
-from zoo.search import with_driver
+from zoo.search import SurplusTrial, claim_slot, with_driver
 from zoo.spec import SpecError
 
 FIXTURE = ROOT / "tests" / "fixtures" / "search_cartpole.yaml"
@@ -128,8 +128,8 @@ def test_two_workers_share_one_postgres_study(tmp_path):
     assert codes == [0, 0], [(tmp_path / f"machine{i}.log").read_text()[-2000:] for i in (0, 1)]
     try:
         study = optuna.load_study(study_name=study_name, storage=with_driver(POSTGRES_URL))
-        trials = study.get_trials(deepcopy=False)
-        assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+        trials = [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get("surplus")]
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 3  # a raced-for 4th slot is marked surplus
         dirs = {Path(t.user_attrs["trial_dir"]).parents[2].name for t in trials}
         assert dirs == {"machine0", "machine1"}, dirs  # both processes ran trials of the one study
     finally:
@@ -146,3 +146,14 @@ def test_job_file_runs_each_listed_spec(tmp_path):
     jobs.write_text(yaml.safe_dump([{"spec": str(FIXTURE), "seed": 3}]))
     with pytest.raises(SpecError, match="unknown job key 'seed'"):
         read_job_list(str(jobs))
+
+
+def test_claim_slot_marks_the_trial_past_max_trial_surplus():
+    study = optuna.create_study(direction="maximize")
+    for value in (1.0, 2.0):
+        study.tell(study.ask(), value)
+    racing = [study.ask(), study.ask()]  # two workers asked for the last slot at once
+    claim_slot(racing[0], max_trial=3)
+    with pytest.raises(SurplusTrial, match="max_trial=3"):
+        claim_slot(racing[1], max_trial=3)
+    assert racing[1].user_attrs == {"surplus": True}

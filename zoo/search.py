@@ -247,9 +247,24 @@ def counted_trials(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=COUNTED))
 
 
+class SurplusTrial(Exception):
+    """Two workers raced for the last of meta.max_trial slots; the later trial stops before it runs."""
+
+
+def claim_slot(trial: optuna.Trial, max_trial: int) -> None:
+    """MaxTrialsCallback counts after a trial ends, so workers finishing together can both start one more.
+    Trial ids grow with creation order, so the trial that finds max_trial earlier ones counted is surplus:
+    it is recorded as FAIL (user attr `surplus`), left out of the results; MaxTrialsCallback then stops the worker."""
+    earlier = [t for t in trial.study.get_trials(deepcopy=False, states=COUNTED) if t._trial_id < trial._trial_id]
+    if len(earlier) >= max_trial:
+        trial.set_user_attr("surplus", True)
+        raise SurplusTrial(f"trial {trial.number}: meta.max_trial={max_trial} already reached")
+
+
 # -------------------------------------------------------------------------------------------------- worker
-def objective(trial: optuna.Trial, config: SearchConfig, params: list[SearchParam]) -> float:
+def objective(trial: optuna.Trial, config: SearchConfig, params: list[SearchParam], max_trial: int) -> float:
     """Sample, run the sessions one after another with pruning, return the mean final_return_ma."""
+    claim_slot(trial, max_trial)
     values = {p.key: p.suggest(trial) for p in params}
     trial.set_user_attr("values", values)
     trial.set_user_attr("host", socket.gethostname())
@@ -293,7 +308,7 @@ def run_worker(config: SearchConfig, worker: int) -> None:
     max_trial = spec.meta.max_trial
     if counted_trials(study) >= max_trial:
         return
-    study.optimize(lambda t: objective(t, config, params), gc_after_trial=True,
+    study.optimize(lambda t: objective(t, config, params, max_trial), gc_after_trial=True, catch=(SurplusTrial,),
                    callbacks=[optuna.study.MaxTrialsCallback(max_trial, states=COUNTED)])
 
 
@@ -313,6 +328,8 @@ def fail_stale_trials(config: SearchConfig) -> int:
 def experiment_rows(study: optuna.Study) -> list[dict[str, Any]]:
     rows = []
     for t in study.trials:
+        if t.user_attrs.get("surplus"):
+            continue
         row = {"trial": t.number, "state": t.state.name, "score": t.value,
                "duration_s": t.duration.total_seconds() if t.duration else None}
         row.update({k: json.dumps(v) if isinstance(v, list | dict) else v
