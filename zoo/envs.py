@@ -167,6 +167,17 @@ def sync_eval_env(env: EnvBase, eval_env: EnvBase) -> None:
         target["obs"].load_state_dict(copy.deepcopy(source["obs"].state_dict()))
 
 
+def plain_vector_env(env: EnvBase) -> gym.vector.VectorEnv | None:
+    """The gymnasium vector env under `env` when TorchRL adds nothing to its observations (only the episode
+    statistics transforms), else None. Evaluation steps such an env directly: see `zoo.session.episode_returns`."""
+    if not isinstance(env, TransformedEnv) or not isinstance(env.base_env, GymWrapper):
+        return None
+    if not all(isinstance(t, RewardSum | StepCounter) for t in env.transform):
+        return None
+    vector_env = env.base_env._env
+    return vector_env if isinstance(vector_env, gym.vector.VectorEnv) else None
+
+
 def learning_keys(env: EnvBase) -> tuple[str, str]:
     """(done, terminated) keys under "next" that learners should cut traces / stop bootstrapping on.
 

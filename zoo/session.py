@@ -17,8 +17,10 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import torch
+from tensordict import TensorDict
 from torchrl.envs import EnvBase, ExplorationType, set_exploration_type
 from tqdm import tqdm
 
@@ -32,6 +34,7 @@ from zoo.checkpoint import (
     set_rng_state,
 )
 from zoo.components import Components
+from zoo.envs import plain_vector_env
 from zoo.record import CheckpointError, RunDir
 
 CHECKPOINT_FORMAT = 1
@@ -52,6 +55,15 @@ def evaluate(env: EnvBase, actor, max_steps: int = 1_000_000) -> dict[str, float
 
 def episode_returns(env: EnvBase, actor, max_steps: int = 1_000_000) -> tuple[torch.Tensor, torch.Tensor]:
     """Raw returns and lengths of the first episode of each env copy (those finished within `max_steps`)."""
+    vector_env = plain_vector_env(env)
+    if vector_env is not None:
+        return vector_episode_returns(vector_env, actor, env.observation_spec["observation"].dtype, env.device,
+                                      max_steps)
+    return torchrl_episode_returns(env, actor, max_steps)
+
+
+def torchrl_episode_returns(env: EnvBase, actor, max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`episode_returns` through TorchRL's stepping, transforms (frozen normalizers, Atari stacks) included."""
     n = env.batch_size.numel()
     returns, lengths = torch.full((n,), float("nan")), torch.full((n,), float("nan"))
     finished = torch.zeros(n, dtype=torch.bool)
@@ -69,6 +81,36 @@ def episode_returns(env: EnvBase, actor, max_steps: int = 1_000_000) -> tuple[to
                     break
             td = next_td
     return returns[finished], lengths[finished]
+
+
+def vector_episode_returns(vector_env: gym.vector.VectorEnv, actor, obs_dtype: torch.dtype, device: torch.device,
+                           max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`episode_returns` on the gymnasium vector env itself, for envs whose TorchRL transforms only count returns.
+
+    Hand-written because TorchRL's `step_and_maybe_reset` costs ~1.8 ms per step of 10 CartPoles on a 2-core
+    CPU, ~10x the env: an evaluation of a solved CartPole (500 steps) took ~0.9 s of a ~10 s run to 475.
+    Same episodes and RNG use as the TorchRL path: finished copies are reset through `reset_mask`, as
+    TorchRL does with autoreset disabled (gymnasium envs must not be stepped past their end).
+    """
+    n = vector_env.num_envs
+    returns, lengths = np.zeros(n), np.zeros(n)
+    finished = np.zeros(n, dtype=bool)
+    obs, _ = vector_env.reset()
+    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+        for _ in range(max_steps):
+            observation = torch.as_tensor(obs, dtype=obs_dtype, device=device)
+            action = actor(TensorDict({"observation": observation}, batch_size=[n], device=device))["action"]
+            obs, reward, terminated, truncated, _ = vector_env.step(action.cpu().numpy())
+            running = ~finished
+            returns[running] += reward[running]
+            lengths[running] += 1
+            done = terminated | truncated
+            finished |= done
+            if done.any():  # before the stop check, as step_and_maybe_reset: the next evaluation sees the same RNG
+                obs, _ = vector_env.reset(options={"reset_mask": done})
+            if finished.all():
+                break
+    return torch.as_tensor(returns[finished]), torch.as_tensor(lengths[finished])
 
 
 class PhaseTimer:
@@ -183,7 +225,7 @@ class Session:
         next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
         start_time, last_time, last_frame = time.perf_counter() - self.wall_time, time.perf_counter(), self.frame
         self._clock_start = start_time
-        last_plot = -float("inf")
+        last_plot = time.perf_counter()  # first redraw after PLOT_INTERVAL: short runs draw once, at the end
         batch_returns: list[float] = []
         batch_lengths: list[float] = []
         row: dict[str, float] = {}
