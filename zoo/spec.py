@@ -52,9 +52,13 @@ def spec_field(
     low_open: bool = False,
     high_open: bool = False,
     choices: tuple[str, ...] | None = None,
+    length: int | None = None,
 ) -> Any:
-    """A dataclass field with a one-line doc and optional range / choice constraints."""
-    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices}
+    """A dataclass field with a one-line doc and optional range / choice / list-length constraints.
+
+    On a list field, `low`/`high` bound every element and `length` fixes how many there are."""
+    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices,
+            "length": length}
     if default is REQUIRED:
         return field(default=None, metadata={**meta, "required": True})
     if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
@@ -91,6 +95,8 @@ class OptimSpec:
     weight_decay: float = spec_field(0.0, "L2 penalty / decoupled weight decay", low=0.0)
     momentum: float = spec_field(0.0, "momentum (SGD, RMSprop)", low=0.0, high=1.0)
     alpha: float = spec_field(0.99, "smoothing constant (RMSprop)", low=0.0, high=1.0)
+    betas: list[float] | None = spec_field(None, "Adam/AdamW moment decay rates [beta1, beta2] (None: torch's "
+                                           "[0.9, 0.999])", low=0.0, high=1.0, high_open=True, length=2)
 
 
 @dataclass
@@ -312,6 +318,12 @@ def _number(value: Any) -> float | int | None:
 
 def _check(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
     if value is None:
+        return
+    if isinstance(value, list):
+        if meta.get("length") is not None and len(value) != meta["length"]:
+            raise SpecError(where, f"expected {meta['length']} values, got {len(value)}")
+        for i, item in enumerate(value):
+            _check(item, meta, f"{where}[{i}]")
         return
     choices = meta.get("choices")
     if choices and value not in choices:

@@ -4,8 +4,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import SPECS, run_cli
+from zoo.agent import make_optimizer
 from zoo.spec import Spec, SpecError, field_docs, load_spec, spec_to_dict
 
 MINIMAL = """
@@ -95,6 +97,10 @@ def test_round_trip(tmp_path):
     ("agent.net.type=MLP", "agent.net.type", "allowed: MLPNet"),
     ("agent.memory.batch_size=5000", "agent.memory.batch_size", "exceeds max_size"),
     ("meta.devic=cpu", "meta.devic", "did you mean 'device'"),
+    ("agent.net.optim_spec.betas=[0.5]", "agent.net.optim_spec.betas", "expected 2 values, got 1"),
+    ("agent.net.optim_spec.betas=[0.5, 1.0]", "agent.net.optim_spec.betas[1]", "allowed: [0.0, 1.0)"),
+    ("agent.net.optim_spec.betas=[-0.1, 0.9]", "agent.net.optim_spec.betas[0]", "out of range"),
+    ("agent.net.optim_spec.betas=0.5", "agent.net.optim_spec.betas", "expected a list"),
 ])
 def test_validation_errors_name_field_and_allowed(tmp_path, override, field, fragment):
     path = write(tmp_path, MINIMAL)
@@ -103,6 +109,15 @@ def test_validation_errors_name_field_and_allowed(tmp_path, override, field, fra
     assert fragment in str(err)
     assert str(path) in str(err)
     assert "\n" not in str(err)
+
+
+def test_adam_betas_reach_the_optimizer(tmp_path):
+    spec = load_spec(write(tmp_path, MINIMAL), overrides=["agent.net.optim_spec.betas=[0.5, 0.999]"])
+    opt = make_optimizer([torch.zeros(1, requires_grad=True)], spec.agent.net.optim_spec)
+    assert opt.param_groups[0]["betas"] == (0.5, 0.999)
+    default_spec = load_spec(write(tmp_path, MINIMAL)).agent.net.optim_spec
+    default = make_optimizer([torch.zeros(1, requires_grad=True)], default_spec)
+    assert default.param_groups[0]["betas"] == (0.9, 0.999)
 
 
 def test_missing_required_fields(tmp_path):
