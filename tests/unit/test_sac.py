@@ -9,6 +9,7 @@ from torchrl.modules import TanhNormal
 
 from tests.conftest import SPECS
 from zoo.components import build
+from zoo.memory import FrameStackReplay
 from zoo.spec import SpecError, load_spec
 
 GAMMA = 0.9
@@ -128,3 +129,28 @@ def test_policy_delay_skips_actor_steps():
     assert any(not torch.equal(a, b) for a, b in zip(actor_before, after_first, strict=True))
     assert all(torch.equal(a, b) for a, b in zip(after_first, agent.actor_params, strict=True))
     assert "loss_actor" not in metrics
+
+
+def test_discrete_sac_with_conv_trunk_matches_torchrl_on_uint8_frames():
+    spec = load_spec(SPECS / "sac_pong.yaml", overrides=[
+        f"agent.algorithm.gamma={GAMMA}", "env.num_envs=2", "agent.memory.max_size=64", "agent.memory.batch_size=8",
+        "agent.net.conv_hid_layers=[[4, 8, 4], [8, 4, 2]]", "agent.net.hid_layers=[16]"])
+    agent = build(spec, seed=0).agent
+    assert isinstance(agent.buffer, FrameStackReplay)  # uint8 frames, each stored once
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randint(0, 256, (6, 4, 84, 84), dtype=torch.uint8, generator=g)
+    terminated = torch.tensor([[True], [False], [False], [True], [False], [False]])
+    batch = TensorDict({"observation": frames, "action": torch.randint(6, (6,), generator=g), "next": {
+        "observation": frames.roll(1, 0), "reward": torch.randn(6, 1, generator=g), "terminated": terminated,
+        "truncated": torch.zeros_like(terminated), "done": terminated}}, batch_size=[6])
+    q = agent.q_values(agent.q_layers, frames, None)
+    assert q.shape == (2, 6, 6)  # twin critics x batch x actions
+    assert not torch.allclose(q[0], q[1])  # two differently initialised critics, not one shared
+    critic, actor, alpha, _, _ = our_losses(agent, batch)
+    reference = agent.loss(batch.clone())
+    assert critic.item() == pytest.approx(reference["loss_qvalue"].item(), rel=1e-4)
+    assert actor.item() == pytest.approx(reference["loss_actor"].item(), rel=1e-4)
+    assert alpha.item() == pytest.approx(reference["loss_alpha"].item(), rel=1e-4)
+    before = [p.clone() for p in agent.q_params]
+    agent.gradient_step(batch)
+    assert all(not torch.equal(a, b) for a, b in zip(before, agent.q_params, strict=True) if a.ndim > 1)
