@@ -90,3 +90,11 @@ def test_crossq_step_has_no_targets_and_rejects_prioritized_replay():
     assert any(not torch.equal(a, b) for a, b in zip(critic_before, c.agent.q_params, strict=True))
     with pytest.raises(SpecError, match="agent.memory.name"):
         make_components("crossq_pendulum.yaml", "agent.memory.name=PrioritizedReplay")
+
+
+def test_crossq_batch_renorm_warmup_counter_stops_at_warmup_steps():
+    agent = make_components("crossq_pendulum.yaml", "agent.algorithm.brn_warmup_steps=2").agent
+    for _ in range(5):  # TorchRL's own counter would reach 5, doubling the renorm corrections after 4 steps
+        agent.gradient_step(make_batch(16))
+    counters = [v for k, v in agent.loss.qvalue_network_params.flatten_keys(".").items() if "num_batches" in k]
+    assert counters and all((c == 2).all() for c in counters)

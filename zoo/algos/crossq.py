@@ -5,16 +5,17 @@ batch statistics are those of the mixture of both distributions; the next-state 
 (detached) as the bootstrap target. The actor is updated every `policy_delay` critic steps against the
 critics in evaluation mode (running statistics).
 
-Built on TorchRL's `CrossQLoss` and `BatchRenorm1d`, used as they are (no plain-torch copy: the joint pass
-with batch statistics runs through `CrossQLoss`'s vmap over the twin critics). Checked against the paper:
+Built on TorchRL's `CrossQLoss` and `BatchRenorm1d`, used as they are but for one fix (no plain-torch copy: the
+joint pass with batch statistics runs through `CrossQLoss`'s vmap over the twin critics). Checked against the paper:
 - same: joint forward of (s, a) and (s', a'), twin critics with the min in the target and in the actor loss,
   no target networks, critics in eval mode for the actor loss, entropy-tuned temperature, policy delay.
 - differences: `CrossQLoss` defaults to a smooth-l1 critic loss (we pass l2 by default, as the paper);
-  it ignores prioritized-replay weights (so CrossQ accepts uniform Replay only here); the paper's Adam uses
-  beta1 = 0.5 (OptimSpec has no betas, so torch's 0.9 applies); the paper's critics are 2048 wide with BRN
+  it ignores prioritized-replay weights (so CrossQ accepts uniform Replay only here); the paper's Adam
+  beta1 = 0.5 is set in the spec (`optim_spec.betas`); the paper's critics are 2048 wide with BRN
   warm-up 100k steps and momentum 0.99 (here `hid_layers` and `brn_warmup_steps` from the spec; TorchRL's
   momentum 0.01 is the same update written as 1 - 0.99); BRN's input layer normalizes [s, a] as in the
-  authors' code (Dense -> activation -> BRN per hidden layer).
+  authors' code (Dense -> activation -> BRN per hidden layer), with their epsilon 1e-3.
+- fixed: TorchRL's `BatchRenorm1d` warm-up counter never stops (see `WarmupBatchRenorm1d`).
 """
 
 import math
@@ -36,6 +37,7 @@ from zoo.nets import ACTIVATIONS, build_mlp
 from zoo.spec import AlgorithmSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("CrossQ",)
+BRN_EPS = 1e-3  # the authors' and sb3-contrib's batch renorm epsilon (TorchRL's default is 1e-5)
 
 
 @register_algorithm_spec(*NAMES)
@@ -57,12 +59,26 @@ class CrossQAlgorithmSpec(AlgorithmSpec):
                                        low=0)
 
 
+class WarmupBatchRenorm1d(BatchRenorm1d):
+    """TorchRL's `BatchRenorm1d` with its step counter held at `warmup_steps`.
+
+    TorchRL 0.14.1 calls the out-of-place `clamp_max` on the counter, so the non-smooth warm-up factor
+    `steps // warmup_steps` keeps growing (2, 3, ... after 2x, 3x the warm-up) and scales the corrections
+    r - 1 and d past `max_r` / `max_d`. The paper's factor is 1 after the warm-up."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.training:
+            self.num_batches_tracked.copy_(self.num_batches_tracked.clamp(max=self.warmup_steps))  # vmap has no clamp_
+        return out
+
+
 def build_brn_critic(in_dim: int, hid_layers: list[int], activation: str, algo_spec: CrossQAlgorithmSpec) -> nn.Module:
     """[s, a] -> BRN -> (Linear -> activation -> BRN) per hidden layer -> Linear -> Q."""
-    brn = {"momentum": algo_spec.brn_momentum, "warmup_steps": algo_spec.brn_warmup_steps}
-    layers: list[nn.Module] = [BatchRenorm1d(in_dim, **brn)]
+    brn = {"momentum": algo_spec.brn_momentum, "warmup_steps": algo_spec.brn_warmup_steps, "eps": BRN_EPS}
+    layers: list[nn.Module] = [WarmupBatchRenorm1d(in_dim, **brn)]
     for width in hid_layers:
-        layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation](), BatchRenorm1d(width, **brn)]
+        layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation](), WarmupBatchRenorm1d(width, **brn)]
         in_dim = width
     return nn.Sequential(*layers, nn.Linear(in_dim, 1))
 
