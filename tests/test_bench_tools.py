@@ -30,7 +30,8 @@ def test_benchmark_writes_table_and_plot_and_resumes(tmp_path):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert int(cells[3].replace(",", "")) >= 300 and cells[4] == "1"  # frames, seeds
     assert re.fullmatch(r"-?\d+\.\d ± \d+\.\d", cells[5]), cells[5]  # score mean ± std
-    assert cells[7] == "240"  # SLM-Lab's published DQN CartPole score
+    assert re.fullmatch(r"(\d[\d,]* )?\(\d/1\)", cells[8]), cells[8]  # frames to target (solved k/n)
+    assert cells[9] == "240"  # SLM-Lab's published DQN CartPole score
     assert "--max-frame 300" in report and "QUICK PASS" in report
     assert (tmp_path / "out" / "plots" / "CartPole-v1.png").stat().st_size > 0
     assert "](out/plots/CartPole-v1.png)" in report  # linked relative to the report

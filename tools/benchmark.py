@@ -48,6 +48,9 @@ PUBLISHED = {
     "LunarLander-v3": {"DQN": 195, "DDQN+PER": 266, "A2C": 27, "PPO": 183, "SAC": 106},
     "LunarLanderContinuous-v3": {"A2C": -77, "PPO": 133, "SAC": 125},
 }
+# The eval return each issue asks a spec of the env to reach; the report gives the frames each seed took.
+TARGETS = {"CartPole-v1": 475, "Acrobot-v1": -100, "Pendulum-v1": -200, "LunarLander-v3": 200,
+           "LunarLanderContinuous-v3": 200}
 ALGORITHM_LABELS = {"SoftActorCritic": "SAC", "DoubleDQN": "DDQN", "Reinforce": "REINFORCE", "Sarsa": "SARSA"}
 CURVE_POINTS = 200  # learning-curve points kept per cell in the cache
 CACHE_FORMAT = 1
@@ -202,12 +205,16 @@ def run_cell(entry: Entry, seed: int, args: argparse.Namespace) -> dict:
     loop_seconds = sum(float(v) for k, v in last.items() if k.startswith("time_") and v) or float(last["wall_time"])
     curve = [(int(r["frame"]), float(r["train_return_ma"])) for r in rows if r["train_return_ma"]]
     step = max(1, -(-len(curve) // CURVE_POINTS))
-    evals = [float(r["eval_return"]) for r in rows if r["eval_return"]]
+    eval_points = [(int(r["frame"]), float(r["eval_return"])) for r in rows if r["eval_return"]]
+    evals = [value for _, value in eval_points]
+    target = TARGETS.get(entry.env)
     provenance = json.loads((run_dir / "run.json").read_text())
     return {"spec": entry.key, "env": entry.env, "algorithm": entry.algorithm, "seed": seed,
             "budget": frame_budget(entry.spec, args), "frames": int(last["frame"]),
             "score": float(last["train_return_ma"]) if last["train_return_ma"] else None,
-            "final_eval": evals[-1] if evals else None, "wall_seconds": wall_seconds, "loop_seconds": loop_seconds,
+            "final_eval": evals[-1] if evals else None, "best_eval": max(evals) if evals else None,
+            "target_frame": next((f for f, v in eval_points if target is not None and v >= target), None),
+            "wall_seconds": wall_seconds, "loop_seconds": loop_seconds,
             "fps": int(last["frame"]) / loop_seconds, "device": describe_device(entry.spec),
             "versions": provenance.get("versions", package_versions()), "git_sha": provenance.get("git_sha"),
             "run_dir": str(run_dir), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -233,6 +240,22 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.pstdev(values):.1f}"
 
 
+def median_best(cells: list[dict]) -> str:
+    best = [c["best_eval"] for c in cells if c.get("best_eval") is not None]
+    return fmt(statistics.median(best)) if best else "-"
+
+
+def target_frames(cells: list[dict]) -> str:
+    """Median frames to the target over the seeds that reached it, and how many did (cells cached before
+    this column existed count as unknown)."""
+    known = [c for c in cells if "target_frame" in c]
+    reached = [c["target_frame"] for c in known if c["target_frame"] is not None]
+    if not known:
+        return "-"
+    median = f"{statistics.median(reached):,.0f} " if reached else ""
+    return f"{median}({len(reached)}/{len(known)})"
+
+
 def version_text(versions: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in versions.items())
 
@@ -246,9 +269,13 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
     version_sets: list[str] = []
     lines = [f"### {title}", "",
              f"Regenerate (resumable; add `--only <spec>` to run a subset): `{regenerate_command(args)}`", "",
-             "| env | algorithm | spec | frames | seeds | score (mean ± std) | final eval | SLM-Lab | wall s | "
-             "frames/s | device | versions |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+             "Score: final training-return moving average (SLM-Lab's trial score). Evals: mean return of the greedy "
+             "policy; best eval and target frames are medians over seeds (target frames: first evaluation at or "
+             f"above the env's target, {', '.join(f'{e} {t}' for e, t in TARGETS.items() if e in envs)}; "
+             "`k/n` seeds reached it).", "",
+             "| env | algorithm | spec | frames | seeds | score (mean ± std) | final eval | best eval | "
+             "frames to target | SLM-Lab | wall s | frames/s | device | versions |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     order = {a: i for i, a in enumerate(ALGORITHM_ORDER)}
     rows: list[tuple[int, int, str, str]] = []  # sorted by env, then algorithm
     covered = set()
@@ -260,7 +287,7 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
         if not cells:
             budget = frame_budget(entry.spec, args)
             rows.append((*sort_key, f"| {entry.env} | {entry.algorithm} | {entry.key} | {budget:,} | 0 | not run | "
-                         f"- | {fmt(published, 0)} | - | - | - | - |"))
+                         f"- | - | - | {fmt(published, 0)} | - | - | - | - |"))
             continue
         versions = version_text(cells[0]["versions"])
         if versions not in version_sets:
@@ -269,15 +296,16 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
         evals = [c["final_eval"] for c in cells if c["final_eval"] is not None]
         rows.append((*sort_key,
                      f"| {entry.env} | {entry.algorithm} | {entry.key} | {cells[0]['frames']:,} | {len(cells)} | "
-                     f"{spread(scores)} | {fmt(statistics.mean(evals) if evals else None)} | {fmt(published, 0)} | "
+                     f"{spread(scores)} | {fmt(statistics.mean(evals) if evals else None)} | {median_best(cells)} | "
+                     f"{target_frames(cells)} | {fmt(published, 0)} | "
                      f"{fmt(statistics.mean(c['wall_seconds'] for c in cells), 0)} | "
                      f"{fmt(statistics.mean(c['fps'] for c in cells), 0)} | {cells[0]['device']} | "
                      f"{chr(ord('A') + version_sets.index(versions))} |"))
     for env in envs:
         for algorithm, score in PUBLISHED.get(env, {}).items():
             if (env, algorithm) not in covered:
-                rows.append((envs.index(env), order.get(algorithm, len(order)), "",
-                             f"| {env} | {algorithm} | no spec yet | - | 0 | - | - | {score} | - | - | - | - |"))
+                missing = f"| {env} | {algorithm} | no spec yet | - | 0 | - | - | - | - | {score} | - | - | - | - |"
+                rows.append((envs.index(env), order.get(algorithm, len(order)), "", missing))
     lines += [row[-1] for row in sorted(rows)]
     lines += ["", "Versions: " + ("; ".join(f"{chr(ord('A') + i)}: {v}" for i, v in enumerate(version_sets))
                                   if version_sets else "-"), ""]
