@@ -193,3 +193,37 @@ def test_ppo_greedy_eval_actor_matches_probabilistic_actor_mode():
         got = agent.actor(td.clone())["action"]
     assert agent.actor is not agent.policy
     assert torch.equal(got, expected) and expected.unique().numel() == 2
+
+
+def test_clip_ppo_loss_through_a_shared_trunk_matches_clipppoloss_and_its_gradients():
+    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=[
+        "env.num_envs=2", "agent.algorithm.minibatch_size=8", "agent.net.shared=true",
+        "agent.algorithm.entropy_coef_spec.start_val=0.01"])
+    agent = build(spec, seed=0).agent
+    assert agent.trunk is not None
+    g = torch.Generator().manual_seed(0)
+    n = 32
+    obs = torch.randn(n, 4, generator=g)
+    with torch.no_grad():
+        features = agent.trunk(obs)
+        logits, value = agent.fast_nets[0](features), agent.fast_nets[1](features)
+    action = torch.randint(2, (n,), generator=g)
+    old_log_prob = torch.distributions.Categorical(logits=logits).log_prob(action) + 0.3 * torch.randn(n, generator=g)
+    batch = TensorDict({"observation": obs, "action": action, "action_log_prob": old_log_prob,
+                        "advantage": torch.randn(n, 1, generator=g) + 0.5, "state_value": value,
+                        "value_target": value + torch.randn(n, 1, generator=g)}, batch_size=[n])
+    agent.loss.clip_epsilon.fill_(0.2)
+    agent.loss.entropy_coeff.fill_(0.01)
+    out = agent.loss(batch.clone())
+    reference = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
+    reference.backward()
+    reference_grads = [p.grad.clone() for p in agent.params]
+    for p in agent.params:
+        p.grad = None
+    minibatch = dict(batch.items())
+    minibatch["observation"] = agent.trunk(obs)
+    ours, _ = clip_ppo_loss(*agent.fast_nets, minibatch, 0.2, 0.01, 0.5, True, False, False)
+    ours.backward()
+    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+    for p, expected in zip(agent.params, reference_grads, strict=True):  # trunk gets both heads' gradients
+        torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6)

@@ -119,6 +119,7 @@ class PPOAgent(Agent):
     advantage_module: ValueEstimatorBase
     params: list[nn.Parameter]
     fast_nets: tuple[nn.Module, nn.Module] | None = None  # (obs -> logits, obs -> value): clip_ppo_loss path
+    trunk: nn.Module | None = None  # shared trunk (agent.net.shared): obs -> features that fast_nets read
     clip_grad_val: float | None = None
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
@@ -138,7 +139,10 @@ class PPOAgent(Agent):
             epoch_stats = []
             for index in torch.randperm(flat.shape[0]).split(spec.minibatch_size):
                 if tensors is not None:
-                    loss, stats = clip_ppo_loss(*self.fast_nets, {key: value[index] for key, value in tensors.items()},
+                    minibatch = {key: value[index] for key, value in tensors.items()}
+                    if self.trunk is not None:  # once for both heads; ClipPPOLoss runs a shared trunk twice
+                        minibatch["observation"] = self.trunk(minibatch["observation"])
+                    loss, stats = clip_ppo_loss(*self.fast_nets, minibatch,
                                                 clip_eps, entropy_coef, spec.val_loss_coef, spec.normalize_advantage,
                                                 spec.clip_value, self.loss.loss_critic_type == "smooth_l1")
                 else:
@@ -168,10 +172,17 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                         f"time_horizon x env.num_envs = {frames_per_batch} transitions")
     actor, critic, module = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
     info = env_info(env)
-    # discrete actions on separate networks take the plain-torch clip_ppo_loss (same parameters); others ClipPPOLoss
-    fast_nets = (actor.module[0].module, critic.module) if info["discrete"] and not net_spec.shared else None
-    eval_actor = actor if fast_nets is None else TensorDictModule(nn.Sequential(fast_nets[0], GreedyAction()),
-                                                                  ["observation"], ["action"])
+    # discrete actions take the plain-torch clip_ppo_loss (same parameters); continuous ones ClipPPOLoss.
+    # Shared trunk (Atari): ppo_pong's update (GAE + 16 minibatches of 256, 1 thread) went from 13.2 to 9.0
+    # CPU-s per 1024-frame batch, as ClipPPOLoss runs the conv trunk in the actor and again in the critic.
+    fast_nets, trunk = None, None
+    if info["discrete"] and net_spec.shared:
+        trunk, fast_nets = actor.module[0].module, (actor.module[1].module, critic.module[1].module)
+    elif info["discrete"]:
+        fast_nets = (actor.module[0].module, critic.module)
+    eval_actor = actor if fast_nets is None else TensorDictModule(
+        nn.Sequential(trunk if trunk is not None else nn.Identity(), fast_nets[0], GreedyAction()), ["observation"],
+        ["action"])
     clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
     loss = ClipPPOLoss(actor, critic, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
                        critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_critic_type(net_spec),
@@ -182,5 +193,5 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
         algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, critic,
                                                                     keys=learning_keys(env)),
-        params=list(module.parameters()), fast_nets=fast_nets, clip_grad_val=net_spec.clip_grad_val,
+        params=list(module.parameters()), fast_nets=fast_nets, trunk=trunk, clip_grad_val=net_spec.clip_grad_val,
     )
