@@ -25,7 +25,6 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModule
 from torch import nn
-from torch.distributions import Categorical
 from torch.nn import functional as F
 from torchrl.envs import EnvBase
 from torchrl.objectives import ClipPPOLoss
@@ -81,13 +80,13 @@ def clip_ppo_loss(policy_net: nn.Module, value_net: nn.Module, batch: dict[str, 
     obs, advantage = batch["observation"], batch["advantage"].squeeze(-1)
     if normalize_advantage and advantage.numel() > 1:
         advantage = (advantage - advantage.mean()) / advantage.std().clamp_min(torch.finfo(torch.float).resolution)
-    dist = Categorical(logits=policy_net(obs))
-    log_prob = dist.log_prob(batch["action"])
+    log_probs = policy_net(obs).log_softmax(-1)  # Categorical's maths without its argument checks (~2x cheaper)
+    log_prob = log_probs.gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
     log_weight = log_prob - batch["action_log_prob"]
     log_bounds = math.log1p(-clip_eps), math.log1p(clip_eps)
     log_weight_clip = log_weight.clamp(*log_bounds)
     loss_objective = -torch.min(log_weight.exp() * advantage, log_weight_clip.exp() * advantage).mean()
-    entropy = dist.entropy().mean()
+    entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
     value, target = value_net(obs).squeeze(-1), batch["value_target"].squeeze(-1)
     distance = F.smooth_l1_loss if huber else F.mse_loss
     loss_value = distance(value, target, reduction="none")
