@@ -55,6 +55,9 @@ class ConvTorso(nn.Module):
         with torch.no_grad():
             self.out_dim = self.convs(torch.zeros(1, *in_shape)).shape[-1]
         init_weights(self, net_spec.init_fn, gain=_gain(net_spec))
+        # channels_last (NHWC) weights make the convs run NHWC (oneDNN's faster CPU kernels; same maths). Nature
+        # CNN forward + backward on 256 Pong frames, 1 thread, 2-core CPU: 340-450 ms NCHW, 275-300 ms NHWC
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         batch = pixels.shape[:-3]
