@@ -227,3 +227,21 @@ def test_clip_ppo_loss_through_a_shared_trunk_matches_clipppoloss_and_its_gradie
     assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
     for p, expected in zip(agent.params, reference_grads, strict=True):  # trunk gets both heads' gradients
         torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_shared_trunk_gae_from_collected_values_matches_gae_with_the_critic():
+    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=[
+        "env.num_envs=2", "agent.algorithm.time_horizon=64", "agent.algorithm.minibatch_size=32",
+        "agent.net.shared=true", "env.max_t=20"])
+    components = build(spec, seed=0)
+    agent = components.agent
+    data = next(iter(components.collector))
+    assert data["next", "truncated"].any() and data["next", "terminated"].any()  # both kinds of reset inside
+    reference = data.exclude("state_value")  # the critic recomputes what the collector recorded
+    critic = agent.loss.critic_network
+    with torch.no_grad():
+        make_advantage_module(spec.agent.algorithm.gamma, spec.agent.algorithm.lam, critic)(reference)
+        data["next", "state_value"] = agent.next_values(data)
+        agent.advantage_module(data)
+    for key in ("advantage", "value_target", "state_value", ("next", "state_value")):
+        torch.testing.assert_close(data[key], reference[key], rtol=1e-5, atol=1e-5)

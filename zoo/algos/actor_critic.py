@@ -128,13 +128,14 @@ def optimizer_step(optimizers: dict[str, torch.optim.Optimizer], loss: torch.Ten
         opt.step()
 
 
-def make_advantage_module(gamma: float, lam: float | None, critic: TensorDictModule,
+def make_advantage_module(gamma: float, lam: float | None, critic: TensorDictModule | None,
                           keys: tuple[str, str] = ("done", "terminated")) -> ValueEstimatorBase:
     """GAE(lambda) when `lam` is set, else TD(1): discounted rewards to the rollout's end, bootstrapped there.
 
     Both run on the `[num_envs, T]` batch (time last), stop at `("next", "terminated")` and bootstrap through
     truncation from the true final observation, and write `advantage`, `value_target` and `state_value`.
     `keys` = (done, terminated) to read instead, from `zoo.envs.learning_keys(env)` (Atari end of life).
+    Without a `critic` they read `state_value` and `("next", "state_value")` from the batch.
     """
     if lam is None:
         estimator = TD1Estimator(gamma=gamma, value_network=critic)
