@@ -217,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # Ctrl-C before the loop installed its handler (while building); nothing to save
         print("interrupted before training started", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout piped into a reader that closed early (`--dry-run | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes it
+        return 141
 
 
 if __name__ == "__main__":
