@@ -88,6 +88,7 @@ class CrossQAgent(OffPolicyAgent):
     """Critic step every gradient step, actor and temperature every `policy_delay` steps, all through CrossQLoss."""
 
     def __post_init__(self):
+        super().__post_init__()
         self.critic_steps = 0
         self.actor_params = list(self.loss.actor_network_params.values(True, True))
         self.q_params = list(self.loss.qvalue_network_params.values(True, True))

@@ -84,6 +84,7 @@ class TD3Agent(OffPolicyAgent):
     noise: AdditiveGaussianModule
 
     def __post_init__(self):
+        super().__post_init__()
         self.q_layers = stacked_layers(self.loss.qvalue_network_params)
         self.target_q_layers = stacked_layers(self.loss.target_qvalue_network_params)
         self.target_actor = {k.removeprefix("module."): v for k, v in
