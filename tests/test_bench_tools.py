@@ -1,5 +1,6 @@
 """tools/benchmark.py and tools/speed.py on tiny budgets: outputs written, cells resumable, rates printed."""
 
+import importlib.util
 import json
 import os
 import re
@@ -43,6 +44,22 @@ def test_benchmark_writes_table_and_plot_and_resumes(tmp_path):
     assert "cached   dqn_cartpole seed 0" in second.stdout and "0 cells to run" in second.stdout
     assert json.loads((tmp_path / "out" / "results.json").read_text()) == cache  # nothing rerun
     assert (tmp_path / "BENCHMARK.md").read_text().count("<!-- benchmark:classic_max300 begin -->") == 1
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(f"tool_{name}", ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_benchmark_cache_keeps_cells_of_a_benchmark_running_beside_it(tmp_path):
+    benchmark = load_tool("benchmark")
+    path = tmp_path / "results.json"
+    benchmark.store_cell(path, "other|hash|seed0", {"score": 1.0})
+    mine = benchmark.store_cell(path, "mine|hash|seed0", {"score": 2.0})
+    assert set(mine["cells"]) == {"other|hash|seed0", "mine|hash|seed0"}
+    assert benchmark.load_cache(path) == mine
 
 
 def test_speed_prints_env_limit_collection_and_training_rates():

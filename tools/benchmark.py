@@ -18,6 +18,7 @@ the budgets for a quick pass: such sections are labelled and kept apart from ful
 
 import argparse
 import csv
+import fcntl
 import hashlib
 import json
 import os
@@ -229,6 +230,19 @@ def load_cache(path: Path) -> dict:
     return {"format": CACHE_FORMAT, "cells": {}}
 
 
+def store_cell(path: Path, key: str, cell: dict) -> dict:
+    """Add one finished cell to the cache file and return the whole cache. The file is re-read under an
+    exclusive lock, so benchmarks run side by side on one cache (say, different `--only` sets) keep each
+    other's cells."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cache = load_cache(path)
+        cache["cells"][key] = cell
+        atomic_write_text(path, json.dumps(cache, indent=1))
+    return cache
+
+
 # --------------------------------------------------------------------------------------------------- report
 def fmt(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:,.{digits}f}"
@@ -409,12 +423,11 @@ def main(argv: list[str] | None = None) -> int:
                 failures += 1
                 print(f"[{done}/{len(todo)}] FAILED {entry.key} seed {seed}: {err}", file=sys.stderr)
                 continue
-            cache["cells"][key] = cell
-            atomic_write_text(cache_path, json.dumps(cache, indent=1))
+            cache = store_cell(cache_path, key, cell)
             print(f"[{done}/{len(todo)}] {entry.key} seed {seed}: score {fmt(cell['score'])}, "
                   f"{cell['frames']:,} frames, {cell['wall_seconds']:.0f} s, {cell['fps']:,.0f} frames/s")
             update_outputs(args, entries, cache)
-    update_outputs(args, entries, cache)
+    update_outputs(args, entries, load_cache(cache_path))
     print(f"report: {args.report} (section {args.section}), plots: {args.plots_dir}")
     return 1 if failures else 0
 
