@@ -147,7 +147,7 @@ def memory_per_transition(transitions: int, num_envs: int = 4) -> dict[str, floa
         buffer.extend(data)
     filled = len(buffer)
     per_row = (rss_bytes() - before) / (filled - first)
-    buffer.sample()
+    buffer.sample(32)
     return {"rows": filled, "rss_gib": rss_bytes() / 2**30, "bytes_per_transition": per_row,
             "extrapolated_1m_gib": per_row * 1e6 / 2**30, "final_frames_kept": len(buffer.final_frames)}
 

@@ -1,5 +1,7 @@
 """Replay buffers from the memory spec: TorchRL storages and samplers, uniform or prioritized."""
 
+from collections.abc import Iterator
+
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import (
@@ -48,7 +50,8 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
     Given the `env`, stacked uint8 frames (Atari) get a `FrameStackReplay`, which stores each frame once, and
     the storage lives on the env's device unless `device` says otherwise (default: cpu).
 
-    With `ndim=2` the storage keeps the `[num_envs, T]` layout (needed by n-step transforms).
+    With `ndim=2` the storage keeps the `[num_envs, T]` layout (needed by n-step transforms). The buffer has no
+    batch size of its own: learners draw `memory_spec.batch_size` rows through `replay_batches`.
     """
     obs_spec = None if env is None else env.observation_spec["observation"]
     device = device or (env.device if env is not None and env.device is not None else "cpu")
@@ -66,9 +69,17 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
         sampler = RandomSampler()
     if frames:
         return FrameStackReplay(num_envs=env.batch_size.numel(), stack=obs_spec.shape[-3], storage=storage,
-                                sampler=sampler, batch_size=memory_spec.batch_size)
-    return TensorDictReplayBuffer(storage=storage, sampler=sampler, batch_size=memory_spec.batch_size,
-                                  transform=transform)
+                                sampler=sampler)
+    return TensorDictReplayBuffer(storage=storage, sampler=sampler, transform=transform)
+
+
+def replay_batches(buffer: TensorDictReplayBuffer, batch_size: int, steps: int) -> Iterator[TensorDictBase]:
+    """The batches of `steps` consecutive gradient steps. Prioritized replay draws each batch lazily, after the
+    previous step updated the priorities; uniform replay (with replacement) draws all of them in one call, the
+    same distribution at a fraction of the cost."""
+    if isinstance(buffer.sampler, PrioritizedSampler):
+        return (buffer.sample(batch_size) for _ in range(steps))
+    return iter(buffer.sample(batch_size * steps).split(batch_size))
 
 
 class FrameStackReplay(TensorDictReplayBuffer):
@@ -83,8 +94,8 @@ class FrameStackReplay(TensorDictReplayBuffer):
     aside. A row whose neighbours are not (or no longer) stored is redrawn: the newest and oldest few rows.
     """
 
-    def __init__(self, *, num_envs: int, stack: int, storage: LazyTensorStorage, sampler, batch_size: int):
-        super().__init__(storage=storage, sampler=sampler, batch_size=batch_size)
+    def __init__(self, *, num_envs: int, stack: int, storage: LazyTensorStorage, sampler):
+        super().__init__(storage=storage, sampler=sampler)
         self.num_envs, self.stack = num_envs, stack
         self.next_step = 0
         self.episode_step = torch.zeros(num_envs, dtype=torch.int64)
@@ -114,9 +125,8 @@ class FrameStackReplay(TensorDictReplayBuffer):
             self.final_frames[int(index[i])] = final[i].clone()
         return index
 
-    def sample(self, batch_size: int | None = None, return_info: bool = False) -> TensorDictBase:
+    def sample(self, batch_size: int, return_info: bool = False) -> TensorDictBase:
         """Sampled transitions with `observation` / `("next", "observation")` stacks rebuilt (uint8)."""
-        batch_size = batch_size or self.batch_size
         batch, valid = self._restack(super().sample(batch_size))
         for _ in range(100):
             if valid.all():

@@ -95,7 +95,7 @@ def test_frame_stack_replay_rebuilds_the_collected_stacks(pong, memory_name):
     capacity = buffer._storage.max_size  # 201 rows for 300 transitions: the ring has wrapped
     written = num_envs * steps
     for _ in range(4):
-        batch = buffer.sample()
+        batch = buffer.sample(64)
         for row, index in enumerate(batch["index"].tolist()):
             write = written - 1 - (written - 1 - index) % capacity  # last write that landed on this row
             t, e = divmod(write, num_envs)

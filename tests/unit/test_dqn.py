@@ -151,7 +151,7 @@ def test_importance_weights_reach_the_loss(monkeypatch):
     agent.update(data, frame=64)
     batch, size_times_p = seen[-1]  # sampled after the first steps set unequal priorities
     weight = batch["priority_weight"]
-    assert weight.shape == (agent.buffer.batch_size,) and weight.max().item() <= 1.0 + 1e-6
+    assert weight.shape == (agent.batch_size,) and weight.max().item() <= 1.0 + 1e-6
     assert weight.min().item() < 0.999  # importance weights are not all one
     ratio = weight / size_times_p ** -sampler.beta  # w_i = (N P(i))^-beta / max_j w_j
     assert torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=1e-4)

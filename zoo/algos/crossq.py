@@ -149,6 +149,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     return CrossQAgent(
         policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory),
+        batch_size=spec.agent.memory.batch_size,
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
         algo_spec=algo_spec, clip_grad_val=net_spec.clip_grad_val,
     )

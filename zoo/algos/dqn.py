@@ -24,7 +24,7 @@ from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
 from zoo.agent import Agent, clip_grad, make_optimizer
 from zoo.envs import env_info, learning_keys
-from zoo.memory import TRANSITION_KEYS, FrameStackReplay, NStepTransform, make_replay_buffer
+from zoo.memory import TRANSITION_KEYS, FrameStackReplay, NStepTransform, make_replay_buffer, replay_batches
 from zoo.nets import build_q_net
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
@@ -118,6 +118,7 @@ class DQNAgent(Agent):
     algo_spec: DQNAlgorithmSpec
     q_net: nn.Module
     explore_var: torch.Tensor  # epsilon or temperature buffer of the exploration module
+    batch_size: int  # replayed transitions per gradient step
     huber: bool = False
     clip_grad_val: float | None = None
     beta: Schedule | None = None  # importance-sampling exponent, when replay is prioritized
@@ -152,14 +153,11 @@ class DQNAgent(Agent):
         if frame < self.algo_spec.training_start_step:
             return metrics
         lr = self.set_lr(frame)
-        iters, batch_size = self.algo_spec.training_iter, self.buffer.batch_size
+        iters = self.algo_spec.training_iter
         if self.beta is not None:
             self.buffer.sampler.beta = self.beta(frame)
-            batches = (self.buffer.sample() for _ in range(iters))  # priorities change after every step
-        else:  # uniform sampling with replacement: one draw for all steps is the same distribution, cheaper
-            batches = self.buffer.sample(batch_size * iters).split(batch_size)
         opt, losses = self.optimizers["q"], []
-        for batch in batches:
+        for batch in replay_batches(self.buffer, self.batch_size, iters):
             loss, td_error = td_loss(self.q_net, self.target_net, batch, self.algo_spec.gamma, self.double, self.huber)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -214,7 +212,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         buffer=buffer, target_updater=target_updater,
         schedules={"explore_var": Schedule(algo_spec.explore_var_spec)},
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
-        algo_spec=algo_spec, q_net=q_net, explore_var=explore_var, huber=net_spec.loss_spec.name == "SmoothL1Loss",
+        algo_spec=algo_spec, q_net=q_net, explore_var=explore_var, batch_size=mem_spec.batch_size,
+        huber=net_spec.loss_spec.name == "SmoothL1Loss",
         clip_grad_val=net_spec.clip_grad_val, beta=beta, terminated_key=learning_keys(env)[1],
         nstep=NStepTransform(algo_spec.n_step, algo_spec.gamma) if algo_spec.n_step > 1 else None,
     )

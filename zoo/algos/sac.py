@@ -37,7 +37,7 @@ from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstima
 
 from zoo.agent import Agent, clip_grad, make_optimizer
 from zoo.envs import env_info, learning_keys
-from zoo.memory import TRANSITION_KEYS, make_replay_buffer
+from zoo.memory import TRANSITION_KEYS, make_replay_buffer, replay_batches
 from zoo.nets import ACTIVATIONS, build_mlp, build_q_net
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
@@ -131,6 +131,7 @@ class OffPolicyAgent(Agent):
     """Stores each batch, then runs `training_iter` replayed gradient steps; subclasses write `gradient_step`."""
 
     algo_spec: AlgorithmSpec
+    batch_size: int  # replayed transitions per gradient step
     beta: Schedule | None = None  # importance-sampling exponent, when replay is prioritized
     clip_grad_val: float | None = None
     huber: bool = False
@@ -167,15 +168,12 @@ class OffPolicyAgent(Agent):
         if frame < self.algo_spec.training_start_step:
             return metrics
         lr = self.set_lr(frame)
-        iters, batch_size = self.algo_spec.training_iter, self.buffer.batch_size
+        iters = self.algo_spec.training_iter
         start = time.perf_counter()
         if self.beta is not None:
             self.buffer.sampler.beta = self.beta(frame)
-            batches = (self.buffer.sample() for _ in range(iters))  # priorities change after every step
-        else:  # uniform sampling with replacement: one draw for all steps is the same distribution, cheaper
-            batches = self.buffer.sample(batch_size * iters).split(batch_size)
         steps = []
-        for batch in batches:
+        for batch in replay_batches(self.buffer, self.batch_size, iters):
             step_metrics, td_error = self.gradient_step(batch)
             if self.beta is not None:
                 self.buffer.update_priority(batch["index"], td_error)
@@ -368,6 +366,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     return SACAgent(
         policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory, env=env),  # frames: once each
+        batch_size=spec.agent.memory.batch_size,
         target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef), lr_scheduler_spec=net_spec.lr_scheduler_spec,
         init_random_frames=algo_spec.training_start_step, algo_spec=algo_spec, beta=priority_beta(spec),
         clip_grad_val=net_spec.clip_grad_val, huber=net_spec.loss_spec.name == "SmoothL1Loss",

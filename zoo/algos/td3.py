@@ -167,7 +167,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     return TD3Agent(
         policy=TensorDictSequential(actor, noise), actor=actor, loss=loss, optimizers=optimizers,
         frames_per_batch=frames_per_batch(spec), max_frame=spec.env.max_frame,
-        buffer=make_replay_buffer(spec.agent.memory), target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef),
+        buffer=make_replay_buffer(spec.agent.memory), batch_size=spec.agent.memory.batch_size,
+        target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef),
         schedules={"explore_var": Schedule(algo_spec.explore_var_spec)}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
         init_random_frames=algo_spec.training_start_step, algo_spec=algo_spec, beta=priority_beta(spec),
         clip_grad_val=net_spec.clip_grad_val, huber=net_spec.loss_spec.name == "SmoothL1Loss",
