@@ -30,7 +30,7 @@ from torchrl.modules import BatchRenorm1d, ProbabilisticActor, TanhNormal, Value
 from torchrl.objectives import CrossQLoss, ValueEstimators
 
 from zoo.agent import Agent, make_optimizer
-from zoo.algos.sac import OffPolicyAgent, StateActionMLP, check_net, frames_per_batch, target_entropy
+from zoo.algos.off_policy import OffPolicyAgent, StateActionMLP, check_net, frames_per_batch, target_entropy
 from zoo.envs import env_info
 from zoo.memory import make_replay_buffer
 from zoo.nets import ACTIVATIONS, build_mlp

@@ -7,9 +7,8 @@ target, the actor loss and the temperature loss (TorchRL `DiscreteSACLoss`). Dis
 `ConvNet` (Atari): actor and twin critics are each a conv torso + MLP head (`zoo.nets.build_q_net`), and the
 replay stores uint8 frames once each (`FrameStackReplay`); a lost life stops bootstrapping (`learning_keys`).
 
-This file also holds what TD3 and CrossQ share: twin Q-networks, the replayed update loop with prioritized
-replay (importance weights into every loss, priorities from the critics' |TD error|), and `updates_per_s`.
-Importance weights enter as mean(w * loss) (Schaul et al. 2016, as zoo's DQN); TorchRL's losses divide by sum(w).
+The replayed update loop (prioritized replay, importance weights), twin Q-networks and polyak averaging that
+SAC shares with TD3 and CrossQ live in zoo/algos/off_policy.py.
 
 Speed: TorchRL's `SACLoss` holds the parameters (actor, twin Q stacked on a leading dim of 2, their polyak
 targets maintained by `SoftUpdate`, `log_alpha`), but the update reads them in plain torch (twin critics as
@@ -22,7 +21,6 @@ tests/unit/test_sac.py checks that our losses and TorchRL's are the same.
 """
 
 import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -35,12 +33,25 @@ from torchrl.envs import EnvBase
 from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstimators
 
-from zoo.agent import Agent, clip_grad, make_optimizer
+from zoo.agent import Agent, make_optimizer
+from zoo.algos.off_policy import (
+    OffPolicyAgent,
+    StateActionMLP,
+    check_net,
+    conv_ensemble,
+    ensemble_mlp,
+    frames_per_batch,
+    maybe_compile,
+    priority_beta,
+    regression,
+    stacked_layers,
+    target_entropy,
+    weighted_mean,
+)
 from zoo.envs import env_info, learning_keys
-from zoo.memory import TRANSITION_KEYS, make_replay_buffer, replay_batches
+from zoo.memory import make_replay_buffer
 from zoo.nets import ACTIVATIONS, build_mlp, build_q_net
-from zoo.schedules import Schedule
-from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
+from zoo.spec import AlgorithmSpec, Spec, register_algorithm_spec, spec_field
 
 NAMES = ("SoftActorCritic",)
 
@@ -59,160 +70,6 @@ class SACAlgorithmSpec(AlgorithmSpec):
         "auto", "entropy the temperature is tuned toward; auto: -action_dim, or 0.98 log(num_actions) if discrete")
     alpha_init: float = spec_field(1.0, "initial temperature", low=0.0, low_open=True)
     fixed_alpha: bool = spec_field(False, "keep the temperature at alpha_init instead of tuning it")
-
-
-# --------------------------------------------------------------------------------- shared by TD3 and CrossQ
-class StateActionMLP(nn.Module):
-    """Q(s, a) = MLP([s, a])."""
-
-    def __init__(self, mlp: nn.Module):
-        super().__init__()
-        self.mlp = mlp
-
-    def forward(self, observation: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.mlp(torch.cat([observation, action], -1))
-
-
-def check_net(spec: Spec, conv: bool = False) -> None:
-    """MLPNet (and ConvNet where `conv`), on a one-step replay."""
-    allowed = ("MLPNet", "ConvNet") if conv else ("MLPNet",)
-    if spec.agent.net.type not in allowed:
-        raise SpecError("agent.net.type", f"{spec.agent.algorithm.name} supports {' or '.join(allowed)} here, "
-                        f"got {spec.agent.net.type}")
-    if spec.agent.memory.name not in ("Replay", "PrioritizedReplay"):
-        raise SpecError("agent.memory.name", f"{spec.agent.algorithm.name} needs Replay or PrioritizedReplay, "
-                        f"got {spec.agent.memory.name}")
-
-
-def stacked_layers(params: TensorDictBase) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(weight [K, out, in], bias [K, out]) of each Linear of K stacked MLPs, in forward order."""
-    flat = list(params.flatten_keys(".").values())
-    return list(zip(flat[0::2], flat[1::2], strict=True))
-
-
-def ensemble_mlp(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tensor, activation: nn.Module,
-                 detach: bool = False) -> torch.Tensor:
-    """K stacked MLPs on one input `[B, in]` -> `[K, B, out]`, as batched matmuls (what vmap computes)."""
-    x = x.expand(layers[0][0].shape[0], *x.shape)
-    for i, (weight, bias) in enumerate(layers):
-        if detach:
-            weight, bias = weight.detach(), bias.detach()
-        x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-        if i < len(layers) - 1:
-            x = activation(x)
-    return x
-
-
-def weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    return x.mean() if weight is None else (x * weight).mean()
-
-
-def regression(pred: torch.Tensor, target: torch.Tensor, huber: bool) -> torch.Tensor:
-    """Elementwise l2 or smooth-l1 distance (TorchRL `distance_loss`)."""
-    return F.smooth_l1_loss(pred, target, reduction="none") if huber else (pred - target).pow(2)
-
-
-def priority_beta(spec: Spec) -> Schedule | None:
-    """Importance-sampling exponent annealed to 1 over the run (Schaul et al. 2016), for prioritized replay."""
-    mem_spec = spec.agent.memory
-    if mem_spec.name != "PrioritizedReplay":
-        return None
-    return Schedule(ScheduleSpec(name="linear_decay", start_val=mem_spec.beta, end_val=1.0,
-                                 end_step=spec.env.max_frame))
-
-
-def frames_per_batch(spec: Spec) -> int:
-    n = spec.env.num_envs
-    return max(n, -(-spec.agent.algorithm.training_frequency // n) * n)
-
-
-@dataclass(kw_only=True)
-class OffPolicyAgent(Agent):
-    """Stores each batch, then runs `training_iter` replayed gradient steps; subclasses write `gradient_step`."""
-
-    algo_spec: AlgorithmSpec
-    batch_size: int  # replayed transitions per gradient step
-    beta: Schedule | None = None  # importance-sampling exponent, when replay is prioritized
-    clip_grad_val: float | None = None
-    huber: bool = False
-    compile: bool = False  # torch.compile the loss computation (meta.compile)
-    terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
-
-    def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One gradient step on a replayed batch; returns metrics and per-sample |TD error| (priorities)."""
-        raise NotImplementedError
-
-    def explore(self, frame: int) -> dict[str, torch.Tensor]:
-        """Set exploration for `frame` (frame clock); returns its metrics."""
-        return {}
-
-    def __post_init__(self):
-        self.polyak_lists = polyak_lists(self.loss)  # (targets, sources), for soft_update
-
-    def soft_update(self) -> None:
-        """`SoftUpdate.step`'s polyak averaging as one `_foreach_lerp_` over cached tensor lists: the TensorDict
-        walk of `SoftUpdate.step` cost 1.38 ms per call against 0.065 ms (SAC Pendulum 64x64 twin critics)."""
-        with torch.no_grad():
-            torch._foreach_lerp_(*self.polyak_lists, 1 - self.target_updater.eps)
-
-    def step_optimizer(self, name: str, params: list[torch.Tensor]) -> None:
-        clip_grad(params, self.clip_grad_val)
-        self.optimizers[name].step()
-
-    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        transitions = data.select(*TRANSITION_KEYS)
-        if self.terminated_key != "terminated":  # learn as if each lost life ended the episode
-            transitions["next", "terminated"] = data["next", self.terminated_key]
-        self.buffer.extend(transitions.reshape(-1))
-        metrics = self.explore(frame)
-        if frame < self.algo_spec.training_start_step:
-            return metrics
-        lr = self.set_lr(frame)
-        iters = self.algo_spec.training_iter
-        start = time.perf_counter()
-        if self.beta is not None:
-            self.buffer.sampler.beta = self.beta(frame)
-        steps = []
-        for batch in replay_batches(self.buffer, self.batch_size, iters):
-            step_metrics, td_error = self.gradient_step(batch)
-            if self.beta is not None:
-                self.buffer.update_priority(batch["index"], td_error)
-            steps.append(step_metrics)
-        self.num_updates += iters
-        for key in dict.fromkeys(k for step in steps for k in step):  # actor metrics: every policy_delay steps
-            metrics[key] = torch.stack([s[key] for s in steps if key in s]).mean()
-        metrics.update(lr_factor=torch.tensor(lr), updates_per_s=torch.tensor(iters / (time.perf_counter() - start)))
-        return metrics
-
-
-def polyak_lists(loss: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """(targets, sources): every `target_<net>_params` leaf of a TorchRL loss and its online counterpart."""
-    targets, sources = [], []
-    for name in ("actor_network", "qvalue_network"):
-        target = getattr(loss, f"target_{name}_params", None)
-        if target is None:
-            continue
-        source = getattr(loss, f"{name}_params")
-        for key in target.keys(True, True):
-            if target[key].data_ptr() != source[key].data_ptr():  # SAC's target actor is the actor (no copy)
-                targets.append(target[key])
-                sources.append(source[key])
-    return targets, sources
-
-
-def maybe_compile(fn, enabled: bool):
-    """`torch.compile` the loss computation when `meta.compile` (optimizer steps stay eager, fused Adam)."""
-    return torch.compile(fn, dynamic=False) if enabled else fn
-
-
-def conv_ensemble(module: nn.Module, params: TensorDictBase, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
-    """K conv nets on one input -> `[K, B, out]`: each slice of TorchRL's stacked parameters `[K, ...]` swapped
-    into `module` in turn (~1 ms for a pair, against ~200 ms forward + backward of twin Nature CNNs, batch 32)."""
-    outs = []
-    for net_params in params.unbind(0):
-        with (net_params.detach() if detach else net_params).to_module(module):
-            outs.append(module(x))
-    return torch.stack(outs)
 
 
 # --------------------------------------------------------------------------------------------------- SAC
@@ -312,15 +169,6 @@ class SACAgent(OffPolicyAgent):
             metrics.update(loss_actor=actor_loss.detach(), entropy=entropy, alpha=self.loss.log_alpha.detach().exp())
         self.soft_update()
         return metrics, td_error
-
-
-def target_entropy(algo_spec: SACAlgorithmSpec, info: dict) -> float:
-    if isinstance(algo_spec.target_entropy, str):
-        if algo_spec.target_entropy != "auto":
-            raise SpecError("agent.algorithm.target_entropy",
-                            f"'{algo_spec.target_entropy}' is not allowed; a number or 'auto'")
-        return 0.98 * math.log(info["num_actions"]) if info["discrete"] else -float(info["action_dim"])
-    return float(algo_spec.target_entropy)
 
 
 def build(spec: Spec, env: EnvBase) -> Agent:

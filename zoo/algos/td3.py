@@ -7,9 +7,9 @@ networks updated every `policy_delay` critic steps.
 
 TorchRL's `TD3Loss` holds the parameters (actor, twin critics stacked on a leading dim of 2, and polyak
 targets of both maintained by `SoftUpdate`); the update reads them in plain torch for the same reason as
-SAC's (see zoo/algos/sac.py; tests/unit/test_td3.py checks both give the same losses). Differences from
-`TD3Loss`: noise scales are fractions of each action dimension's half-range (as in the paper, whose actions
-span [-1, 1]); priorities are max_i |Q_i - target| rather than the squared error.
+SAC's (zoo/algos/sac.py, zoo/algos/off_policy.py; tests/unit/test_td3.py checks both give the same losses).
+Differences from `TD3Loss`: noise scales are fractions of each action dimension's half-range (as in the paper,
+whose actions span [-1, 1]); priorities are max_i |Q_i - target| rather than the squared error.
 """
 
 import math
@@ -25,7 +25,7 @@ from torchrl.modules import AdditiveGaussianModule, ValueOperator
 from torchrl.objectives import SoftUpdate, TD3Loss, ValueEstimators
 
 from zoo.agent import Agent, make_optimizer
-from zoo.algos.sac import (
+from zoo.algos.off_policy import (
     OffPolicyAgent,
     StateActionMLP,
     check_net,
