@@ -67,7 +67,8 @@ class SACAlgorithmSpec(AlgorithmSpec):
     training_start_step: int = spec_field(1000, "frames of uniform random actions before learning starts", low=0)
     policy_delay: int = spec_field(1, "critic steps per actor and temperature step", low=1)
     target_entropy: float | str = spec_field(
-        "auto", "entropy the temperature is tuned toward; auto: -action_dim, or 0.98 log(num_actions) if discrete")
+        "auto", "entropy the temperature is tuned toward; auto: -action_dim, or 0.98 log(num_actions) if discrete "
+        "(the paper's; with few actions it keeps the policy near uniform: use ~0.2 log(num_actions))")
     alpha_init: float = spec_field(1.0, "initial temperature", low=0.0, low_open=True)
     fixed_alpha: bool = spec_field(False, "keep the temperature at alpha_init instead of tuning it")
 
