@@ -145,6 +145,7 @@ def make_env(env_spec: EnvSpec, seed: int, num_envs: int | None = None, device: 
     with warnings.catch_warnings():  # VecNormV2 calls batched envs "experimental"; tested in tests/unit
         warnings.filterwarnings("ignore", message="Support of ObsNorm", category=UserWarning)
         env = TransformedEnv(base, Compose(*transforms))
+        _ = env.output_spec  # built (and cached) here: ClipTransform's spec rebuilds its parent, which warns again
     env.set_seed(seed)
     return env
 
