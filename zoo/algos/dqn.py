@@ -23,6 +23,7 @@ from torchrl.modules import EGreedyModule, QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 
 from zoo.agent import Agent, clip_grad, make_optimizer
+from zoo.algos.off_policy import frames_per_batch, priority_beta
 from zoo.envs import env_info, learning_keys
 from zoo.memory import TRANSITION_KEYS, FrameStackReplay, NStepTransform, make_replay_buffer, replay_batches
 from zoo.nets import build_q_net
@@ -194,31 +195,21 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if use_target and net_spec.update_type == "polyak":
         target_updater = SoftUpdate(loss, tau=net_spec.polyak_coef)
     elif use_target:  # replace every update_frequency frames, counted in gradient steps
-        interval = max(1, round(net_spec.update_frequency * algo_spec.training_iter / _frames_per_batch(spec)))
+        interval = max(1, round(net_spec.update_frequency * algo_spec.training_iter / frames_per_batch(spec)))
         target_updater = HardUpdate(loss, value_network_update_interval=interval)
 
-    frames_per_batch = _frames_per_batch(spec)
-    beta = None
-    if mem_spec.name == "PrioritizedReplay":  # annealed to 1 over the run (Schaul et al. 2016)
-        beta = Schedule(ScheduleSpec(name="linear_decay", start_val=mem_spec.beta, end_val=1.0,
-                                     end_step=spec.env.max_frame))
     buffer = make_replay_buffer(mem_spec, env=env)  # stacked frames: each frame stored once
     if algo_spec.n_step > 1 and isinstance(buffer, FrameStackReplay):
         raise SpecError("agent.algorithm.n_step", "n-step returns are not supported on stacked-frame replay")
     return DQNAgent(
         policy=policy, actor=qactor, loss=loss,
         optimizers={"q": make_optimizer(q_net.parameters(), net_spec.optim_spec)},
-        frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
+        frames_per_batch=frames_per_batch(spec), max_frame=spec.env.max_frame,
         buffer=buffer, target_updater=target_updater,
         schedules={"explore_var": Schedule(algo_spec.explore_var_spec)},
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
         algo_spec=algo_spec, q_net=q_net, explore_var=explore_var, batch_size=mem_spec.batch_size,
         huber=net_spec.loss_spec.name == "SmoothL1Loss",
-        clip_grad_val=net_spec.clip_grad_val, beta=beta, terminated_key=learning_keys(env)[1],
+        clip_grad_val=net_spec.clip_grad_val, beta=priority_beta(spec), terminated_key=learning_keys(env)[1],
         nstep=NStepTransform(algo_spec.n_step, algo_spec.gamma) if algo_spec.n_step > 1 else None,
     )
-
-
-def _frames_per_batch(spec: Spec) -> int:
-    n = spec.env.num_envs
-    return max(n, -(-spec.agent.algorithm.training_frequency // n) * n)

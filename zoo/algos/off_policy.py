@@ -1,6 +1,7 @@
 """What SAC, TD3 and CrossQ share: the replayed update loop with prioritized replay (importance weights into
 every loss, priorities from the critics' |TD error|, `updates_per_s`), twin Q-networks as batched matmuls over
-TorchRL's stacked parameters, polyak averaging of the target parameters, and spec checks.
+TorchRL's stacked parameters, polyak averaging of the target parameters, and spec checks. The DQN family also
+takes its collection batch (`frames_per_batch`) and importance-sampling schedule (`priority_beta`) from here.
 
 Importance weights enter as mean(w * loss) (Schaul et al. 2016, as zoo's DQN); TorchRL's losses divide by sum(w).
 """
