@@ -1,6 +1,7 @@
 """Replay buffers from the memory spec: TorchRL storages and samplers, uniform or prioritized."""
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -51,7 +52,7 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
     the storage lives on the env's device unless `device` says otherwise (default: cpu).
 
     With `ndim=2` the storage keeps the `[num_envs, T]` layout (needed by n-step transforms). The buffer has no
-    batch size of its own: learners draw `memory_spec.batch_size` rows through `replay_batches`.
+    batch size of its own: learners draw `memory_spec.batch_size` rows through `replay_updates`.
     """
     obs_spec = None if env is None else env.observation_spec["observation"]
     device = device or (env.device if env is not None and env.device is not None else "cpu")
@@ -80,6 +81,23 @@ def replay_batches(buffer: TensorDictReplayBuffer, batch_size: int, steps: int) 
     if isinstance(buffer.sampler, PrioritizedSampler):
         return (buffer.sample(batch_size) for _ in range(steps))
     return iter(buffer.sample(batch_size * steps).split(batch_size))
+
+
+def replay_updates(buffer: TensorDictReplayBuffer, batch_size: int, steps: int, beta: float | None,
+                   gradient_step: Callable[[TensorDictBase], tuple[Any, torch.Tensor]]) -> list[Any]:
+    """Run `steps` gradient steps on replayed batches; `gradient_step(batch)` returns (its result, per-sample
+    |TD error|). Prioritized replay anneals the sampler's importance-sampling exponent to `beta` first (the
+    batches carry `priority_weight`) and makes each step's |TD error| its rows' new priorities."""
+    prioritized = isinstance(buffer.sampler, PrioritizedSampler)
+    if prioritized and beta is not None:
+        buffer.sampler.beta = beta
+    results = []
+    for batch in replay_batches(buffer, batch_size, steps):
+        result, td_error = gradient_step(batch)
+        if prioritized:
+            buffer.update_priority(batch["index"], td_error)
+        results.append(result)
+    return results
 
 
 class FrameStackReplay(TensorDictReplayBuffer):
@@ -125,12 +143,17 @@ class FrameStackReplay(TensorDictReplayBuffer):
             self.final_frames[int(index[i])] = final[i].clone()
         return index
 
-    def sample(self, batch_size: int, return_info: bool = False) -> TensorDictBase:
-        """Sampled transitions with `observation` / `("next", "observation")` stacks rebuilt (uint8)."""
+    def sample(self, batch_size: int, return_info: bool = False) -> TensorDictBase | tuple[TensorDictBase, dict]:
+        """Sampled transitions with `observation` / `("next", "observation")` stacks rebuilt (uint8); with
+        `return_info`, also TorchRL's info dict (`index`, and `priority_weight` when prioritized)."""
         batch, valid = self._restack(super().sample(batch_size))
         for _ in range(100):
             if valid.all():
-                return batch.exclude("frame", "step", "episode_step")
+                batch = batch.exclude("frame", "step", "episode_step")
+                if return_info:
+                    return batch, {key: value for key in ("index", "priority_weight")
+                                   if (value := batch.get(key, None)) is not None}
+                return batch
             extra, extra_valid = self._restack(super().sample(batch_size))
             batch = torch.cat([batch[valid], extra[extra_valid], extra[~extra_valid]])[:batch_size]
             valid = torch.cat([valid[valid], extra_valid[extra_valid], extra_valid[~extra_valid]])[:batch_size]

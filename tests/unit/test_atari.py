@@ -103,3 +103,6 @@ def test_frame_stack_replay_rebuilds_the_collected_stacks(pong, memory_name):
             assert torch.equal(batch["next", "observation"][row], data["next", "observation"][e, t])
             assert batch["action"][row] == data["action"][e, t]
             assert batch["next", "done"][row] == data["next", "done"][e, t]
+    batch, info = buffer.sample(8, return_info=True)
+    assert torch.equal(info["index"], batch["index"])
+    assert ("priority_weight" in info) == (memory_name == "PrioritizedReplay")

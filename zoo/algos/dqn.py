@@ -25,7 +25,7 @@ from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
 from zoo.agent import Agent, clip_grad, make_optimizer
 from zoo.algos.off_policy import frames_per_batch, priority_beta
 from zoo.envs import env_info, learning_keys
-from zoo.memory import TRANSITION_KEYS, FrameStackReplay, NStepTransform, make_replay_buffer, replay_batches
+from zoo.memory import TRANSITION_KEYS, FrameStackReplay, NStepTransform, make_replay_buffer, replay_updates
 from zoo.nets import build_q_net
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
@@ -140,6 +140,18 @@ class DQNAgent(Agent):
             TensorDict(self.target_params).unflatten_keys(".").to_module(self.target_net)
             self.target_net.requires_grad_(False)
 
+    def gradient_step(self, batch: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """One TD step on a replayed batch: (loss, per-sample |TD error|)."""
+        loss, td_error = td_loss(self.q_net, self.target_net, batch, self.algo_spec.gamma, self.double, self.huber)
+        opt = self.optimizers["q"]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        clip_grad(self.params, self.clip_grad_val)
+        opt.step()
+        if self.target_updater is not None:
+            self.target_updater.step()
+        return loss.detach(), td_error
+
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         transitions = data.select(*TRANSITION_KEYS)
         if self.terminated_key != "terminated":  # learn as if each lost life ended the episode
@@ -155,20 +167,8 @@ class DQNAgent(Agent):
             return metrics
         lr = self.set_lr(frame)
         iters = self.algo_spec.training_iter
-        if self.beta is not None:
-            self.buffer.sampler.beta = self.beta(frame)
-        opt, losses = self.optimizers["q"], []
-        for batch in replay_batches(self.buffer, self.batch_size, iters):
-            loss, td_error = td_loss(self.q_net, self.target_net, batch, self.algo_spec.gamma, self.double, self.huber)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            clip_grad(self.params, self.clip_grad_val)
-            opt.step()
-            if self.target_updater is not None:
-                self.target_updater.step()
-            if self.beta is not None:
-                self.buffer.update_priority(batch["index"], td_error)
-            losses.append(loss.detach())
+        beta = None if self.beta is None else self.beta(frame)
+        losses = replay_updates(self.buffer, self.batch_size, iters, beta, self.gradient_step)
         self.num_updates += iters
         metrics.update(loss=torch.stack(losses).mean(), lr_factor=torch.tensor(lr))
         return metrics

@@ -16,7 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.agent import Agent, clip_grad
-from zoo.memory import TRANSITION_KEYS, replay_batches
+from zoo.memory import TRANSITION_KEYS, replay_updates
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError
 
@@ -129,14 +129,8 @@ class OffPolicyAgent(Agent):
         lr = self.set_lr(frame)
         iters = self.algo_spec.training_iter
         start = time.perf_counter()
-        if self.beta is not None:
-            self.buffer.sampler.beta = self.beta(frame)
-        steps = []
-        for batch in replay_batches(self.buffer, self.batch_size, iters):
-            step_metrics, td_error = self.gradient_step(batch)
-            if self.beta is not None:
-                self.buffer.update_priority(batch["index"], td_error)
-            steps.append(step_metrics)
+        beta = None if self.beta is None else self.beta(frame)
+        steps = replay_updates(self.buffer, self.batch_size, iters, beta, self.gradient_step)
         self.num_updates += iters
         for key in dict.fromkeys(k for step in steps for k in step):  # actor metrics: every policy_delay steps
             metrics[key] = torch.stack([s[key] for s in steps if key in s]).mean()
