@@ -73,3 +73,27 @@ def test_speed_prints_env_limit_collection_and_training_rates():
     assert set(rates) == {"env", "collection", "training"}, out
     assert all(rate > 0 for rate in rates.values()), rates
     assert "solved" in out and "0/1" in out  # 300 frames cannot reach 475
+
+
+def test_benchmark_report_keeps_rows_its_cache_cannot_back(tmp_path):
+    benchmark = load_tool("benchmark")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(SPECS / "dqn_cartpole.yaml", specs)
+    report = tmp_path / "BENCHMARK.md"
+    args = benchmark.parse_args(["--suite", "classic", "--specs-dir", str(specs), "--out", str(tmp_path / "out"),
+                                 "--report", str(report)])
+    row = ("| CartPole-v1 | DQN | dqn_cartpole | 50,176 | 3 | 283.6 ± 26.5 | 402.0 | 500.0 | 22,528 (3/3) | 240 | "
+           "179 | 332 | cpu (AMD EPYC, 2 cores) | B |")
+    report.write_text(f"# Notes kept\n\n<!-- benchmark:classic begin -->\n{row}\n\nVersions: A: torch 2.0; "
+                      "B: torch 2.14.1, zoo 0.1.0\n<!-- benchmark:classic end -->\n")
+    plot = args.plots_dir / "CartPole-v1.png"
+    plot.parent.mkdir(parents=True)
+    plot.write_bytes(b"earlier curves")
+    benchmark.update_outputs(args, benchmark.discover(specs, benchmark.SUITES["classic"]), {"cells": {}})
+    text = report.read_text()
+    assert text.startswith("# Notes kept") and text.count("<!-- benchmark:classic begin -->") == 1
+    assert row.replace("| B |", "| A |") in text  # the same results, its versions relabelled
+    assert "Versions: A: torch 2.14.1, zoo 0.1.0" in text
+    assert "are not redrawn): dqn_cartpole." in text
+    assert plot.read_bytes() == b"earlier curves" and "](out/plots/CartPole-v1.png)" in text

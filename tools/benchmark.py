@@ -8,7 +8,10 @@ suite is a row. Cells (spec x seed) run as `tools/train.py` subprocesses, one at
 each finished cell is cached in `<out>/results.json` (atomic writes) under a key made of the spec, a hash of
 its resolved settings (frame budget included) and the seed, so an interrupted benchmark resumes where it
 stopped, and an edited spec is rerun. After every cell the suite's section of the report (between marker
-comments; the rest of the file is kept) and one learning-curve plot per env are rewritten.
+comments; the rest of the file is kept) and one learning-curve plot per env are rewritten. The cache is
+committed beside the report (`git add -f data/benchmark/<section>/results.json`); a row the cache cannot back
+(its cells ran from a cache that was not kept) is carried over from the report as it stood, and the plot of
+its env is left as it is, so a run on a fresh checkout never drops results from the report.
 
 Trial score = the final training-return moving average (last 100 episodes, as SLM-Lab), mean and spread
 (population std) over seeds. Frames per second = frames / training-loop seconds (evaluations included);
@@ -274,8 +277,29 @@ def version_text(versions: dict) -> str:
     return ", ".join(f"{k} {v}" for k, v in versions.items())
 
 
+def section_markers(section: str) -> tuple[str, str]:
+    return f"<!-- benchmark:{section} begin -->", f"<!-- benchmark:{section} end -->"
+
+
+def earlier_rows(path: Path, section: str) -> dict[str, tuple[list[str], str]]:
+    """Rows of the section's table, as the report now stands, that hold results: spec -> (cells, versions)."""
+    begin, end = section_markers(section)
+    text = path.read_text() if path.is_file() else ""
+    if begin not in text or end not in text:
+        return {}
+    body = text.split(begin, 1)[1].split(end, 1)[0]
+    rows, legend = {}, {}
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 14 and cells[4].isdigit() and int(cells[4]) > 0:
+            rows[cells[2]] = cells
+        elif line.startswith("Versions: "):
+            legend = dict(item.split(": ", 1) for item in line.removeprefix("Versions: ").split("; ") if ": " in item)
+    return {spec: (cells, legend.get(cells[13], "")) for spec, cells in rows.items()}
+
+
 def report_section(args: argparse.Namespace, entries: list[Entry], results: dict[str, list[dict]],
-                   plots: list[Path]) -> str:
+                   plots: list[Path], kept: dict[str, tuple[list[str], str]]) -> str:
     envs = SUITES[args.suite]
     quick = args.frames_scale != 1 or args.max_frame
     title = f"Suite `{args.suite}`" + (" - QUICK PASS with shrunk frame budgets (scores not comparable to the "
@@ -298,6 +322,13 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
         published = PUBLISHED.get(entry.env, {}).get(entry.algorithm)
         covered.add((entry.env, entry.algorithm))
         sort_key = (envs.index(entry.env), order.get(entry.algorithm, len(order)), entry.key)
+        if not cells and entry.key in kept:  # results the cache cannot back: the row as the report had it
+            row, versions = kept[entry.key]
+            if versions not in version_sets:
+                version_sets.append(versions)
+            row = [*row[:13], chr(ord("A") + version_sets.index(versions))]
+            rows.append((*sort_key, "| " + " | ".join(row) + " |"))
+            continue
         if not cells:
             budget = frame_budget(entry.spec, args)
             rows.append((*sort_key, f"| {entry.env} | {entry.algorithm} | {entry.key} | {budget:,} | 0 | not run | "
@@ -321,6 +352,10 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
                 missing = f"| {env} | {algorithm} | no spec yet | - | 0 | - | - | - | - | {score} | - | - | - | - |"
                 rows.append((envs.index(env), order.get(algorithm, len(order)), "", missing))
     lines += [row[-1] for row in sorted(rows)]
+    carried = [e.key for e in entries if e.key in kept and not results.get(e.key)]
+    if carried:
+        lines += ["", f"Rows carried over from the report as it stood (their results cache was not kept; the plots "
+                      f"of their envs are not redrawn): {', '.join(carried)}."]
     lines += ["", "Versions: " + ("; ".join(f"{chr(ord('A') + i)}: {v}" for i, v in enumerate(version_sets))
                                   if version_sets else "-"), ""]
     for plot in plots:
@@ -331,7 +366,7 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
 
 def write_report(path: Path, section: str, body: str) -> None:
     """Replace (or append) the section between this section's marker comments; keep the rest of the file."""
-    begin, end = f"<!-- benchmark:{section} begin -->", f"<!-- benchmark:{section} end -->"
+    begin, end = section_markers(section)
     text = path.read_text() if path.is_file() else "# Benchmarks\n"
     block = f"{begin}\n{body}{end}"
     if begin in text and end in text:
@@ -387,8 +422,15 @@ def update_outputs(args: argparse.Namespace, entries: list[Entry], cache: dict) 
     for key, spec_key in keys.items():
         if key in cache["cells"]:
             results.setdefault(spec_key, []).append(cache["cells"][key])
-    plots = [p for env in SUITES[args.suite] if (p := plot_env(env, entries, results, args.plots_dir))]
-    write_report(args.report, args.section, report_section(args, entries, results, plots))
+    kept = earlier_rows(args.report, args.section)
+    plots = []
+    for env in SUITES[args.suite]:
+        existing = args.plots_dir / f"{env}.png"
+        if existing.is_file() and any(e.env == env and e.key in kept and not results.get(e.key) for e in entries):
+            plots.append(existing)  # redrawn from the cache, it would lose the curves of the carried rows
+        elif path := plot_env(env, entries, results, args.plots_dir):
+            plots.append(path)
+    write_report(args.report, args.section, report_section(args, entries, results, plots, kept))
 
 
 # ----------------------------------------------------------------------------------------------------- main
