@@ -149,15 +149,17 @@ class FrameStackReplay(TensorDictReplayBuffer):
         batch, valid = self._restack(super().sample(batch_size))
         for _ in range(100):
             if valid.all():
-                batch = batch.exclude("frame", "step", "episode_step")
-                if return_info:
-                    return batch, {key: value for key in ("index", "priority_weight")
-                                   if (value := batch.get(key, None)) is not None}
-                return batch
+                break
             extra, extra_valid = self._restack(super().sample(batch_size))
             batch = torch.cat([batch[valid], extra[extra_valid], extra[~extra_valid]])[:batch_size]
             valid = torch.cat([valid[valid], extra_valid[extra_valid], extra_valid[~extra_valid]])[:batch_size]
-        raise RuntimeError("FrameStackReplay: too few complete transitions stored to sample from")
+        else:
+            raise RuntimeError("FrameStackReplay: too few complete transitions stored to sample from")
+        batch = batch.exclude("frame", "step", "episode_step")
+        if not return_info:
+            return batch
+        info = {key: batch.get(key, None) for key in ("index", "priority_weight")}
+        return batch, {key: value for key, value in info.items() if value is not None}
 
     def _restack(self, batch: TensorDictBase) -> tuple[TensorDictBase, torch.Tensor]:
         store, size, n = self._storage._storage, len(self._storage), self.num_envs
