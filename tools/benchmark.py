@@ -299,7 +299,8 @@ def earlier_rows(path: Path, section: str) -> dict[str, tuple[list[str], str]]:
 
 
 def report_section(args: argparse.Namespace, entries: list[Entry], results: dict[str, list[dict]],
-                   plots: list[Path], kept: dict[str, tuple[list[str], str]]) -> str:
+                   plots: list[Path], carried: dict[str, tuple[list[str], str]]) -> str:
+    """The section's markdown; `carried`: rows of specs the cache has no cell of, as the report had them."""
     envs = SUITES[args.suite]
     quick = args.frames_scale != 1 or args.max_frame
     title = f"Suite `{args.suite}`" + (" - QUICK PASS with shrunk frame budgets (scores not comparable to the "
@@ -322,8 +323,8 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
         published = PUBLISHED.get(entry.env, {}).get(entry.algorithm)
         covered.add((entry.env, entry.algorithm))
         sort_key = (envs.index(entry.env), order.get(entry.algorithm, len(order)), entry.key)
-        if not cells and entry.key in kept:  # results the cache cannot back: the row as the report had it
-            row, versions = kept[entry.key]
+        if entry.key in carried:  # results the cache cannot back: the row as the report had it
+            row, versions = carried[entry.key]
             if versions not in version_sets:
                 version_sets.append(versions)
             row = [*row[:13], chr(ord("A") + version_sets.index(versions))]
@@ -352,10 +353,9 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
                 missing = f"| {env} | {algorithm} | no spec yet | - | 0 | - | - | - | - | {score} | - | - | - | - |"
                 rows.append((envs.index(env), order.get(algorithm, len(order)), "", missing))
     lines += [row[-1] for row in sorted(rows)]
-    carried = [e.key for e in entries if e.key in kept and not results.get(e.key)]
     if carried:
         lines += ["", f"Rows carried over from the report as it stood (their results cache was not kept; the plots "
-                      f"of their envs are not redrawn): {', '.join(carried)}."]
+                      f"of their envs are not redrawn): {', '.join(e.key for e in entries if e.key in carried)}."]
     lines += ["", "Versions: " + ("; ".join(f"{chr(ord('A') + i)}: {v}" for i, v in enumerate(version_sets))
                                   if version_sets else "-"), ""]
     for plot in plots:
@@ -422,15 +422,15 @@ def update_outputs(args: argparse.Namespace, entries: list[Entry], cache: dict) 
     for key, spec_key in keys.items():
         if key in cache["cells"]:
             results.setdefault(spec_key, []).append(cache["cells"][key])
-    kept = earlier_rows(args.report, args.section)
+    carried = {spec: row for spec, row in earlier_rows(args.report, args.section).items() if spec not in results}
     plots = []
     for env in SUITES[args.suite]:
         existing = args.plots_dir / f"{env}.png"
-        if existing.is_file() and any(e.env == env and e.key in kept and not results.get(e.key) for e in entries):
+        if existing.is_file() and any(e.env == env and e.key in carried for e in entries):
             plots.append(existing)  # redrawn from the cache, it would lose the curves of the carried rows
         elif path := plot_env(env, entries, results, args.plots_dir):
             plots.append(path)
-    write_report(args.report, args.section, report_section(args, entries, results, plots, kept))
+    write_report(args.report, args.section, report_section(args, entries, results, plots, carried))
 
 
 # ----------------------------------------------------------------------------------------------------- main
