@@ -1,8 +1,9 @@
 """What every algorithm builds, and the optimizer plumbing they share.
 
 An algorithm's `build(spec, env)` returns an `Agent`: plain TorchRL / torch objects (exploration policy,
-greedy actor, loss module, replay buffer, target updater, optimizers) plus an `update(data, frame)` that
-learns from one collected batch. The session loop only calls `update`; checkpoints use `state_dict`.
+greedy actor, loss module, replay buffer, target updater, exploration module, optimizers) plus an
+`update(data, frame)` that learns from one collected batch. The session loop only calls `update`;
+checkpoints use `state_dict`.
 """
 
 import math
@@ -31,6 +32,7 @@ class Agent:
     max_frame: int
     buffer: ReplayBuffer | None = None
     target_updater: TargetNetUpdater | None = None
+    exploration: nn.Module | None = None  # annealed by `step(frames)` after each collected batch (TorchRL's way)
     schedules: dict[str, Schedule] = field(default_factory=dict)
     lr_scheduler_spec: LRSchedulerSpec | None = None
     init_random_frames: int = 0

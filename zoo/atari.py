@@ -35,6 +35,7 @@ from torchrl.envs import (
     EnvBase,
     ExcludeTransform,
     GymWrapper,
+    InitTracker,
     RewardClipping,
     RewardSum,
     StepCounter,
@@ -126,7 +127,7 @@ def make_atari_vector_env(env_spec: EnvSpec, num_envs: int) -> AtariVectorEnv:
 def make_atari_env(env_spec: EnvSpec, seed: int, num_envs: int, device: torch.device | str = "cpu") -> EnvBase:
     """TorchRL env over `num_envs` Atari games: uint8 [4, 84, 84] observations, raw scores, learning signals."""
     base = GymWrapper(make_atari_vector_env(env_spec, num_envs), categorical_action_encoding=True, device=device)
-    transforms: list[Transform] = [RewardSum(), StepCounter()]
+    transforms: list[Transform] = [RewardSum(), StepCounter(), InitTracker()]
     if env_spec.episode_life:
         transforms.append(EndOfLife())
         action_set = list(base.base_env._env.ale.get_action_set()) if isinstance(base, TransformedEnv) else []

@@ -51,6 +51,11 @@ class Components:
         return self.agent.target_updater
 
     @property
+    def exploration(self):
+        """The policy's exploration module (or None): `step(frames)` after each collected batch anneals it."""
+        return self.agent.exploration
+
+    @property
     def schedules(self):
         return self.agent.schedules
 
@@ -81,6 +86,8 @@ class Components:
             lines.append(f"optimizer   {name}: {type(opt).__name__}(lr={group['lr']:g})")
         lr = s.agent.net.lr_scheduler_spec
         lines.append(f"lr_schedule {lr.name if lr else 'constant'}")
+        if a.exploration is not None:
+            lines.append(f"exploration {type(a.exploration).__name__}: {a.exploration.schedule}")
         for name, schedule in a.schedules.items():
             lines.append(f"schedule    {name}: {schedule}")
         lines.append(f"device      {self.device}")

@@ -6,7 +6,8 @@ and the terminal observation stays in `("next", "observation")`) under one `GymW
 is avoided: with gymnasium 1.x it builds a next-step-autoreset env that corrupts terminal transitions.
 
 Episode statistics come from `RewardSum` / `StepCounter` placed first, so returns are raw env rewards,
-whatever reward transforms follow.
+whatever reward transforms follow. `InitTracker` marks each episode's first step (`is_init`): TorchRL's
+collectors look for it and, from torchrl 0.15, append one themselves to an env that lacks it.
 
 Normalization (`env.normalize_obs`, `env.clip_obs`, `env.normalize_reward`) is a chain of transforms after
 them: TorchRL's `VecNormV2` for observations (decay 1: an exact running mean / variance, as SB3's
@@ -15,6 +16,7 @@ copy of the observation statistics (synced from the train env before each evalua
 """
 
 import copy
+import dataclasses
 import importlib
 import warnings
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from torchrl.envs import (
     Compose,
     EnvBase,
     GymWrapper,
+    InitTracker,
     RewardSum,
     StepCounter,
     Transform,
@@ -124,17 +127,24 @@ class ReturnScaling(Transform):
         return tensordict_reset
 
 
-def make_env(env_spec: EnvSpec, seed: int, num_envs: int | None = None, device: torch.device | str = "cpu",
-             *, gamma: float = 0.99, evaluation: bool = False) -> EnvBase:
+def make_env(env_spec: EnvSpec | str, seed: int = 0, num_envs: int | None = None, device: torch.device | str = "cpu",
+             *, gamma: float = 0.99, evaluation: bool = False, **options) -> EnvBase:
     """TorchRL env for `env_spec`: `num_envs` (default `env_spec.num_envs`) copies, raw episode stats, seeded.
 
+    `env_spec` is a spec's `env` section or a gymnasium id; with an id, `options` that name `EnvSpec` fields
+    (`num_envs`, `max_t`, `normalize_obs`, ...) set them and the rest go to `gym.make`, e.g.
+    `make_env("CartPole-v1", seed=0, num_envs=8)`. Discrete actions are integer-coded (`Categorical`).
     `evaluation=True` freezes observation statistics (see `sync_eval_env`) and leaves rewards unscaled.
     """
+    if isinstance(env_spec, str):
+        env_spec = env_spec_from_id(env_spec, **options)
+    elif options:
+        raise TypeError(f"make_env: keyword options {sorted(options)} are only taken with a gymnasium id")
     num_envs = env_spec.num_envs if num_envs is None else num_envs
     if is_atari(env_spec.name):  # ale-py's native vector env with DeepMind preprocessing (zoo/atari.py)
         return make_atari_env(env_spec, seed, num_envs, device)
     base = GymWrapper(make_vector_env(env_spec, num_envs), categorical_action_encoding=True, device=device)
-    transforms: list[Transform] = [RewardSum(), StepCounter()]
+    transforms: list[Transform] = [RewardSum(), StepCounter(), InitTracker()]
     if env_spec.normalize_obs:
         obs_norm = ObsNorm(in_keys=["observation"], decay=1.0, eps=1e-4, reduce_batch_dims=True)
         transforms.append(obs_norm.freeze() if evaluation else obs_norm)
@@ -148,6 +158,15 @@ def make_env(env_spec: EnvSpec, seed: int, num_envs: int | None = None, device: 
         _ = env.output_spec  # built (and cached) here: ClipTransform's spec rebuilds its parent, which warns again
     env.set_seed(seed)
     return env
+
+
+def env_spec_from_id(name: str, **options) -> EnvSpec:
+    """An `EnvSpec` for gymnasium id `name`: options naming `EnvSpec` fields set them, the rest are `gym.make`
+    keyword arguments."""
+    fields = {f.name for f in dataclasses.fields(EnvSpec)} - {"name", "kwargs"}
+    spec_options = {k: v for k, v in options.items() if k in fields}
+    kwargs = {k: v for k, v in options.items() if k not in fields}
+    return EnvSpec(name=name, **{"max_frame": 1, **spec_options}, kwargs=kwargs)
 
 
 def normalizers(env: EnvBase) -> nn.ModuleDict:
@@ -170,10 +189,11 @@ def sync_eval_env(env: EnvBase, eval_env: EnvBase) -> None:
 
 def plain_vector_env(env: EnvBase) -> gym.vector.VectorEnv | None:
     """The gymnasium vector env under `env` when TorchRL adds nothing to its observations (only the episode
-    statistics transforms), else None. Evaluation steps such an env directly: see `zoo.session.episode_returns`."""
+    statistics and init-tracking transforms), else None. Evaluation steps such an env directly: see
+    `zoo.session.episode_returns`."""
     if not isinstance(env, TransformedEnv) or not isinstance(env.base_env, GymWrapper):
         return None
-    if not all(isinstance(t, RewardSum | StepCounter) for t in env.transform):
+    if not all(isinstance(t, RewardSum | StepCounter | InitTracker) for t in env.transform):
         return None
     vector_env = env.base_env._env
     return vector_env if isinstance(vector_env, gym.vector.VectorEnv) else None

@@ -74,6 +74,23 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
     return TensorDictReplayBuffer(storage=storage, sampler=sampler, transform=transform)
 
 
+def store_transitions(buffer: TensorDictReplayBuffer, data: TensorDictBase, terminated_key: str = "terminated",
+                      nstep: NStepTransform | None = None) -> None:
+    """Store a collected `[num_envs, T]` batch as flat one-step (or n-step) transitions.
+
+    Keeps only `TRANSITION_KEYS`; with `terminated_key` set (Atari end of life, from `zoo.envs.learning_keys`)
+    that flag stops bootstrapping in place of the env's own termination. An n-step transform holds back each
+    env's last n - 1 steps until their windows are complete.
+    """
+    transitions = data.select(*TRANSITION_KEYS)
+    if terminated_key != "terminated":  # learn as if each lost life ended the episode
+        transitions["next", "terminated"] = data["next", terminated_key]
+    if nstep is not None:  # per-env windows; None until the first n frames have arrived
+        transitions = nstep.inv(transitions)
+    if transitions is not None:
+        buffer.extend(transitions.reshape(-1))
+
+
 def replay_batches(buffer: TensorDictReplayBuffer, batch_size: int, steps: int) -> Iterator[TensorDictBase]:
     """The batches of `steps` consecutive gradient steps. Prioritized replay draws each batch lazily, after the
     previous step updated the priorities; uniform replay (with replacement) draws all of them in one call, the

@@ -97,4 +97,6 @@ def build_q_net(obs_shape: tuple[int, ...], num_actions: int, net_spec: NetSpec)
         head = DuelingHead(shared[-1] if shared else feat_dim, num_actions, net_spec, stream)
         return nn.Sequential(torso, trunk, ACTIVATIONS[net_spec.hid_layers_activation]() if shared else nn.Identity(),
                              head)
-    return nn.Sequential(torso, build_mlp(feat_dim, num_actions, net_spec))
+    head = build_mlp(feat_dim, num_actions, net_spec)
+    # vector observations: the bare MLP, so the actor's state dict matches TorchRL's `QValueActor(MLP(...))`
+    return head if isinstance(torso, nn.Identity) else nn.Sequential(torso, head)

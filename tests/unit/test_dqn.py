@@ -1,13 +1,19 @@
-"""DQN targets: our fast TD loss against TorchRL's DQNLoss, termination vs truncation, PER weights."""
+"""DQN family loss (a TorchRL LossModule) against TorchRL's DQNLoss, termination vs truncation, PER weights,
+exploration that anneals through `step(frames)`."""
 
 import pytest
 import torch
 from tensordict import TensorDict
+from torchrl.data import OneHot
+from torchrl.envs import ExplorationType, set_exploration_type
+from torchrl.modules import QValueActor
+from torchrl.objectives import DQNLoss, HardUpdate, ValueEstimators
 
 from tests.conftest import SPECS
-from zoo.algos import dqn
-from zoo.algos.dqn import td_loss
+from zoo.algos.dqn import DQNFamilyLoss
 from zoo.components import build
+from zoo.exploration import BoltzmannExploration
+from zoo.schedules import constant
 from zoo.spec import load_spec
 
 GAMMA = 0.9
@@ -25,80 +31,126 @@ def make_batch(n: int = 6, obs_dim: int = 4, terminated=None, truncated=None) ->
     }, batch_size=[n])
 
 
+def perturb_target(loss: DQNFamilyLoss) -> None:
+    """Make target and online nets differ."""
+    if loss.delay_value:
+        with torch.no_grad():
+            for p in loss._modules["target_value_network_params"].values(True, True):
+                p.add_(0.1 * torch.randn_like(p))
+
+
+def torchrl_oracle(loss: DQNFamilyLoss, action_space: str = "categorical") -> DQNLoss:
+    """TorchRL's DQNLoss over the same Q-network, holding a copy of our target parameters."""
+    qactor = QValueActor(loss.value_network, in_keys=["observation"], action_space=action_space)
+    ref = DQNLoss(qactor, delay_value=loss.delay_value, double_dqn=loss.double_dqn, loss_function="l2",
+                  action_space=action_space)
+    ref.make_value_estimator(ValueEstimators.TD0, gamma=loss.gamma)
+    if loss.delay_value:
+        HardUpdate(ref, value_network_update_interval=10**9)  # an updater (never firing) silences TorchRL's warning
+    if loss.delay_value:
+        ours = loss._modules["target_value_network_params"].values(True, True)
+        theirs = ref._modules["target_value_network_params"].values(True, True)
+        with torch.no_grad():
+            for dst, src in zip(theirs, ours, strict=True):
+                dst.copy_(src)
+    return ref
+
+
 @pytest.fixture(params=["DQN", "DoubleDQN", "VanillaDQN"])
 def agent(request):
     spec = load_spec(SPECS / "dqn_cartpole.yaml", overrides=[f"agent.algorithm.name={request.param}",
                                                             f"agent.algorithm.gamma={GAMMA}", "env.num_envs=2"])
     agent = build(spec, seed=0).agent
-    if agent.target_params is not None:  # make target and online nets differ
-        with torch.no_grad():
-            for p in agent.target_params.values():
-                p.add_(0.1 * torch.randn_like(p))
+    perturb_target(agent.loss)
     return agent
 
 
-def test_td_loss_matches_torchrl_dqnloss(agent):
+def test_loss_matches_torchrl_dqnloss(agent):
     batch = make_batch(terminated=torch.tensor([[True], [False], [False], [True], [False], [False]]),
                        truncated=torch.tensor([[False], [True], [False], [False], [False], [True]]))
-    ours, _ = td_loss(agent.q_net, agent.target_net, batch, GAMMA, agent.algo_spec.name == "DoubleDQN", False)
-    reference = agent.loss(batch.clone())["loss"]
+    ours = agent.loss(batch.clone())["loss"]
+    reference = torchrl_oracle(agent.loss)(batch.clone())["loss"]
     assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
+    assert ours.requires_grad
+
+
+def test_one_hot_actions_give_the_same_loss(agent):
+    batch = make_batch()
+    one_hot = batch.clone()
+    one_hot["action"] = torch.nn.functional.one_hot(batch["action"], 2)
+    reference = torchrl_oracle(agent.loss, "one_hot")(one_hot.clone())["loss"]
+    assert agent.loss(one_hot)["loss"].item() == pytest.approx(agent.loss(batch)["loss"].item(), rel=1e-6)
+    assert agent.loss(one_hot)["loss"].item() == pytest.approx(reference.item(), rel=1e-5)
 
 
 def test_terminated_stops_bootstrap_truncated_does_not(agent):
-    q_net, target = agent.q_net, agent.target_net
+    loss, q_net = agent.loss, agent.q_net
     base = make_batch(n=1)
     terminated = make_batch(n=1, terminated=torch.tensor([[True]]))
     truncated = make_batch(n=1, truncated=torch.tensor([[True]]))
     q = q_net(base["observation"]).gather(-1, base["action"].unsqueeze(-1)).squeeze(-1)
     reward = base["next", "reward"].squeeze(-1)
-    _, err_term = td_loss(q_net, target, terminated, GAMMA, False, False)
-    _, err_trunc = td_loss(q_net, target, truncated, GAMMA, False, False)
-    _, err_base = td_loss(q_net, target, base, GAMMA, False, False)
-    assert err_term.item() == pytest.approx((q - reward).abs().item(), rel=1e-5)  # no bootstrap
+    err_term, err_trunc, err_base = (loss(b)["loss"].sqrt() for b in (terminated, truncated, base))
+    assert terminated["td_error"].item() == pytest.approx((q - reward).abs().item(), rel=1e-5)  # no bootstrap
+    assert err_term.item() == pytest.approx(terminated["td_error"].item(), rel=1e-5)
     assert err_trunc.item() == pytest.approx(err_base.item(), rel=1e-6)  # bootstraps like a mid-episode step
     assert err_trunc.item() != pytest.approx(err_term.item(), rel=1e-3)
 
 
 def test_priority_weights_scale_the_loss(agent):
     batch = make_batch()
-    plain, _ = td_loss(agent.q_net, agent.target_net, batch, GAMMA, False, False)
+    plain = agent.loss(batch)["loss"]
     batch["priority_weight"] = torch.full((6,), 0.5)
-    weighted, _ = td_loss(agent.q_net, agent.target_net, batch, GAMMA, False, False)
+    weighted = agent.loss(batch)["loss"]
     assert weighted.item() == pytest.approx(0.5 * plain.item(), rel=1e-6)
     batch["priority_weight"] = torch.tensor([1.0, 0, 0, 0, 0, 0])
-    first_only, errors = td_loss(agent.q_net, agent.target_net, batch, GAMMA, False, False)
-    assert first_only.item() == pytest.approx(errors[0].item() ** 2 / 6, rel=1e-5)
+    first_only = agent.loss(batch)["loss"]
+    assert first_only.item() == pytest.approx(batch["td_error"][0].item() ** 2 / 6, rel=1e-5)
 
 
-def test_hard_update_reaches_the_fast_path():
+def test_hard_update_moves_the_target_net_the_loss_evaluates():
     spec = load_spec(SPECS / "dqn_cartpole.yaml", overrides=["env.num_envs=2"])
     agent = build(spec, seed=0).agent
+    loss, batch = agent.loss, make_batch()
     with torch.no_grad():
         for p in agent.q_net.parameters():
             p.add_(1.0)
-    before = [t.clone() for t in agent.target_params.values()]
+    before = loss(batch.clone())["loss"].item()
     for _ in range(agent.target_updater.value_network_update_interval + 1):
         agent.target_updater.step()
-    after = list(agent.target_params.values())
-    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
-    target_net = dict(agent.target_net.named_parameters())
-    for (name, p) in agent.q_net.named_parameters():
-        assert torch.equal(agent.target_params[name], p)
-        assert torch.equal(target_net[name], p)  # the module view td_loss evaluates follows the update
+    target = loss.target_value_network_params.flatten_keys(".")
+    for name, p in agent.q_net.named_parameters():
+        assert torch.equal(target[name], p)
+    assert loss(batch.clone())["loss"].item() != pytest.approx(before)  # the target copy follows the update
+    assert loss(batch.clone())["loss"].item() == pytest.approx(torchrl_oracle(loss)(batch.clone())["loss"].item(),
+                                                              rel=1e-5)
 
 
 def test_exploration_draws_are_per_env():
     spec = load_spec(SPECS / "dqn_cartpole.yaml", overrides=["env.num_envs=64"])
     components = build(spec, seed=0)
     agent = components.agent
-    agent.explore_var.fill_(0.5)
+    agent.exploration.eps.fill_(0.5)
     td = components.env.reset()
     actions = torch.stack([agent.policy(td.clone())["action"] for _ in range(20)])
     greedy = agent.actor(td.clone())["action"]
     random_share = (actions != greedy).float().mean(0)  # per env, over 20 draws
     assert 0.05 < random_share.mean().item() < 0.45  # eps 0.5 with 2 actions: ~25% differ
     assert random_share.std().item() > 0  # envs do not all explore together
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        assert torch.equal(agent.policy(td.clone())["action"], greedy)
+
+
+def test_epsilon_anneals_through_step_as_in_a_torchrl_loop():
+    spec = load_spec(SPECS / "dqn_cartpole.yaml", overrides=[
+        "agent.algorithm.explore_var_spec={name: linear_decay, start_val: 1.0, end_val: 0.1, end_step: 1000}"])
+    exploration = build(spec, seed=0).exploration
+    assert exploration.eps.item() == pytest.approx(1.0)
+    exploration.step(500)
+    assert exploration.eps.item() == pytest.approx(0.55)
+    exploration.step(600)
+    assert exploration.eps.item() == pytest.approx(0.1)
+    assert exploration.state_dict()["frames"].item() == 1100  # where the schedule stands is in the state dict
 
 
 def per_agent(*overrides: str):
@@ -114,39 +166,42 @@ def collect(components, frames: int = 64):
     return [next(collector_iter) for _ in range(frames // components.agent.frames_per_batch)]
 
 
-def test_priorities_come_from_td_errors(monkeypatch):
+def spy_on_loss(agent, record):
+    """Wrap the agent's loss so each call's batch (and its outputs) can be inspected."""
+    loss = agent.loss
+
+    def spy(batch):
+        record(batch)
+        return loss(batch)
+
+    agent.loss = spy
+
+
+def test_priorities_come_from_td_errors():
     components, agent = per_agent()
-    calls = {}
-    original_td_loss = dqn.td_loss
-
-    def spy_td_loss(*args):
-        calls["batch"] = args[2]
-        calls["loss"], calls["td_error"] = original_td_loss(*args)
-        return calls["loss"], calls["td_error"]
-
-    monkeypatch.setattr(dqn, "td_loss", spy_td_loss)
+    batches = []
+    spy_on_loss(agent, batches.append)
     (data,) = collect(components)
     agent.update(data, frame=64)
-    sampler, index = agent.buffer.sampler, calls["batch"]["index"]
+    batch = batches[-1]
+    sampler, index = agent.buffer.sampler, batch["index"]
     alpha, eps = agent.buffer.sampler._alpha, agent.buffer.sampler._eps
-    expected = (calls["td_error"] + eps) ** alpha  # (|td| + eps) ^ alpha
+    expected = (batch["td_error"] + eps) ** alpha  # (|td| + eps) ^ alpha, td_error written by the loss
     stored = torch.tensor([sampler._sum_tree[int(i)] for i in index])
     assert torch.allclose(stored, expected, rtol=1e-5)
     assert not torch.allclose(stored, stored[0].expand_as(stored))  # not the default max priority
 
 
-def test_importance_weights_reach_the_loss(monkeypatch):
+def test_importance_weights_reach_the_loss():
     components, agent = per_agent("agent.algorithm.training_iter=8")
     sampler, seen = agent.buffer.sampler, []
-    original_td_loss = dqn.td_loss
 
-    def spy_td_loss(*args):  # records each batch and its sampling probabilities, before priorities move
+    def record(batch):  # each batch and its sampling probabilities, before priorities move
         size = len(agent.buffer)
-        priority = torch.tensor([sampler._sum_tree[int(i)] for i in args[2]["index"]])
-        seen.append((args[2], size * priority / sampler._sum_tree.query(0, size)))
-        return original_td_loss(*args)
+        priority = torch.tensor([sampler._sum_tree[int(i)] for i in batch["index"]])
+        seen.append((batch, size * priority / sampler._sum_tree.query(0, size)))
 
-    monkeypatch.setattr(dqn, "td_loss", spy_td_loss)
+    spy_on_loss(agent, record)
     (data,) = collect(components)
     agent.update(data, frame=64)
     batch, size_times_p = seen[-1]  # sampled after the first steps set unequal priorities
@@ -171,17 +226,27 @@ def test_boltzmann_draws_are_per_env_and_follow_the_frame_clock():
         "agent.algorithm.explore_var_spec={name: linear_decay, start_val: 100.0, end_val: 0.001, end_step: 1000}"])
     components = build(spec, seed=0)
     agent = components.agent
-    (data,) = collect(components, agent.frames_per_batch)
     td = components.env.reset()
     greedy = agent.actor(td.clone())["action"]
-    agent.update(data, frame=0)  # temperature 100: close to uniform, independently per env
-    assert agent.explore_var.item() == pytest.approx(100.0)
+    assert agent.exploration.temperature.item() == pytest.approx(100.0)  # close to uniform, independently per env
     actions = torch.stack([agent.policy(td.clone())["action"] for _ in range(20)])
     share = (actions != greedy).float().mean(0)
     assert 0.3 < share.mean().item() < 0.7 and share.std().item() > 0
-    agent.update(data, frame=500)
-    assert agent.explore_var.item() == pytest.approx(50.0005)
-    agent.update(data, frame=1000)  # temperature 0.001: greedy
-    assert agent.explore_var.item() == pytest.approx(0.001)
+    (data,) = collect(components, agent.frames_per_batch)
+    agent.update(data, frame=data.numel())  # the update steps the module by the frames collected
+    assert agent.exploration.temperature.item() == pytest.approx(100.0 - 99.999 * data.numel() / 1000)
+    agent.exploration.step(1000)  # temperature 0.001: greedy
+    assert agent.exploration.temperature.item() == pytest.approx(0.001)
     actions = torch.stack([agent.policy(td.clone())["action"] for _ in range(5)])
     assert (actions == greedy).all()
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        agent.exploration.temperature.fill_(100.0)
+        assert torch.equal(agent.policy(td.clone())["action"], greedy)
+
+
+def test_actions_follow_a_one_hot_action_spec():
+    """Boltzmann draws keep the greedy action's encoding (EGreedyModule does so through the spec)."""
+    module = BoltzmannExploration(constant(1.0))
+    td = TensorDict({"action_value": torch.randn(5, 3), "action": OneHot(3).rand((5,))}, batch_size=[5])
+    action = module(td)["action"]
+    assert action.shape == (5, 3) and torch.equal(action.sum(-1), torch.ones(5, dtype=action.dtype))

@@ -7,7 +7,7 @@ from tensordict import TensorDict
 from torchrl.envs import MultiStepTransform
 
 from tests.conftest import SPECS
-from zoo.algos.dqn import td_loss
+from tests.unit.test_dqn import perturb_target, torchrl_oracle
 from zoo.components import build
 from zoo.memory import NStepTransform
 from zoo.spec import load_spec
@@ -67,9 +67,7 @@ def nstep_agent():
         "agent.algorithm.n_step=3", f"agent.algorithm.gamma={GAMMA}", "env.num_envs=1",
         "agent.algorithm.training_start_step=100000"])
     agent = build(spec, seed=0).agent
-    with torch.no_grad():  # make target and online nets differ
-        for p in agent.target_params.values():
-            p.add_(0.1 * torch.randn_like(p))
+    perturb_target(agent.loss)
     return agent
 
 
@@ -78,16 +76,17 @@ def test_td_target_uses_gamma_to_the_steps(nstep_agent):
     batch = NStepTransform(N, GAMMA).inv(episode_batch().expand(1, T).clone()).reshape(-1)
     batch["observation"] = batch["observation"].expand(-1, 4).contiguous()  # CartPole-shaped observations
     batch["next", "observation"] = batch["next", "observation"].expand(-1, 4).contiguous()
-    _, errors = td_loss(agent.q_net, agent.target_net, batch, GAMMA, False, False)
+    ours = agent.loss(batch)["loss"]
+    errors = batch["td_error"]
     with torch.no_grad():
         q = agent.q_net(batch["observation"])[:, 0]
-        next_value = agent.target_net(batch["next", "observation"]).max(-1).values
+        next_value = agent.loss.target_net(batch["next", "observation"]).max(-1).values
     for t in range(T - N):
         reward, _, steps, terminated = hand_targets(t)
         target = reward + (0.0 if terminated else GAMMA ** steps * next_value[t].item())
         assert errors[t].item() == pytest.approx(abs(q[t].item() - target), rel=1e-5), t
-    reference = agent.loss(batch.clone())["loss"]  # TorchRL's DQNLoss reads steps_to_next_obs too
-    ours, _ = td_loss(agent.q_net, agent.target_net, batch, GAMMA, False, False)
+    # TorchRL's DQNLoss reads steps_to_next_obs too
+    reference = torchrl_oracle(agent.loss)(batch.exclude("td_error"))["loss"]
     assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
 
 

@@ -6,7 +6,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from zoo.algos.sarsa import sarsa_loss, sarsa_pairs
+from zoo.algos.sarsa import SARSALoss, sarsa_pairs
 
 DRAWN = 7  # the stub policy's action, to tell draws from taken actions
 
@@ -29,13 +29,14 @@ def stub_policy(td):
 
 def test_next_action_is_the_one_taken_and_carries_over():
     first = steps([0, 1, 2, 3], truncated_at=[2])
-    transitions, next_action, carry = sarsa_pairs(first, None, stub_policy)
+    transitions, carry = sarsa_pairs(first, None, stub_policy)
     assert transitions["observation"].flatten().tolist() == [0, 1, 2]  # the last step waits for its a'
-    assert next_action.flatten().tolist() == [1, 2, DRAWN]  # truncated at step 2: a' drawn at the final obs
+    # truncated at step 2: a' drawn at the final obs
+    assert transitions["next", "action"].flatten().tolist() == [1, 2, DRAWN]
     second = steps([4, 5])
-    transitions, next_action, carry = sarsa_pairs(second, carry, stub_policy)
+    transitions, carry = sarsa_pairs(second, carry, stub_policy)
     assert transitions["action"].flatten().tolist() == [3, 4]  # step 3 of the first batch, then step 0
-    assert next_action.flatten().tolist() == [4, 5]
+    assert transitions["next", "action"].flatten().tolist() == [4, 5]
     assert carry["action"].flatten().tolist() == [5]
 
 
@@ -44,9 +45,9 @@ def test_sarsa_target_by_hand():
     with torch.no_grad():
         q_net.weight.copy_(torch.tensor([[1.0], [2.0]]))  # Q(s, a) = (a + 1) * s
     batch = steps([0, 1, 1, 0], terminated_at=[1])
-    transitions, next_action, _ = sarsa_pairs(batch, None, stub_policy)
+    transitions, _ = sarsa_pairs(batch, None, stub_policy)
     gamma = 0.5
-    loss = sarsa_loss(q_net, transitions.reshape(-1), next_action.reshape(-1), gamma, huber=False)
+    loss = SARSALoss(q_net, gamma=gamma)(transitions.reshape(-1))["loss"]
     q = [1 * 0, 2 * 1, 2 * 2]  # Q(s_t, a_t) for t = 0, 1, 2
     target = [1 + gamma * 2 * 1,  # a' = 1 at s' = 1
               1.0,  # terminated: no bootstrap

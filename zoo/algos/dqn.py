@@ -3,35 +3,39 @@
 Mnih et al. 2015; van Hasselt et al. 2016; dueling heads (Wang et al. 2016) via `agent.net.type`;
 prioritized replay (Schaul et al. 2016) via `agent.memory.name`.
 
-Built from TorchRL: `QValueActor`, `EGreedyModule`, `DQNLoss` with a TD(0) estimator that bootstraps
-through truncation and stops at termination (`("next", "terminated")`), `HardUpdate` / `SoftUpdate`,
-`TensorDictReplayBuffer` with a uniform or `PrioritizedSampler`; n-step returns from TorchRL's
+Built from TorchRL: `QValueActor` (greedy actor), `ScheduledEGreedy` (TorchRL's `EGreedyModule` on the spec's
+schedule, stepped with the frames collected), `DQNFamilyLoss` (a `LossModule`, below), `HardUpdate` /
+`SoftUpdate`, `TensorDictReplayBuffer` with a uniform or `PrioritizedSampler`; n-step returns from TorchRL's
 `MultiStepTransform` run over each `[num_envs, T]` batch before it is stored flat (`NStepTransform` fixes its
 end-of-window flags; a flat storage samples ~2x faster than the `ndim=2` one the transform would otherwise need).
+A TorchRL loop takes `policy`, `actor`, `loss`, `target_updater` and `exploration` from `zoo.build` as they are
+(examples/torchrl_loop.py).
 """
 
 import copy
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict import TensorDict, TensorDictBase, TensorDictParams
+from tensordict.nn import TensorDictSequential
+from tensordict.utils import NestedKey
 from torch import nn
 from torch.nn import functional as F
+from torchrl.data import TensorSpec
 from torchrl.envs import EnvBase
-from torchrl.modules import EGreedyModule, QValueActor
-from torchrl.objectives import DQNLoss, HardUpdate, SoftUpdate, ValueEstimators
+from torchrl.modules import QValueActor
+from torchrl.objectives import HardUpdate, LossModule, SoftUpdate, ValueEstimators
 
 from zoo.agent import Agent, clip_grad, make_optimizer
 from zoo.algos.off_policy import frames_per_batch, priority_beta
 from zoo.envs import env_info, learning_keys
-from zoo.memory import TRANSITION_KEYS, FrameStackReplay, NStepTransform, make_replay_buffer, replay_updates
+from zoo.exploration import BoltzmannExploration, ScheduledEGreedy, exploration_value
+from zoo.memory import FrameStackReplay, NStepTransform, make_replay_buffer, replay_updates, store_transitions
 from zoo.nets import build_q_net
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("VanillaDQN", "DQN", "DoubleDQN")
-QNET_PREFIX = "module.0.module."  # where QValueActor keeps the Q-network inside the loss's parameter tree
 
 
 @dataclass
@@ -56,60 +60,106 @@ class DQNAlgorithmSpec(ValueExplorationSpec):
     n_step: int = spec_field(1, "steps of reward summed before bootstrapping (n-step returns)", low=1)
 
 
-class BoltzmannModule(nn.Module):
-    """Samples actions from softmax(Q / temperature), one independent draw per environment."""
+class DQNFamilyLoss(LossModule):
+    """TD loss of the DQN family (DQN, DoubleDQN, VanillaDQN), a TorchRL `LossModule`: TensorDict in, `loss` out.
 
-    def __init__(self, temperature: float):
+    The same maths as TorchRL's `DQNLoss` with a TD(0) estimator (tests/unit/test_dqn.py keeps `DQNLoss` as the
+    oracle): the target bootstraps through truncation and stops at termination, discounted by
+    `gamma ** steps_to_next_obs` after an n-step transform; DoubleDQN lets the online net pick the next action
+    and the target net score it (van Hasselt et al. 2016). Prioritized replay: each sample is weighted by
+    `priority_weight` as mean(w * loss) (Schaul et al. 2016), and |TD error| is written into the input under
+    `td_error`, as `DQNLoss` does, so `TensorDictPrioritizedReplayBuffer.update_tensordict_priority` works.
+    Actions may be integers or one-hot, whichever the env's action spec uses.
+
+    Why not `DQNLoss` itself: on CPU the update is DQN's bottleneck, and `DQNLoss` evaluates the Q-network
+    through `QValueActor` and functional calls over its parameter TensorDicts, several times the cost of the
+    plain forward passes here. The parameters are laid out as TorchRL expects (`value_network_params`,
+    `target_value_network_params`), so `HardUpdate` / `SoftUpdate` maintain the target; the target net is a
+    copy of the Q-network whose tensors *are* those target parameters, updated in place.
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Input keys (`set_keys`); `priority` is written to."""
+
+        observation: NestedKey = "observation"
+        action: NestedKey = "action"
+        reward: NestedKey = "reward"
+        terminated: NestedKey = "terminated"
+        steps_to_next_obs: NestedKey = "steps_to_next_obs"
+        priority_weight: NestedKey = "priority_weight"
+        priority: NestedKey = "td_error"
+
+    value_network: nn.Module
+    value_network_params: TensorDictParams
+    target_value_network_params: TensorDictParams
+    out_keys = ["loss"]
+
+    def __init__(self, q_net: nn.Module, *, gamma: float = 0.99, double_dqn: bool = False,
+                 delay_value: bool = True, loss_function: str = "l2"):
         super().__init__()
-        self.register_buffer("temperature", torch.tensor(float(temperature)))
+        if loss_function not in ("l2", "smooth_l1"):
+            raise ValueError(f"loss_function must be 'l2' or 'smooth_l1', got {loss_function!r}")
+        self.gamma, self.double_dqn, self.delay_value = gamma, double_dqn, delay_value
+        self.loss_function = loss_function
+        self.convert_to_functional(q_net, "value_network", create_target_params=delay_value)
+        self.target_net = None
+        if delay_value:  # a copy of the Q-net that evaluates the target tensors in place (no functional call)
+            target_net = copy.deepcopy(q_net).requires_grad_(False)
+            self._modules["target_value_network_params"].to_module(target_net)  # (getattr warns: no updater yet)
+            self.__dict__["target_net"] = target_net  # not a submodule: its tensors are the target params
 
-    def forward(self, action_value: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(action_value / self.temperature.clamp_min(1e-6), dim=-1)
-        return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        keys = self.tensor_keys
+        return [keys.observation, keys.action, ("next", keys.observation), ("next", keys.reward),
+                ("next", keys.terminated)]
+
+    def make_value_estimator(self, value_type: ValueEstimators | None = None, **hyperparams) -> "DQNFamilyLoss":
+        """TD(0) only (n-step through `steps_to_next_obs`); sets `gamma` as `DQNLoss.make_value_estimator` does."""
+        if value_type not in (None, ValueEstimators.TD0):
+            raise NotImplementedError(f"{type(self).__name__} computes TD(0) targets, not {value_type}")
+        self.gamma = hyperparams.get("gamma", self.gamma)
+        return self
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        keys, q_net = self.tensor_keys, self.value_network
+        action, reward = tensordict.get(keys.action), tensordict.get(("next", keys.reward)).squeeze(-1)
+        not_terminal = (~tensordict.get(("next", keys.terminated))).squeeze(-1).to(reward.dtype)
+        q_values = q_net(tensordict.get(keys.observation))
+        if action.shape == q_values.shape:  # one-hot actions
+            q = (q_values * action).sum(-1)
+        else:
+            q = q_values.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        with torch.no_grad():
+            next_obs = tensordict.get(("next", keys.observation))
+            next_q = (self.target_net or q_net)(next_obs)
+            if self.double_dqn:
+                next_value = next_q.gather(-1, q_net(next_obs).argmax(-1, keepdim=True)).squeeze(-1)
+            else:
+                next_value = next_q.max(-1).values
+            steps = tensordict.get(keys.steps_to_next_obs, None)
+            discount = self.gamma if steps is None else self.gamma ** steps.reshape(reward.shape).to(reward.dtype)
+            target = reward + discount * not_terminal * next_value
+        if self.loss_function == "smooth_l1":
+            elementwise = F.smooth_l1_loss(q, target, reduction="none")
+        else:
+            elementwise = (q - target).pow(2)
+        tensordict.set(keys.priority, (q - target).detach().abs())
+        weight = tensordict.get(keys.priority_weight, None)
+        loss = (elementwise * weight).mean() if weight is not None else elementwise.mean()
+        return TensorDict({"loss": loss})
 
 
 def make_exploration(qactor: QValueActor, algo_spec: ValueExplorationSpec,
-                     action_spec) -> tuple[TensorDictSequential, torch.Tensor]:
-    """Exploration policy around the greedy actor, and the buffer (epsilon or temperature) to schedule."""
-    start = Schedule(algo_spec.explore_var_spec)(0)
+                     action_spec: TensorSpec) -> tuple[TensorDictSequential, nn.Module]:
+    """The exploration policy around the greedy actor, and its exploration module (`step(frames)` anneals it)."""
+    schedule = Schedule(algo_spec.explore_var_spec)
     if algo_spec.action_policy == "boltzmann":
-        boltzmann = BoltzmannModule(start)
-        policy = TensorDictSequential(qactor, TensorDictModule(boltzmann, ["action_value"], ["action"]))
-        return policy, boltzmann.temperature
-    egreedy = EGreedyModule(action_spec, eps_init=start, eps_end=start)
-    return TensorDictSequential(qactor, egreedy), egreedy.eps
-
-
-def td_loss(q_net: nn.Module, target_net: nn.Module | None, batch: TensorDictBase, gamma: float, double: bool,
-            huber: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """TD loss of Q(s, a) and its per-sample |TD error|.
-
-    Same maths as TorchRL's `DQNLoss` with a TD(0) estimator (tests check they agree): the target
-    bootstraps through truncation and stops at termination, discounted by `gamma ** steps_to_next_obs`
-    after an n-step transform; `priority_weight` (prioritized replay) weights each sample. Written in plain
-    torch because `DQNLoss` costs ~4.5 ms per forward+backward here against ~1.7 ms for this function (2-core
-    CPU, 256x256 MLP, batch 64): on CPU the update is DQN's bottleneck. `target_net=None` bootstraps from the
-    online net (VanillaDQN).
-    """
-    obs, action = batch["observation"], batch["action"]
-    reward = batch["next", "reward"].squeeze(-1)
-    not_terminal = (~batch["next", "terminated"]).squeeze(-1).to(reward.dtype)
-    q = q_net(obs).gather(-1, action.unsqueeze(-1)).squeeze(-1)
-    with torch.no_grad():
-        next_obs = batch["next", "observation"]
-        next_q = (q_net if target_net is None else target_net)(next_obs)
-        if double:  # the online net picks the action, the target net scores it (van Hasselt et al. 2016)
-            next_value = next_q.gather(-1, q_net(next_obs).argmax(-1, keepdim=True)).squeeze(-1)
-        else:
-            next_value = next_q.max(-1).values
-        steps = batch.get("steps_to_next_obs", None)
-        discount = gamma if steps is None else gamma ** steps.reshape(reward.shape).to(reward.dtype)
-        target = reward + discount * not_terminal * next_value
-    error = q - target
-    elementwise = F.smooth_l1_loss(q, target, reduction="none") if huber else error.pow(2)
-    weight = batch.get("priority_weight", None)
-    loss = (elementwise * weight).mean() if weight is not None else elementwise.mean()
-    return loss, error.detach().abs()
+        exploration = BoltzmannExploration(schedule)
+    else:
+        exploration = ScheduledEGreedy(action_spec, schedule)
+    return TensorDictSequential(qactor, exploration), exploration
 
 
 @dataclass(kw_only=True)
@@ -118,9 +168,7 @@ class DQNAgent(Agent):
 
     algo_spec: DQNAlgorithmSpec
     q_net: nn.Module
-    explore_var: torch.Tensor  # epsilon or temperature buffer of the exploration module
     batch_size: int  # replayed transitions per gradient step
-    huber: bool = False
     clip_grad_val: float | None = None
     beta: Schedule | None = None  # importance-sampling exponent, when replay is prioritized
     nstep: NStepTransform | None = None  # n-step windows, applied to each batch before storing
@@ -128,21 +176,10 @@ class DQNAgent(Agent):
 
     def __post_init__(self):
         self.params = list(self.q_net.parameters())
-        self.double = self.algo_spec.name == "DoubleDQN"
-        # the target net's parameters live in the TorchRL loss module, where Hard/SoftUpdate maintain them in
-        # place; a copy of the Q-net viewing those tensors evaluates them (functional_call: +0.5 ms per step)
-        target = getattr(self.loss, "target_value_network_params", None)
-        self.target_params = None if target is None else {
-            key.removeprefix(QNET_PREFIX): value for key, value in target.flatten_keys(".").items()}
-        self.target_net = None
-        if target is not None:
-            self.target_net = copy.deepcopy(self.q_net)
-            TensorDict(self.target_params).unflatten_keys(".").to_module(self.target_net)
-            self.target_net.requires_grad_(False)
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
         """One TD step on a replayed batch: (loss, per-sample |TD error|)."""
-        loss, td_error = td_loss(self.q_net, self.target_net, batch, self.algo_spec.gamma, self.double, self.huber)
+        loss = self.loss(batch)["loss"]
         opt = self.optimizers["q"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -150,19 +187,12 @@ class DQNAgent(Agent):
         opt.step()
         if self.target_updater is not None:
             self.target_updater.step()
-        return loss.detach(), td_error
+        return loss.detach(), batch["td_error"]
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        transitions = data.select(*TRANSITION_KEYS)
-        if self.terminated_key != "terminated":  # learn as if each lost life ended the episode
-            transitions["next", "terminated"] = data["next", self.terminated_key]
-        if self.nstep is not None:  # per-env windows; None until the first n frames have arrived
-            transitions = self.nstep.inv(transitions)
-        if transitions is not None:
-            self.buffer.extend(transitions.reshape(-1))
-        explore_var = self.schedules["explore_var"](frame)
-        self.explore_var.fill_(explore_var)
-        metrics = {"explore_var": torch.tensor(explore_var)}
+        store_transitions(self.buffer, data, self.terminated_key, self.nstep)
+        self.exploration.step(data.numel())
+        metrics = {"explore_var": exploration_value(self.exploration).clone()}
         if frame < self.algo_spec.training_start_step:
             return metrics
         lr = self.set_lr(frame)
@@ -185,12 +215,12 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         raise SpecError("agent.memory.name", f"{algo_spec.name} needs Replay or PrioritizedReplay, got {mem_spec.name}")
     q_net = build_q_net(info["obs_shape"], info["num_actions"], net_spec)
     qactor = QValueActor(q_net, in_keys=["observation"], spec=info["action_spec"], action_space="categorical")
-    policy, explore_var = make_exploration(qactor, algo_spec, env.action_spec)
+    policy, exploration = make_exploration(qactor, algo_spec, env.action_spec)
 
     use_target = algo_spec.name != "VanillaDQN"
-    loss = DQNLoss(qactor, loss_function="l2" if net_spec.loss_spec.name == "MSELoss" else "smooth_l1",
-                   delay_value=use_target, double_dqn=algo_spec.name == "DoubleDQN", action_space="categorical")
-    loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
+    loss = DQNFamilyLoss(q_net, gamma=algo_spec.gamma, double_dqn=algo_spec.name == "DoubleDQN",
+                         delay_value=use_target,
+                         loss_function="smooth_l1" if net_spec.loss_spec.name == "SmoothL1Loss" else "l2")
     target_updater = None
     if use_target and net_spec.update_type == "polyak":
         target_updater = SoftUpdate(loss, tau=net_spec.polyak_coef)
@@ -202,14 +232,12 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if algo_spec.n_step > 1 and isinstance(buffer, FrameStackReplay):
         raise SpecError("agent.algorithm.n_step", "n-step returns are not supported on stacked-frame replay")
     return DQNAgent(
-        policy=policy, actor=qactor, loss=loss,
+        policy=policy, actor=qactor, loss=loss, exploration=exploration,
         optimizers={"q": make_optimizer(q_net.parameters(), net_spec.optim_spec)},
         frames_per_batch=frames_per_batch(spec), max_frame=spec.env.max_frame,
         buffer=buffer, target_updater=target_updater,
-        schedules={"explore_var": Schedule(algo_spec.explore_var_spec)},
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
-        algo_spec=algo_spec, q_net=q_net, explore_var=explore_var, batch_size=mem_spec.batch_size,
-        huber=net_spec.loss_spec.name == "SmoothL1Loss",
-        clip_grad_val=net_spec.clip_grad_val, beta=priority_beta(spec), terminated_key=learning_keys(env)[1],
+        algo_spec=algo_spec, q_net=q_net, batch_size=mem_spec.batch_size, clip_grad_val=net_spec.clip_grad_val,
+        beta=priority_beta(spec), terminated_key=learning_keys(env)[1],
         nstep=NStepTransform(algo_spec.n_step, algo_spec.gamma) if algo_spec.n_step > 1 else None,
     )

@@ -1,0 +1,68 @@
+"""Exploration modules that anneal the TorchRL way: each has `step(frames)`, called with the frames collected.
+
+TorchRL's own loops step their exploration module after each collected batch (`egreedy.step(data.numel())`);
+zoo's loop makes the same call, so a zoo policy dropped into a TorchRL loop explores as it does in zoo.
+The value follows the spec's frame-clock schedule (`zoo.schedules.Schedule`: linear, rate, periodic decay),
+which `EGreedyModule`'s own linear annealing cannot express, and the frame count is a buffer, so the
+module's `state_dict` (and so a checkpoint) holds where the schedule stands.
+"""
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from torchrl.data import TensorSpec
+from torchrl.envs.utils import ExplorationType, exploration_type
+from torchrl.modules import EGreedyModule
+
+from zoo.schedules import Schedule
+
+
+class ScheduledEGreedy(EGreedyModule):
+    """TorchRL's `EGreedyModule` with epsilon on a zoo schedule: `step(frames)` advances the frame clock.
+
+    Draws stay `EGreedyModule`'s: one independent coin and random action per env, and no exploration under
+    `set_exploration_type(DETERMINISTIC)`.
+    """
+
+    def __init__(self, spec: TensorSpec, schedule: Schedule):
+        super().__init__(spec, eps_init=float(schedule(0)), eps_end=float(min(schedule.start, schedule.end)),
+                         annealing_num_steps=max(int(schedule.spec.end_step), 1))
+        self.schedule = schedule
+        self.register_buffer("frames", torch.zeros((), dtype=torch.int64))
+
+    def step(self, frames: int = 1) -> None:
+        self.frames += frames
+        self.eps.fill_(self.schedule(int(self.frames)))
+
+
+class BoltzmannExploration(TensorDictModuleBase):
+    """Samples `action` from softmax(action_value / temperature), one independent draw per env; the temperature
+    follows a zoo schedule through `step(frames)`. Under DETERMINISTIC exploration it leaves the greedy action."""
+
+    def __init__(self, schedule: Schedule, action_value_key: str = "action_value", action_key: str = "action"):
+        super().__init__()
+        self.in_keys, self.out_keys = [action_value_key], [action_key]
+        self.schedule = schedule
+        self.register_buffer("temperature", torch.tensor(float(schedule(0))))
+        self.register_buffer("frames", torch.zeros((), dtype=torch.int64))
+
+    def step(self, frames: int = 1) -> None:
+        self.frames += frames
+        self.temperature.fill_(self.schedule(int(self.frames)))
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if exploration_type() not in (ExplorationType.RANDOM, None):
+            return tensordict
+        action_value = tensordict.get(self.in_keys[0])
+        probs = torch.softmax(action_value / self.temperature.clamp_min(1e-6), dim=-1)
+        action = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).reshape(probs.shape[:-1])
+        greedy = tensordict.get(self.out_keys[0], None)
+        if greedy is not None and greedy.shape == probs.shape:  # one-hot action spec
+            action = torch.nn.functional.one_hot(action, probs.shape[-1]).to(greedy.dtype)
+        tensordict.set(self.out_keys[0], action)
+        return tensordict
+
+
+def exploration_value(module: torch.nn.Module) -> torch.Tensor:
+    """The scheduled value an exploration module acts with now (epsilon or temperature), for metrics."""
+    return module.eps if isinstance(module, EGreedyModule) else module.temperature
