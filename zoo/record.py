@@ -7,6 +7,7 @@ Layout of `data/<spec_name>_<timestamp>/`:
     tb/                TensorBoard event files
     ckpt/latest.pt     newest checkpoint; ckpt/previous.pt: the one before (fallback if latest is unreadable);
                        ckpt/best.pt: best evaluation so far; ckpt/replay_<frame>_<n>/: replay buffers they name
+    ckpt/actor.pt      the greedy actor's plain state dict (latest; actor_best.pt: at the best evaluation)
     learning_curve.png train and eval return against frames
 """
 
@@ -205,8 +206,13 @@ class RunDir:
         self._columns = None
 
     # -------------------------------------------------------------------------------------- checkpoints
-    def save(self, state: dict[str, Any], best: bool = False, buffer=None) -> None:
+    def save(self, state: dict[str, Any], best: bool = False, buffer=None,
+             actor: dict[str, Any] | None = None) -> None:
         """Write ckpt/latest.pt (the old one becomes ckpt/previous.pt), and best.pt when `best`.
+
+        `actor` (the greedy actor's plain state dict) goes to ckpt/actor.pt, and to ckpt/actor_best.pt when
+        `best`: files a TorchRL user loads with `actor.load_state_dict(torch.load(path, weights_only=True))`
+        into the actor `zoo.build` returns, without zoo's checkpoint layout or exploration state.
 
         With a replay `buffer`, it is dumped first into a new folder named in the checkpoint, and folders
         named by neither latest.pt nor previous.pt are deleted last: a crash at any point leaves a readable
@@ -225,6 +231,10 @@ class RunDir:
         os.replace(tmp, latest)
         if best:
             save_checkpoint(self.ckpt_dir / "best.pt", state)
+        if actor is not None:
+            save_checkpoint(self.ckpt_dir / "actor.pt", actor)
+            if best:
+                save_checkpoint(self.ckpt_dir / "actor_best.pt", actor)
         self._replay_refs = [*self._replay_refs, state["replay"]][-2:] if "replay" in state else []
         for folder in self.ckpt_dir.glob("replay_*"):
             if folder.name not in self._replay_refs:

@@ -214,7 +214,7 @@ class Session:
     def checkpoint(self, best: bool = False) -> None:
         self.wall_time = time.perf_counter() - self._clock_start
         buffer = self.c.agent.buffer if self.c.spec.meta.ckpt_replay else None
-        self.run.save(self.state_dict(), best=best, buffer=buffer)
+        self.run.save(self.state_dict(), best=best, buffer=buffer, actor=self.c.agent.actor.state_dict())
 
     # ---------------------------------------------------------------------------------------------- loop
     def run_loop(self) -> dict[str, float]:
