@@ -79,15 +79,19 @@ def test_resume_equals_uninterrupted(runs, tmp_path):
 # ---------------------------------------------------------------------------- resume matrix: one case per family
 # (spec, overrides, half, full): tiny nets and budgets, an evaluation (and so a checkpoint) at `half`.
 TINY = ["meta.eval_episodes=2", "meta.seed=3", "meta.ckpt_replay=true", "agent.net.hid_layers=[16]"]
-CARTPOLE = [*TINY, "meta.log_frequency=128", "meta.eval_frequency=256"]
+VECTOR = [*TINY, "meta.log_frequency=128", "meta.eval_frequency=256"]  # 8 or 16 envs
 PENDULUM = [*TINY, "meta.log_frequency=50", "meta.eval_frequency=150", "agent.algorithm.training_start_step=100",
             "agent.algorithm.training_frequency=50", "agent.algorithm.training_iter=3", "agent.memory.batch_size=32"]
 FAMILIES = {
-    "ppo": ("ppo_cartpole", [*CARTPOLE, "agent.algorithm.training_epoch=2", "agent.algorithm.minibatch_size=64"],
+    "ppo": ("ppo_cartpole", [*VECTOR, "agent.algorithm.training_epoch=2", "agent.algorithm.minibatch_size=64"],
             512, 1024),
-    "a2c": ("a2c_gae_cartpole", [*CARTPOLE, "env.num_envs=8"], 512, 1024),
-    "reinforce": ("reinforce_cartpole", [*CARTPOLE, "agent.algorithm.time_horizon=32"], 512, 1024),
-    "sarsa": ("sarsa_cartpole", CARTPOLE, 512, 1024),
+    # continuous actions, observation and reward normalization (running statistics, frozen in the eval env)
+    "ppo_normalized": ("ppo_pendulum", [*VECTOR, "agent.algorithm.training_epoch=2", "agent.algorithm.time_horizon=32",
+                                        "agent.algorithm.minibatch_size=64", "env.normalize_obs=true",
+                                        "env.normalize_reward=true"], 512, 1024),
+    "a2c": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8"], 512, 1024),
+    "reinforce": ("reinforce_cartpole", [*VECTOR, "agent.algorithm.time_horizon=32"], 512, 1024),
+    "sarsa": ("sarsa_cartpole", VECTOR, 512, 1024),
     # 5 training phases of 3 gradient steps before `half`: an odd count, so with policy_delay 2 the delayed
     # actor updates resume out of phase unless the step counter is checkpointed
     "sac": ("sac_pendulum", [*PENDULUM, "agent.algorithm.policy_delay=2"], 300, 600),
