@@ -11,6 +11,10 @@ state. That covers classic control, toy-text and custom envs whose state lives i
 Envs holding anything else (Box2D worlds, ALE emulators) cannot be captured this way: for them only the RNG
 states are saved, and the resumed run starts fresh episodes from them (not bit-exact; stated in the warning).
 
+Replay buffers (`meta.ckpt_replay`) go to their own folder through TorchRL's `dumps`; `FrameStackReplay` adds
+its step counters and kept final frames there (`frame_stack.pt`). When the env state could not be saved, the
+resumed run's fresh episodes end the ones in flight in that replay as truncations (see `FrameStackReplay`).
+
 Not captured: state that replay-buffer transforms keep outside the storage (TorchRL's `MultiStepTransform`
 holds the last n-1 frames of each env), so an n-step learner loses those few transitions at a resume.
 
