@@ -11,6 +11,10 @@ state. That covers classic control, toy-text and custom envs whose state lives i
 Envs holding anything else (Box2D worlds, ALE emulators) cannot be captured this way: for them only the RNG
 states are saved, and the resumed run starts fresh episodes from them (not bit-exact; stated in the warning).
 
+Replay buffers (`meta.ckpt_replay`) go to their own folder through TorchRL's `dumps`; `FrameStackReplay` adds
+its step counters and kept final frames there (`frame_stack.pt`). When the env state could not be saved, the
+resumed run's fresh episodes end the ones in flight in that replay as truncations (see `FrameStackReplay`).
+
 Not captured: state that replay-buffer transforms keep outside the storage (TorchRL's `MultiStepTransform`
 holds the last n-1 frames of each env), so an n-step learner loses those few transitions at a resume.
 
@@ -29,10 +33,13 @@ from torchrl.collectors import Collector
 from torchrl.data import ReplayBuffer
 from torchrl.envs import EnvBase
 
+from zoo.memory import FRAME_STACK_FILE
+
 # attributes that are configuration or handles, not state (restoring them is unnecessary)
 SKIPPED_ATTRIBUTES = {"_saved_kwargs", "spec", "_cached_spec", "metadata", "_metadata", "env_fns", "render_mode",
                       "screen", "clock"}
 REPLAY_SUFFIXES = {".json", ".memmap"}  # all `buffer.dumps` writes for tensor storages once prefetch.pkl is removed
+REPLAY_FILES = {FRAME_STACK_FILE}  # zoo's own additions, read with torch.load(weights_only=True)
 
 
 class UnsupportedEnvState(TypeError):
@@ -171,11 +178,13 @@ def load_replay(buffer: ReplayBuffer, path: Path) -> None:
     """`buffer.loads(path)` after refusing any file that is not JSON metadata or raw memory-mapped tensors.
 
     `loads` would unpickle a `prefetch.pkl` and TensorDict's memmap reader unpickles non-tensor fields, so a
-    folder from elsewhere could run code; ours hold only `.json` and `.memmap` files.
+    folder from elsewhere could run code; ours hold only `.json` and `.memmap` files (and FrameStackReplay's
+    `frame_stack.pt` at the top, which it reads with `torch.load(weights_only=True)`).
     """
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: replay folder missing")
-    unexpected = [p for p in path.rglob("*") if p.is_file() and p.suffix not in REPLAY_SUFFIXES]
+    unexpected = [p for p in path.rglob("*") if p.is_file() and p.suffix not in REPLAY_SUFFIXES
+                  and not (p.parent == path and p.name in REPLAY_FILES)]
     if unexpected:
         raise ValueError(f"unexpected file {unexpected[0].relative_to(path)} in replay folder (only .json, .memmap)")
     buffer.loads(path)

@@ -1,6 +1,7 @@
 """Replay buffers from the memory spec: TorchRL storages and samplers, uniform or prioritized."""
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,6 +16,7 @@ from torchrl.envs import EnvBase, MultiStepTransform, Transform
 
 from zoo.spec import MemorySpec, SpecError
 
+FRAME_STACK_FILE = "frame_stack.pt"  # FrameStackReplay's own state, next to what TorchRL's `dumps` writes
 # keys a one-step off-policy learner needs; everything else the collector writes is dropped before storing
 TRANSITION_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done"),
                    ("next", "terminated"))
@@ -127,6 +129,14 @@ class FrameStackReplay(TensorDictReplayBuffer):
     so env e's previous step sits `num_envs` rows back; frames before an episode's first step are zeros, as
     the env's own reset stack. The last frame of each finished episode (needed when it was truncated) is kept
     aside. A row whose neighbours are not (or no longer) stored is redrawn: the newest and oldest few rows.
+
+    An episode cut outside the batches (the envs reset at a resume: ALE state cannot be checkpointed) is seen
+    at the next `extend`, whose first observation is not the last one's next observation: its last row becomes
+    a truncation (`done`, with its real next frame kept aside) and the env's next episode starts from zeros.
+
+    State beyond TorchRL's storage, sampler and writer (`next_step`, `episode_step`, `final_frames`, the last
+    batch's end) travels with `dumps` / `loads` as one more file, `frame_stack.pt` (tensors only, read with
+    `torch.load(weights_only=True)`), and with `state_dict` / `load_state_dict` under `_frame_stack`.
     """
 
     def __init__(self, *, num_envs: int, stack: int, storage: LazyTensorStorage, sampler):
@@ -135,11 +145,15 @@ class FrameStackReplay(TensorDictReplayBuffer):
         self.next_step = 0
         self.episode_step = torch.zeros(num_envs, dtype=torch.int64)
         self.final_frames: dict[int, torch.Tensor] = {}
+        self.last_rows: torch.Tensor | None = None  # row of each env's latest transition
+        self.last_frame: torch.Tensor | None = None  # newest frame of each env's latest next observation
 
     def extend(self, data: TensorDictBase) -> torch.Tensor:
         """Store a collector batch `[num_envs, T]` (or its env-major flattening) as one row per transition."""
         data = data.reshape(self.num_envs, -1)
         n, steps = data.shape
+        if self.last_frame is not None:
+            self._end_cut_episodes(data["observation"][:, 0, -1])
         done = data["next", "done"].reshape(n, steps).cpu()
         episode_step = torch.empty(n, steps, dtype=torch.int64)
         for t in range(steps):
@@ -158,7 +172,58 @@ class FrameStackReplay(TensorDictReplayBuffer):
         final = data["next", "observation"][..., -1, :, :].transpose(0, 1).reshape(-1, *rows["frame"].shape[1:])
         for i in rows["next", "done"].reshape(-1).nonzero().squeeze(-1).tolist():
             self.final_frames[int(index[i])] = final[i].clone()
+        self.last_rows, self.last_frame = index[-n:].cpu(), final[-n:].clone()  # time-major: the last step
         return index
+
+    def _end_cut_episodes(self, first_frame: torch.Tensor) -> None:
+        """Make each env's latest transition a truncation where its episode did not continue into this batch."""
+        cut = ((first_frame != self.last_frame).flatten(1).any(1).cpu() & (self.episode_step > 0))
+        if not cut.any():
+            return
+        rows = self.last_rows[cut]
+        self._storage._storage["next", "done"][rows.to(self._storage.device)] = True
+        for env, row in zip(cut.nonzero().squeeze(-1).tolist(), rows.tolist(), strict=True):
+            self.final_frames[row] = self.last_frame[env].clone()
+        self.episode_step = torch.where(cut, 0, self.episode_step)
+
+    # ------------------------------------------------------------------------------------------- state
+    def frame_stack_state(self) -> dict[str, torch.Tensor]:
+        """What this buffer keeps outside TorchRL's storage, as tensors."""
+        index = sorted(self.final_frames)
+        state = {"next_step": torch.tensor(self.next_step), "episode_step": self.episode_step.clone(),
+                 "final_index": torch.tensor(index, dtype=torch.int64)}
+        if index:
+            state["final_frames"] = torch.stack([self.final_frames[i] for i in index])
+        if self.last_frame is not None:
+            state.update(last_rows=self.last_rows, last_frame=self.last_frame)
+        return state
+
+    def load_frame_stack_state(self, state: dict[str, torch.Tensor]) -> None:
+        if state["episode_step"].shape != self.episode_step.shape:
+            raise ValueError(f"FrameStackReplay state for {state['episode_step'].numel()} envs, not {self.num_envs}")
+        device = self._storage.device
+        self.next_step = int(state["next_step"])
+        self.episode_step = state["episode_step"].cpu().clone()
+        frames = state.get("final_frames", ())
+        self.final_frames = {int(i): f.to(device).clone() for i, f in zip(state["final_index"], frames, strict=True)}
+        self.last_rows = state["last_rows"].cpu().clone() if "last_rows" in state else None
+        self.last_frame = state["last_frame"].to(device).clone() if "last_frame" in state else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "_frame_stack": self.frame_stack_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.load_frame_stack_state(state_dict["_frame_stack"])
+
+    def dumps(self, path) -> None:
+        super().dumps(path)
+        torch.save(self.frame_stack_state(), Path(path) / FRAME_STACK_FILE)
+
+    def loads(self, path) -> None:
+        state = torch.load(Path(path) / FRAME_STACK_FILE, map_location="cpu", weights_only=True)
+        super().loads(path)
+        self.load_frame_stack_state(state)
 
     def sample(self, batch_size: int, return_info: bool = False) -> TensorDictBase | tuple[TensorDictBase, dict]:
         """Sampled transitions with `observation` / `("next", "observation")` stacks rebuilt (uint8); with

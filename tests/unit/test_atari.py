@@ -1,5 +1,6 @@
 """Atari: preprocessing shapes and dtypes, raw scores vs clipped rewards, end of life, frame-stacking replay."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -107,3 +108,76 @@ def test_frame_stack_replay_rebuilds_the_collected_stacks(pong, memory_name):
     batch, info = buffer.sample(8, return_info=True)
     assert torch.equal(info["index"], batch["index"])
     assert ("priority_weight" in info) == (memory_name == "PrioritizedReplay")
+
+
+def assert_same_replay(a: FrameStackReplay, b: FrameStackReplay) -> None:
+    """Same rows, counters and final frames (everything sampling and extending read)."""
+    assert len(a) == len(b)
+    assert (a._storage._storage[: len(a)] == b._storage._storage[: len(b)]).all()
+    assert a._writer.state_dict() == b._writer.state_dict()
+    assert a.next_step == b.next_step and torch.equal(a.episode_step, b.episode_step)
+    assert a.final_frames.keys() == b.final_frames.keys()
+    assert all(torch.equal(a.final_frames[i], b.final_frames[i]) for i in a.final_frames)
+    assert torch.equal(a.last_rows, b.last_rows) and torch.equal(a.last_frame, b.last_frame)
+
+
+@pytest.mark.parametrize("memory_name", ["Replay", "PrioritizedReplay"])
+def test_frame_stack_replay_saved_and_loaded_continues_the_same(pong, memory_name, tmp_path):
+    """dumps -> loads into a fresh buffer (as a checkpoint with meta.ckpt_replay): equal state, equal samples
+    with the same seed, and both continue identically (and correctly) when extended further."""
+    from zoo.checkpoint import dump_replay, load_replay
+
+    env, data = pong
+    memory = MemorySpec(name=memory_name, max_size=200, batch_size=64)
+    saved, loaded = make_replay_buffer(memory, env=env), make_replay_buffer(memory, env=env)
+    for chunk in data[:, :60].split(7, dim=1):
+        saved.extend(chunk.reshape(-1))
+    assert saved.final_frames and saved.episode_step.gt(0).all()  # finished episodes and ones in flight
+    dump_replay(saved, tmp_path / "replay")
+    state = torch.load(tmp_path / "replay" / "frame_stack.pt", weights_only=True)
+    assert int(state["next_step"]) == 60
+    load_replay(loaded, tmp_path / "replay")
+    assert_same_replay(saved, loaded)
+    for chunk in [None, *data[:, 60:].split(9, dim=1)]:
+        if chunk is not None:
+            index = saved.extend(chunk.reshape(-1))
+            assert torch.equal(index, loaded.extend(chunk.reshape(-1)))
+        samples = []
+        for buffer in (saved, loaded):
+            torch.manual_seed(3)
+            np.random.seed(3)  # PrioritizedSampler draws from numpy
+            samples.append(buffer.sample(64))
+        assert (samples[0] == samples[1]).all()
+    assert_same_replay(saved, loaded)
+    capacity, written = saved._storage.max_size, data.numel()
+    batch = loaded.sample(64)  # the loaded buffer's stacks are still the collected ones
+    for row, index in enumerate(batch["index"].tolist()):
+        t, e = divmod(written - 1 - (written - 1 - index) % capacity, data.shape[0])
+        assert torch.equal(batch["observation"][row], data["observation"][e, t])
+        assert torch.equal(batch["next", "observation"][row], data["next", "observation"][e, t])
+    state_dict = saved.state_dict()  # the in-memory form carries the same state
+    fresh = make_replay_buffer(memory, env=env)
+    fresh.load_state_dict(state_dict)
+    assert_same_replay(saved, fresh)
+
+
+def test_frame_stack_replay_ends_episodes_cut_between_batches(pong):
+    """Envs reset outside the batches (a resume whose env state could not be saved): the episodes in flight
+    end as truncations with their real next frame, and the new episodes' stacks start from zeros."""
+    env, data = pong
+    buffer = make_replay_buffer(MemorySpec(name="Replay", max_size=1000, batch_size=64), env=env)
+    first = data[:, :30]
+    assert not first["next", "done"][:, -1].any()
+    buffer.extend(first.reshape(-1))
+    fresh = env.rollout(20, break_when_any_done=False)  # starts from a reset, not from `first`'s end
+    buffer.extend(fresh.reshape(-1))
+    assert buffer.episode_step.tolist() == [20] * 3
+    batch = buffer.sample(1000)
+    n = data.shape[0]
+    for row, index in enumerate(batch["index"].tolist()):
+        t, e = divmod(index, n)
+        source, t = (first, t) if t < 30 else (fresh, t - 30)
+        assert torch.equal(batch["observation"][row], source["observation"][e, t])
+        assert torch.equal(batch["next", "observation"][row], source["next", "observation"][e, t])
+        assert batch["next", "done"][row] == (source["next", "done"][e, t] or source is first and t == 29)
+    assert set(batch["index"][batch["next", "done"].squeeze(-1)].tolist()) >= {29 * n + e for e in range(n)}

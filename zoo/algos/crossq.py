@@ -89,13 +89,11 @@ class CrossQAgent(OffPolicyAgent):
 
     def __post_init__(self):
         super().__post_init__()
-        self.critic_steps = 0
         self.actor_params = list(self.loss.actor_network_params.values(True, True))
         self.q_params = list(self.loss.qvalue_network_params.values(True, True))
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        update_actor = self.critic_steps % self.algo_spec.policy_delay == 0
-        self.critic_steps += 1
+        update_actor = self.count_step()
         critic_loss, value_metadata = self.loss.qvalue_loss(batch)
         total = critic_loss
         metrics = {"loss": critic_loss.detach()}

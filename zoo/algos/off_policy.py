@@ -98,8 +98,16 @@ class OffPolicyAgent(Agent):
     terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One gradient step on a replayed batch; returns metrics and per-sample |TD error| (priorities)."""
+        """One gradient step on a replayed batch (counted by `count_step`); returns metrics and per-sample
+        |TD error| (priorities)."""
         raise NotImplementedError
+
+    def count_step(self) -> bool:
+        """Count one gradient step in `num_updates`; True on every `policy_delay`-th step, from the first (the
+        steps that also update the actor). The phase lives in `num_updates`, so checkpoints keep it."""
+        update_actor = self.num_updates % self.algo_spec.policy_delay == 0
+        self.num_updates += 1
+        return update_actor
 
     def explore(self, frame: int) -> dict[str, torch.Tensor]:
         """Set exploration for `frame` (frame clock); returns its metrics."""
@@ -130,8 +138,7 @@ class OffPolicyAgent(Agent):
         iters = self.algo_spec.training_iter
         start = time.perf_counter()
         beta = None if self.beta is None else self.beta(frame)
-        steps = replay_updates(self.buffer, self.batch_size, iters, beta, self.gradient_step)
-        self.num_updates += iters
+        steps = replay_updates(self.buffer, self.batch_size, iters, beta, self.gradient_step)  # counts num_updates
         for key in dict.fromkeys(k for step in steps for k in step):  # actor metrics: every policy_delay steps
             metrics[key] = torch.stack([s[key] for s in steps if key in s]).mean()
         metrics.update(lr_factor=torch.tensor(lr), updates_per_s=torch.tensor(iters / (time.perf_counter() - start)))

@@ -93,7 +93,6 @@ class SACAgent(OffPolicyAgent):
         self.actor_params = list(self.actor_net.parameters())
         self.q_params = list(params.values(True, True))
         self.losses = maybe_compile(self.compute_losses, self.compile)
-        self.critic_steps = 0
 
     def q_values(self, layers, obs: torch.Tensor, action: torch.Tensor | None, detach: bool = False) -> torch.Tensor:
         """Twin Q: `[2, B]` for continuous (s, a); `[2, B, num_actions]` for discrete s."""
@@ -151,8 +150,7 @@ class SACAgent(OffPolicyAgent):
         return critic_loss, actor_loss, alpha_loss, td_error, -log_prob.mean()
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        update_actor = self.critic_steps % self.algo_spec.policy_delay == 0
-        self.critic_steps += 1
+        update_actor = self.count_step()
         critic_loss, actor_loss, alpha_loss, td_error, entropy = self.losses(
             batch["observation"], batch["action"], batch["next", "reward"].squeeze(-1),
             (~batch["next", "terminated"]).squeeze(-1).float(), batch["next", "observation"],

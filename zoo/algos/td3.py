@@ -94,7 +94,6 @@ class TD3Agent(OffPolicyAgent):
         mid, half = self.actor_net.action_mid, self.actor_net.action_half
         self.low, self.high = mid - half, mid + half
         self.losses = maybe_compile(self.compute_losses, self.compile)
-        self.critic_steps = 0
 
     def explore(self, frame: int) -> dict[str, torch.Tensor]:
         sigma = self.schedules["explore_var"](frame)
@@ -123,8 +122,7 @@ class TD3Agent(OffPolicyAgent):
         return critic_loss, weighted_mean(-q1, weight), td_error
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        update_actor = self.critic_steps % self.algo_spec.policy_delay == 0
-        self.critic_steps += 1
+        update_actor = self.count_step()
         critic_loss, actor_loss, td_error = self.losses(
             batch["observation"], batch["action"], batch["next", "reward"].squeeze(-1),
             (~batch["next", "terminated"]).squeeze(-1).float(), batch["next", "observation"],
