@@ -99,7 +99,6 @@ FAMILIES = {
     "crossq": ("crossq_pendulum", [*PENDULUM, "agent.algorithm.policy_delay=2", "agent.algorithm.brn_warmup_steps=10"],
                300, 600),
 }
-KNOWN_BROKEN = {"sarsa": "carry not checkpointed"}  # zoo/algos/sarsa.py's carry: the pending last step
 
 
 def train_interrupted(spec_file: str, overrides: list[str], half: int, root):
@@ -128,9 +127,7 @@ def assert_same_state(a, b, where: str = "") -> None:
         assert a == b, where
 
 
-@pytest.mark.parametrize("family", [
-    pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_BROKEN[name])) if name in KNOWN_BROKEN
-    else name for name in FAMILIES])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_family_resume_equals_uninterrupted(family, tmp_path):
     """Each algorithm family, CPU, same seed: one uninterrupted run == the run stopped half way and resumed with
     train@latest (metrics rows without timing columns, and the whole agent state: networks, targets,
