@@ -5,7 +5,6 @@ Modes: `train` (default), `dev` (short, verbose), `train@latest` / `train@<run d
 """
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -16,7 +15,8 @@ import torch
 import yaml
 
 from zoo.components import build
-from zoo.record import CheckpointError, RunDir, command_line, newest_run
+from zoo.enjoy import enjoy
+from zoo.record import CheckpointError, RunDir, command_line, load_run_spec, resolve_run_dir
 from zoo.session import Session
 from zoo.spec import Spec, SpecError, field_docs, load_spec
 
@@ -81,30 +81,6 @@ def optimize_performance(spec: Spec) -> None:
         torch.backends.cuda.matmul.fp32_precision = "tf32"
         torch.backends.cudnn.conv.fp32_precision = "tf32"
         torch.backends.cudnn.benchmark = True
-
-
-def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
-    if target == "latest":
-        path = newest_run(data_dir, spec_name)
-        if path is None:
-            raise CheckpointError(f"{data_dir}: no run of spec '{spec_name}' to resume")
-        return path
-    path = Path(target)
-    if not path.is_dir() and (data_dir / target).is_dir():
-        path = data_dir / target
-    if not (path / "run.json").is_file():
-        raise CheckpointError(f"{path}: not a run directory (no run.json)")
-    return path
-
-
-def load_run_spec(run_path: Path, overrides: list[str]) -> Spec:
-    """The resolved spec a run was started with (its spec.yaml), plus this command's `-s` overrides."""
-    spec = load_spec(run_path / "spec.yaml", None, overrides)
-    try:
-        spec.name = json.loads((run_path / "run.json").read_text())["spec_name"]
-    except (OSError, ValueError, KeyError):
-        raise CheckpointError(f"{run_path / 'run.json'}: unreadable or without spec_name") from None
-    return spec
 
 
 def train(args: argparse.Namespace, spec: Spec) -> int:
@@ -207,8 +183,6 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(args.spec_file, args.spec_name, args.set)
         kind = args.mode.partition("@")[0]
         if kind == "enjoy":
-            from zoo.enjoy import enjoy
-
             return enjoy(args, spec)
         return train(args, spec)
     except (SpecError, CheckpointError) as err:

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,7 @@ import torch
 import yaml
 
 from zoo.checkpoint import dump_replay, remove_tree
-from zoo.spec import Spec, spec_to_dict
+from zoo.spec import Spec, load_spec, spec_to_dict
 
 CSV_COLUMNS = ("frame", "wall_time", "fps", "episodes", "train_return", "train_return_ma", "train_length",
                "eval_return", "eval_return_std", "eval_length", "loss", "explore_var", "lr_factor",
@@ -298,10 +299,56 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+RUN_STAMP = r"\d{4}_\d{2}_\d{2}_\d{6}(?:_\d+)?"  # RunDir.create's time.strftime("%Y_%m_%d_%H%M%S")[_<n>]
+
+
+def run_spec_name(path: Path) -> str | None:
+    """The spec a run directory belongs to: run.json's `spec_name`.
+
+    Runs whose run.json lacks it fall back to their directory name without the timestamp `RunDir.create` adds
+    (`ppo_lunar_2026_01_02_030405` -> `ppo_lunar`); None when neither says.
+    """
+    try:
+        name = json.loads((Path(path) / "run.json").read_text()).get("spec_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(name, str) and name:
+        return name
+    match = re.fullmatch(rf"(.+)_{RUN_STAMP}", Path(path).name)
+    return match.group(1) if match else None
+
+
 def newest_run(root: Path, spec_name: str) -> Path | None:
-    """The most recent run directory of `spec_name` under `root`."""
-    runs = [p for p in Path(root).glob(f"{spec_name}_*") if (p / "run.json").is_file()]
+    """The most recent run directory of exactly `spec_name` under `root` (never another spec's run)."""
+    root = Path(root)
+    runs = [p for p in root.iterdir() if run_spec_name(p) == spec_name] if root.is_dir() else []
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
+    """The run directory a `train@<target>` / `enjoy@<target>` mode names: `latest` (of `spec_name`) or a path."""
+    data_dir = Path(data_dir)
+    if target == "latest":
+        path = newest_run(data_dir, spec_name)
+        if path is None:
+            raise CheckpointError(f"{data_dir}: no run of spec '{spec_name}' to resume")
+        return path
+    path = Path(target)
+    if not path.is_dir() and (data_dir / target).is_dir():
+        path = data_dir / target
+    if not (path / "run.json").is_file():
+        raise CheckpointError(f"{path}: not a run directory (no run.json)")
+    return path
+
+
+def load_run_spec(run_path: Path, overrides: list[str]) -> Spec:
+    """The resolved spec a run was started with (its spec.yaml), plus this command's `-s` overrides."""
+    spec = load_spec(run_path / "spec.yaml", None, overrides)
+    name = run_spec_name(run_path)
+    if name is None:
+        raise CheckpointError(f"{run_path / 'run.json'}: unreadable or without spec_name")
+    spec.name = name
+    return spec
 
 
 def command_line() -> list[str]:
