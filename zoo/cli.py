@@ -22,7 +22,7 @@ from zoo.spec import Spec, SpecError, field_docs, load_spec
 
 MODE = re.compile(r"^(dev|train|enjoy)(@.+)?$")
 DEV_MAX_FRAME = 5000
-SMALL_CPU_CORES = 4  # at or below: one torch thread per process (default threads ran collection 5-9x slower on 2 cores)
+SMALL_CPU_CORES = 4  # at or below: one torch thread per process (more threads contend with env stepping)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,7 +122,11 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
         total = sum(session.timer.totals.values())
         print("time per phase: " + ", ".join(f"{phase} {seconds:.2f}s ({seconds / max(total, 1e-9):.0%})"
                                              for phase, seconds in session.timer.totals.items()))
-        print(f"profiler trace: {run.path / 'profile'} (tensorboard --logdir {run.path / 'profile'})")
+        if session.profile_trace is not None:
+            print(f"profiler trace: {session.profile_trace} (tensorboard --logdir {session.profile_trace})")
+        else:
+            print(f"no profiler trace: the run stopped at frame {session.frame}, before the batches it was to "
+                  f"trace ({session.profile_schedule})")
     return 0
 
 
