@@ -1,6 +1,7 @@
 """The training loop's timers and profiler, on a tiny DQN CartPole run through the CLI."""
 
 import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import SPECS, only_run_dir, read_metrics
 from zoo.cli import main
@@ -25,11 +26,17 @@ def test_short_run_profile_writes_a_trace_and_phases_sum_to_wall_time(tmp_path, 
     assert list((run / "profile").glob("*.pt.trace.json*")), out
     assert f"profiler trace: {run / 'profile'}" in out
     assert "time per phase: collect" in out
-    logged = [row for row in read_metrics(run) if not row["eval_return"]]  # wall_time is taken before an eval
+    header = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"train/return_ma", "eval/return", "loss/main", "train/explore_var", "time/collect"} <= set(header)
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert set(events.Tags()["scalars"]) <= set(header) - {"frame"}  # the same names in TensorBoard
+    assert {"loss/main", "eval/return", "time/checkpoint"} <= set(events.Tags()["scalars"])
+    logged = [row for row in read_metrics(run) if not row["eval/return"]]  # time/wall is taken before an eval
     assert logged
     for row in logged:
-        phases = sum(float(row[f"time_{phase}"]) for phase in PHASES)
-        assert phases == pytest.approx(float(row["wall_time"]), rel=0.02, abs=0.02)
+        phases = sum(float(row[f"time/{phase}"]) for phase in PHASES)
+        assert phases == pytest.approx(float(row["time/wall"]), rel=0.02, abs=0.02)
 
 
 @pytest.mark.parametrize("skip", [0, 3, 40])

@@ -116,8 +116,8 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
         session.load_state_dict(state)
         print(f"resuming {run.path} at frame {session.frame}")
     row = session.run_loop()
-    print(f"run {run.path}: frame {session.frame}, train_return_ma {row.get('train_return_ma', float('nan')):.2f}, "
-          f"eval_return {session.last_eval.get('eval_return', float('nan')):.2f}, best {session.best_eval:.2f}")
+    print(f"run {run.path}: frame {session.frame}, train/return_ma {row.get('train/return_ma', float('nan')):.2f}, "
+          f"eval/return {session.last_eval.get('eval/return', float('nan')):.2f}, best {session.best_eval:.2f}")
     if args.profile:
         total = sum(session.timer.totals.values())
         print("time per phase: " + ", ".join(f"{phase} {seconds:.2f}s ({seconds / max(total, 1e-9):.0%})"

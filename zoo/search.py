@@ -280,9 +280,9 @@ def objective(trial: optuna.Trial, config: SearchConfig, params: list[SearchPara
     state = {"step": 0, "pruned": False}
 
     def report(session, row: dict) -> bool:
-        if not math.isfinite(row["eval_return"]):
+        if not math.isfinite(row["eval/return"]):
             return False
-        trial.report(row["eval_return"], state["step"])
+        trial.report(row["eval/return"], state["step"])
         state["step"] += 1
         state["pruned"] = trial.should_prune()
         return state["pruned"]

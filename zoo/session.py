@@ -7,8 +7,11 @@ current batch, write a checkpoint and return; SIGKILL loses at most the frames s
 A `PhaseTimer` splits the loop's wall time into collect / update / log / eval / checkpoint through lexical
 `with timer(phase):` blocks, one `perf_counter` per block boundary (no device syncs: on CUDA, queued kernels
 are charged to the phase that next waits on them). Cumulative seconds land in each metrics row as
-`time_<phase>`. With `profile=True`, `torch.profiler` traces a few training batches into `<run>/profile/`
-(TensorBoard's profiler plugin or Perfetto); a run too short for the full schedule traces its last batches.
+`time/<phase>`. Metric names are namespaced where they are made (`train/`, `eval/`, `loss/`, `time/`: see
+zoo/record.py); the statistics an algorithm's `update()` returns are named by `metric_name`.
+
+With `profile=True`, `torch.profiler` traces a few training batches into `<run>/profile/` (TensorBoard's
+profiler plugin or Perfetto); a run too short for the full schedule traces its last batches.
 """
 
 import signal
@@ -36,10 +39,10 @@ from zoo.checkpoint import (
 )
 from zoo.components import Components
 from zoo.envs import plain_vector_env
-from zoo.record import CheckpointError, RunDir
+from zoo.record import TIME_PHASES, CheckpointError, RunDir
 
 CHECKPOINT_FORMAT = 1
-PHASES = ("collect", "update", "log", "eval", "checkpoint")
+PHASES = tuple(name.removeprefix("time/") for name in TIME_PHASES)  # collect, update, log, eval, checkpoint
 OUTSIDE_PHASE = "log"  # where PhaseTimer charges the time outside its blocks
 PROFILE_WAIT, PROFILE_WARMUP, PROFILE_ACTIVE = 2, 2, 5  # batches waited, warmed up, traced (after random frames)
 RETURN_WINDOW = 100  # episodes in the training-return moving average (as SLM-Lab)
@@ -50,9 +53,9 @@ def evaluate(env: EnvBase, actor, max_steps: int = 1_000_000) -> dict[str, float
     """Run the deterministic actor until every eval env finished one episode; raw returns of those episodes."""
     done_returns, done_lengths = episode_returns(env, actor, max_steps)
     if done_returns.numel() == 0:
-        return {"eval_return": float("nan"), "eval_return_std": float("nan"), "eval_length": float("nan")}
-    return {"eval_return": done_returns.mean().item(), "eval_return_std": done_returns.std(unbiased=False).item(),
-            "eval_length": done_lengths.mean().item()}
+        return {"eval/return": float("nan"), "eval/return_std": float("nan"), "eval/length": float("nan")}
+    return {"eval/return": done_returns.mean().item(), "eval/return_std": done_returns.std(unbiased=False).item(),
+            "eval/length": done_lengths.mean().item()}
 
 
 def episode_returns(env: EnvBase, actor, max_steps: int = 1_000_000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -140,9 +143,9 @@ class PhaseTimer:
         self.last = now
 
     def row(self) -> dict[str, float]:
-        """Cumulative seconds per phase up to now as metric columns (`time_collect`, ...); they sum to the wall time."""
+        """Cumulative seconds per phase up to now as metrics (`time/collect`, ...); they sum to the wall time."""
         self._charge(OUTSIDE_PHASE)
-        return {f"time_{phase}": seconds for phase, seconds in self.totals.items()}
+        return {f"time/{phase}": seconds for phase, seconds in self.totals.items()}
 
 
 def profile_schedule(skip_batches: int, total_batches: int) -> dict[str, int]:
@@ -322,19 +325,19 @@ class Session:
     def log_row(self, evaluate: bool) -> None:
         """One metrics row: training statistics since the last row, the evaluation when `evaluate`, the timers."""
         now = time.perf_counter()
-        row = {"frame": self.frame, "wall_time": now - self._clock_start,
-               "fps": (self.frame - self.last_log_frame) / max(now - self.last_log_time, 1e-9),
-               "episodes": self.episodes, "train_return": _mean(self.batch_returns),
-               "train_return_ma": _mean(self.recent_returns), "train_length": _mean(self.batch_lengths),
-               **{k: float(v) for k, v in self.metrics.items()}}
+        row = {"frame": self.frame, "time/wall": now - self._clock_start,
+               "train/fps": (self.frame - self.last_log_frame) / max(now - self.last_log_time, 1e-9),
+               "train/episodes": self.episodes, "train/return": _mean(self.batch_returns),
+               "train/return_ma": _mean(self.recent_returns), "train/length": _mean(self.batch_lengths),
+               **{metric_name(k): float(v) for k, v in self.metrics.items()}}
         self.last_log_time, self.last_log_frame, self.batch_returns, self.batch_lengths = now, self.frame, [], []
         if evaluate:
             with self.timer("eval"):
                 row.update(self.evaluate())
         row.update(self.timer.row())
         self.run.log(row)
-        self.bar.set_postfix(ret=f"{row['train_return_ma']:.1f}",
-                             ev=f"{self.last_eval.get('eval_return', float('nan')):.1f}")
+        self.bar.set_postfix(ret=f"{row['train/return_ma']:.1f}",
+                             ev=f"{self.last_eval.get('eval/return', float('nan')):.1f}")
         if self.verbose:
             tqdm.write(_format_row(row))
         log_frequency = self.c.spec.meta.log_frequency
@@ -343,7 +346,7 @@ class Session:
 
     def checkpoint_evaluation(self) -> bool:
         """Checkpoint after an evaluation (best.pt when it improved); True when the run stops here."""
-        eval_return, eval_frequency = self.row["eval_return"], self.c.spec.meta.eval_frequency
+        eval_return, eval_frequency = self.row["eval/return"], self.c.spec.meta.eval_frequency
         with self.timer("checkpoint"):
             improved = eval_return > self.best_eval
             self.best_eval = max(self.best_eval, eval_return)
@@ -386,6 +389,22 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
+def metric_name(key: str) -> str:
+    """The logged name of a metric an algorithm's `update()` returns: its own when namespaced (has a `/`).
+
+    Un-namespaced keys are the algorithm's: `loss` -> `loss/main`, `loss_<part>` -> `loss/<part>` and any other
+    statistic (`kl_approx`, `explore_var`, `alpha`, ...) -> `train/<key>`. An algorithm may emit namespaced keys
+    itself; they pass through unchanged.
+    """
+    if "/" in key:
+        return key
+    if key == "loss":
+        return "loss/main"
+    if key.startswith("loss_"):
+        return f"loss/{key.removeprefix('loss_')}"
+    return f"train/{key}"
+
+
 def _format_row(row: dict[str, float]) -> str:
-    keys = ("frame", "fps", "train_return_ma", "eval_return", "loss", "explore_var")
+    keys = ("frame", "train/fps", "train/return_ma", "eval/return", "loss/main", "train/explore_var")
     return "  ".join(f"{k}={row[k]:.4g}" for k in keys if k in row and row[k] == row[k])

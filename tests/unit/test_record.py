@@ -1,12 +1,14 @@
 """Run directories: which run a `@latest` mode picks, metrics CSV columns and their names."""
 
+import csv
 import json
 import os
 
 import pytest
 
-from zoo.record import CheckpointError, newest_run, resolve_run_dir, run_spec_name
+from zoo.record import CheckpointError, RunDir, newest_run, read_metrics, resolve_run_dir, run_spec_name
 from zoo.search import newest_experiment
+from zoo.session import metric_name
 
 
 def make_run(root, name, spec_name, mtime, record_name=True):
@@ -50,3 +52,42 @@ def test_latest_search_experiment_is_of_the_exact_spec(tmp_path):
         os.utime(tmp_path / name, (mtime, mtime))
     assert newest_experiment(tmp_path, "ppo_lunar") == tmp_path / "ppo_lunar_search_2026_01_02_030405"
     assert newest_experiment(tmp_path, "ppo") is None
+
+
+def test_algorithm_metrics_are_namespaced_once():
+    assert metric_name("loss") == "loss/main"
+    assert metric_name("loss_critic") == "loss/critic"
+    assert metric_name("kl_approx") == "train/kl_approx"
+    assert metric_name("alpha") == "train/alpha"
+    assert metric_name("loss/actor") == "loss/actor" and metric_name("train/entropy") == "train/entropy"
+
+
+def test_csv_grows_a_column_per_new_metric(tmp_path):
+    run = RunDir(tmp_path, tensorboard=False)
+    run.log({"frame": 10, "train/return": 1.0, "time/collect": 0.5})
+    run.log({"frame": 20, "train/return": 2.0, "loss/main": 0.25, "time/collect": 0.75, "train/kl_approx": 0.01})
+    run.log({"frame": 30, "eval/return": 9.0, "train/return": 3.0})
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header == ["frame", "train/return", "train/kl_approx", "eval/return", "loss/main", "time/collect"]
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert [r["frame"] for r in rows] == ["10", "20", "30"]
+    assert rows[0]["loss/main"] == "" and rows[1]["loss/main"] == "0.25" and rows[2]["eval/return"] == "9"
+    assert RunDir(tmp_path, tensorboard=False).read_metrics() == rows
+
+
+def test_old_metrics_csv_reads_and_continues_under_the_new_names(tmp_path):
+    (tmp_path / "metrics.csv").write_text("frame,wall_time,fps,train_return_ma,eval_return,loss,time_collect\n"
+                                          "100,1.5,66,12.5,20,0.3,0.9\n")
+    (old,) = read_metrics(tmp_path / "metrics.csv")
+    assert old == {"frame": "100", "time/wall": "1.5", "train/fps": "66", "train/return_ma": "12.5",
+                   "eval/return": "20", "loss/main": "0.3", "time/collect": "0.9"}
+    run = RunDir(tmp_path, tensorboard=False)
+    run.log({"frame": 200, "train/return_ma": 15.0, "train/entropy": 0.5})
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert header == ["frame", "train/fps", "train/return_ma", "train/entropy", "eval/return", "loss/main",
+                      "time/wall", "time/collect"]
+    rows = read_metrics(tmp_path / "metrics.csv")
+    assert rows[0]["eval/return"] == "20" and rows[1] == {**dict.fromkeys(header, ""), "frame": "200",
+                                                          "train/return_ma": "15", "train/entropy": "0.5"}
