@@ -6,10 +6,10 @@
     python tools/atari_speed.py sb3 [--frames 4096]                 # SB3 + RL Zoo settings (run with the SB3 venv)
 
 A frame is one agent step of one env (4 emulator frames). `cpu_fps` = frames per CPU-second of the process
-(robust on a busy machine). Measured on the shared 2-core box (load average 4 to 18 from other jobs; Pong,
-1 torch thread, 8 envs, random actions): native `AtariVectorEnv` alone ~1.3k cpu_fps; under `GymWrapper`
-with zoo's chain ~0.6-0.7k; gymnasium `ALE/Pong-v5` + TorchRL transforms (grayscale from ALE,
-`F.interpolate` resize, `CatFrames`; no max-pool, no-op reset or life signal) ~0.86k.
+(robust on a busy machine). `env` compares native `AtariVectorEnv` alone, the same under `GymWrapper` with
+zoo's transform chain, and gymnasium `ALE/Pong-v5` with TorchRL transforms (grayscale from ALE, `F.interpolate`
+resize, `CatFrames`; no max-pool, no-op reset or life signal), all with 1 torch thread and random actions.
+Figures depend on the machine and its load; BENCHMARK.md records measured ones.
 """
 
 import argparse
