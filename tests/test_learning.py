@@ -9,7 +9,7 @@ from tests.conftest import SPECS, only_run_dir, read_metrics, run_cli
 def test_dqn_cartpole_solves(tmp_path):
     result = run_cli(str(SPECS / "dqn_cartpole.yaml"), "-s", "meta.seed=0", data_dir=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    evals = [float(r["eval_return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval_return"]]
+    evals = [float(r["eval/return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval/return"]]
     assert max(evals) >= 475, evals
 
 
@@ -19,7 +19,7 @@ def test_ppo_cartpole_solves(tmp_path):
                      data_dir=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_metrics(only_run_dir(tmp_path))
-    evals = [float(r["eval_return"]) for r in rows if r["eval_return"]]
+    evals = [float(r["eval/return"]) for r in rows if r["eval/return"]]
     assert max(evals) >= 475, evals
     assert int(rows[-1]["frame"]) <= 60000, "PPO CartPole should solve well inside its 100k-frame budget"
 
@@ -31,7 +31,7 @@ def test_sac_pendulum_learns(tmp_path):
                      "meta.eval_frequency=1000", "-s", "meta.eval_episodes=5", "--target-return", "-400",
                      data_dir=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    evals = [float(r["eval_return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval_return"]]
+    evals = [float(r["eval/return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval/return"]]
     assert max(evals) >= -400, evals
 
 
@@ -41,5 +41,5 @@ def test_sarsa_cartpole_solves(tmp_path):
     result = run_cli(str(SPECS / "sarsa_cartpole.yaml"), "-s", "meta.seed=0", "-s", "env.max_frame=60000",
                      "--target-return", "475", data_dir=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
-    evals = [float(r["eval_return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval_return"]]
+    evals = [float(r["eval/return"]) for r in read_metrics(only_run_dir(tmp_path)) if r["eval/return"]]
     assert max(evals) >= 475, evals

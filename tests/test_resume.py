@@ -73,7 +73,7 @@ def test_resume_equals_uninterrupted(runs, tmp_path):
     assert untimed(rows) == untimed(read_metrics(full))  # one continuous CSV, identical to the uninterrupted one
     events = EventAccumulator(str(half / "tb"))
     events.Reload()  # TensorBoard honours the resumed writer's purge_step: no step appears twice
-    assert [e.step for e in events.Scalars("train/train_return_ma")] == [int(r["frame"]) for r in rows]
+    assert [e.step for e in events.Scalars("train/return_ma")] == [int(r["frame"]) for r in rows]
 
 
 # ---------------------------------------------------------------------------- resume matrix: one case per family
@@ -200,7 +200,7 @@ def test_kill_9_then_resume_latest(tmp_path):
     assert load_checkpoint(run / "ckpt" / "latest.pt")["frame"] == frames[-1]
     events = EventAccumulator(str(run / "tb"))
     events.Reload()  # rows logged after the last checkpoint and before the kill were purged
-    assert [e.step for e in events.Scalars("train/train_return_ma")] == frames
+    assert [e.step for e in events.Scalars("train/return_ma")] == frames
 
 
 def test_sigterm_saves_and_exits_cleanly(tmp_path):

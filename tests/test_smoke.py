@@ -26,6 +26,6 @@ def test_spec_runs_in_dev_mode(tmp_path, spec_file, spec_name):
     run = only_run_dir(tmp_path)
     rows = read_metrics(run)
     assert rows and int(rows[-1]["frame"]) >= SMOKE_FRAMES
-    assert rows[-1]["eval_return"] != ""
+    assert rows[-1]["eval/return"] != ""
     for name in ("spec.yaml", "run.json", "ckpt/latest.pt", "learning_curve.png"):
         assert (run / name).exists(), name

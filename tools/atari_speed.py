@@ -6,10 +6,10 @@
     python tools/atari_speed.py sb3 [--frames 4096]                 # SB3 + RL Zoo settings (run with the SB3 venv)
 
 A frame is one agent step of one env (4 emulator frames). `cpu_fps` = frames per CPU-second of the process
-(robust on a busy machine). Measured on the shared 2-core box (load average 4 to 18 from other jobs; Pong,
-1 torch thread, 8 envs, random actions): native `AtariVectorEnv` alone ~1.3k cpu_fps; under `GymWrapper`
-with zoo's chain ~0.6-0.7k; gymnasium `ALE/Pong-v5` + TorchRL transforms (grayscale from ALE,
-`F.interpolate` resize, `CatFrames`; no max-pool, no-op reset or life signal) ~0.86k.
+(robust on a busy machine). `env` compares native `AtariVectorEnv` alone, the same under `GymWrapper` with
+zoo's transform chain, and gymnasium `ALE/Pong-v5` with TorchRL transforms (grayscale from ALE, `F.interpolate`
+resize, `CatFrames`; no max-pool, no-op reset or life signal), all with 1 torch thread and random actions.
+Figures depend on the machine and its load; BENCHMARK.md records measured ones.
 """
 
 import argparse
@@ -97,6 +97,8 @@ def child_cpu() -> float:
 
 def train_speed(spec: str, frames: int, overrides: list[str]) -> dict[str, float]:
     """Training frames per second of one spec through the CLI (the final evaluation is not counted)."""
+    from zoo.record import read_metrics
+
     with tempfile.TemporaryDirectory() as data_dir:
         cmd = [sys.executable, str(ROOT / "tools" / "train.py"), str(ROOT / "specs" / f"{spec}.yaml"), "train",
                "--data-dir", data_dir, "--no-progress", "--seed", "0", "-s", f"env.max_frame={frames}",
@@ -105,11 +107,9 @@ def train_speed(spec: str, frames: int, overrides: list[str]) -> dict[str, float
         start, cpu = time.perf_counter(), child_cpu()
         subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=ROOT)
         wall, cpu = time.perf_counter() - start, child_cpu() - cpu
-        metrics = next(Path(data_dir).glob("*/metrics.csv")).read_text().splitlines()
-        header, last = metrics[0].split(","), metrics[-1].split(",")
-        row = dict(zip(header, last, strict=False))
+        row = read_metrics(next(Path(data_dir).glob("*/metrics.csv")))[-1]
     frames_done = int(float(row["frame"]))
-    return {"spec": spec, "frames": frames_done, "fps": float(row["fps"]), "wall_s": wall, "cpu_s": cpu,
+    return {"spec": spec, "frames": frames_done, "fps": float(row["train/fps"]), "wall_s": wall, "cpu_s": cpu,
             "frames_per_cpu_s_incl_startup_and_eval": frames_done / cpu}
 
 

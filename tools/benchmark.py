@@ -20,7 +20,6 @@ the budgets for a quick pass: such sections are labelled and kept apart from ful
 """
 
 import argparse
-import csv
 import fcntl
 import hashlib
 import json
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from zoo.record import atomic_write_text, package_versions
+from zoo.record import TIME_PHASES, atomic_write_text, package_versions, read_metrics
 from zoo.spec import Spec, SpecError, load_spec, read_spec_file, spec_names, spec_to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -201,21 +200,20 @@ def run_cell(entry: Entry, seed: int, args: argparse.Namespace) -> dict:
         tail = (cell_dir / "train.log").read_text()[-1500:]
         raise RuntimeError(f"exit {proc.returncode}; log {cell_dir / 'train.log'}:\n{tail}")
     (run_dir,) = [p for p in cell_dir.iterdir() if (p / "metrics.csv").is_file()]
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_metrics(run_dir / "metrics.csv")
     last = rows[-1]
     if int(last["frame"]) < frame_budget(entry.spec, args):  # stopped early (SIGINT / SIGTERM): not a result
         raise RuntimeError(f"stopped at frame {last['frame']} before the budget; {cell_dir} will be rerun")
-    loop_seconds = sum(float(v) for k, v in last.items() if k.startswith("time_") and v) or float(last["wall_time"])
-    curve = [(int(r["frame"]), float(r["train_return_ma"])) for r in rows if r["train_return_ma"]]
+    loop_seconds = sum(float(last[k]) for k in TIME_PHASES if last.get(k)) or float(last["time/wall"])
+    curve = [(int(r["frame"]), float(r["train/return_ma"])) for r in rows if r["train/return_ma"]]
     step = max(1, -(-len(curve) // CURVE_POINTS))
-    eval_points = [(int(r["frame"]), float(r["eval_return"])) for r in rows if r["eval_return"]]
+    eval_points = [(int(r["frame"]), float(r["eval/return"])) for r in rows if r.get("eval/return")]
     evals = [value for _, value in eval_points]
     target = TARGETS.get(entry.env)
     provenance = json.loads((run_dir / "run.json").read_text())
     return {"spec": entry.key, "env": entry.env, "algorithm": entry.algorithm, "seed": seed,
             "budget": frame_budget(entry.spec, args), "frames": int(last["frame"]),
-            "score": float(last["train_return_ma"]) if last["train_return_ma"] else None,
+            "score": float(last["train/return_ma"]) if last["train/return_ma"] else None,
             "final_eval": evals[-1] if evals else None, "best_eval": max(evals) if evals else None,
             "target_frame": next((f for f, v in eval_points if target is not None and v >= target), None),
             "wall_seconds": wall_seconds, "loop_seconds": loop_seconds,

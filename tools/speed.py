@@ -19,7 +19,6 @@ Shared or busy machines make every figure noisy: compare runs made side by side 
 """
 
 import argparse
-import csv
 import json
 import os
 import statistics
@@ -36,6 +35,7 @@ from torchrl.collectors import Collector
 from zoo.cli import optimize_performance
 from zoo.components import build
 from zoo.envs import make_vector_env
+from zoo.record import TIME_PHASES, read_metrics
 from zoo.spec import Spec, SpecError, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,9 +105,9 @@ def collection_rate(spec: Spec, seed: int, seconds: float) -> float:
 
 # ---------------------------------------------------------------------------------------------------- (c)
 def phase_seconds(row: dict[str, str]) -> float:
-    """Loop seconds up to the end of this row's evaluation: the sum of the time_<phase> columns."""
-    times = [float(v) for k, v in row.items() if k.startswith("time_") and v not in ("", None)]
-    return sum(times) if times else float(row["wall_time"])
+    """Loop seconds up to the end of this row's evaluation: the sum of the time/<phase> columns."""
+    times = [float(row[k]) for k in TIME_PHASES if row.get(k) not in ("", None)]
+    return sum(times) if times else float(row["time/wall"])
 
 
 def zoo_run(args: argparse.Namespace, threshold: float, seed: int, work: Path) -> dict:
@@ -127,12 +127,11 @@ def zoo_run(args: argparse.Namespace, threshold: float, seed: int, work: Path) -
     if proc.returncode != 0:
         raise RuntimeError(f"zoo run failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     (run_dir,) = [p for p in data_dir.iterdir() if (p / "metrics.csv").is_file()]
-    with open(run_dir / "metrics.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    solved = next((r for r in rows if r["eval_return"] and float(r["eval_return"]) >= threshold), None)
+    rows = read_metrics(run_dir / "metrics.csv")
+    solved = next((r for r in rows if r.get("eval/return") and float(r["eval/return"]) >= threshold), None)
     last = rows[-1]
     loop_seconds = phase_seconds(last)
-    evals = [float(r["eval_return"]) for r in rows if r["eval_return"]]
+    evals = [float(r["eval/return"]) for r in rows if r.get("eval/return")]
     return {"library": "zoo", "seed": seed, "solved": solved is not None,
             "frames_to_solve": int(solved["frame"]) if solved else None,
             "train_seconds_to_solve": phase_seconds(solved) if solved else None,

@@ -5,7 +5,6 @@ Modes: `train` (default), `dev` (short, verbose), `train@latest` / `train@<run d
 """
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -16,13 +15,14 @@ import torch
 import yaml
 
 from zoo.components import build
-from zoo.record import CheckpointError, RunDir, command_line, newest_run
+from zoo.enjoy import enjoy
+from zoo.record import CheckpointError, RunDir, command_line, load_run_spec, resolve_run_dir
 from zoo.session import Session
 from zoo.spec import Spec, SpecError, field_docs, load_spec
 
 MODE = re.compile(r"^(dev|train|enjoy)(@.+)?$")
 DEV_MAX_FRAME = 5000
-SMALL_CPU_CORES = 4  # at or below: one torch thread per process (default threads ran collection 5-9x slower on 2 cores)
+SMALL_CPU_CORES = 4  # at or below: one torch thread per process (more threads contend with env stepping)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -83,30 +83,6 @@ def optimize_performance(spec: Spec) -> None:
         torch.backends.cudnn.benchmark = True
 
 
-def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
-    if target == "latest":
-        path = newest_run(data_dir, spec_name)
-        if path is None:
-            raise CheckpointError(f"{data_dir}: no run of spec '{spec_name}' to resume")
-        return path
-    path = Path(target)
-    if not path.is_dir() and (data_dir / target).is_dir():
-        path = data_dir / target
-    if not (path / "run.json").is_file():
-        raise CheckpointError(f"{path}: not a run directory (no run.json)")
-    return path
-
-
-def load_run_spec(run_path: Path, overrides: list[str]) -> Spec:
-    """The resolved spec a run was started with (its spec.yaml), plus this command's `-s` overrides."""
-    spec = load_spec(run_path / "spec.yaml", None, overrides)
-    try:
-        spec.name = json.loads((run_path / "run.json").read_text())["spec_name"]
-    except (OSError, ValueError, KeyError):
-        raise CheckpointError(f"{run_path / 'run.json'}: unreadable or without spec_name") from None
-    return spec
-
-
 def train(args: argparse.Namespace, spec: Spec) -> int:
     data_dir = Path(args.data_dir)
     kind, _, target = args.mode.partition("@")
@@ -140,13 +116,17 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
         session.load_state_dict(state)
         print(f"resuming {run.path} at frame {session.frame}")
     row = session.run_loop()
-    print(f"run {run.path}: frame {session.frame}, train_return_ma {row.get('train_return_ma', float('nan')):.2f}, "
-          f"eval_return {session.last_eval.get('eval_return', float('nan')):.2f}, best {session.best_eval:.2f}")
+    print(f"run {run.path}: frame {session.frame}, train/return_ma {row.get('train/return_ma', float('nan')):.2f}, "
+          f"eval/return {session.last_eval.get('eval/return', float('nan')):.2f}, best {session.best_eval:.2f}")
     if args.profile:
         total = sum(session.timer.totals.values())
         print("time per phase: " + ", ".join(f"{phase} {seconds:.2f}s ({seconds / max(total, 1e-9):.0%})"
                                              for phase, seconds in session.timer.totals.items()))
-        print(f"profiler trace: {run.path / 'profile'} (tensorboard --logdir {run.path / 'profile'})")
+        if session.profile_trace is not None:
+            print(f"profiler trace: {session.profile_trace} (tensorboard --logdir {session.profile_trace})")
+        else:
+            print(f"no profiler trace: the run stopped at frame {session.frame}, before the batches it was to "
+                  f"trace ({session.profile_schedule})")
     return 0
 
 
@@ -207,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(args.spec_file, args.spec_name, args.set)
         kind = args.mode.partition("@")[0]
         if kind == "enjoy":
-            from zoo.enjoy import enjoy
-
             return enjoy(args, spec)
         return train(args, spec)
     except (SpecError, CheckpointError) as err:

@@ -18,7 +18,7 @@ from torchrl.envs import ExplorationType, set_exploration_type
 
 from zoo.checkpoint import gym_env_of
 from zoo.components import build
-from zoo.record import CheckpointError, RunDir, load_checkpoint
+from zoo.record import CheckpointError, RunDir, load_checkpoint, load_run_spec, resolve_run_dir
 from zoo.session import episode_returns
 from zoo.spec import Spec
 
@@ -39,8 +39,6 @@ def has_display() -> bool:
 
 def enjoy(args: argparse.Namespace, spec: Spec) -> int:
     """Replay the best checkpoint of the run named by `args.mode` (`enjoy@latest` or `enjoy@<run dir>`)."""
-    from zoo.cli import load_run_spec, resolve_run_dir  # the CLI imports this module lazily
-
     target = args.mode.partition("@")[2] or "latest"
     run_path = resolve_run_dir(target, Path(args.data_dir), spec.name)
     spec = load_run_spec(run_path, args.set)

@@ -3,7 +3,7 @@
 Layout of `data/<spec_name>_<timestamp>/`:
     spec.yaml          the resolved spec (runs as-is with tools/train.py)
     run.json           command, git SHA, package versions, seed, host
-    metrics.csv        one row per log or eval point (frame-clocked)
+    metrics.csv        one row per log or eval point (frame-clocked), a column per metric (names below)
     tb/                TensorBoard event files
     ckpt/latest.pt     newest checkpoint; ckpt/previous.pt: the one before (fallback if latest is unreadable);
                        ckpt/best.pt: best evaluation so far; ckpt/replay_<frame>_<n>/: replay buffers they name
@@ -12,10 +12,12 @@ Layout of `data/<spec_name>_<timestamp>/`:
 """
 
 import csv
+import io
 import json
 import math
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,12 +30,23 @@ import torch
 import yaml
 
 from zoo.checkpoint import dump_replay, remove_tree
-from zoo.spec import Spec, spec_to_dict
+from zoo.spec import Spec, load_spec, spec_to_dict
 
-CSV_COLUMNS = ("frame", "wall_time", "fps", "episodes", "train_return", "train_return_ma", "train_length",
-               "eval_return", "eval_return_std", "eval_length", "loss", "explore_var", "lr_factor",
-               "time_collect", "time_update", "time_log", "time_eval", "time_checkpoint")
-TIMING_COLUMNS = ("wall_time", "fps", "time_collect", "time_update", "time_log", "time_eval", "time_checkpoint")
+# Metric names, the same in metrics.csv and TensorBoard: `frame` (the clock), then namespaced where they are made:
+#   train/  return, return_ma, length, episodes, fps (session); the algorithm's statistics (explore_var, kl_approx, ...)
+#   eval/   return, return_std, length (session, on the eval env)
+#   loss/   the algorithm's losses (main: the one it reports as `loss`; critic, actor, ...)
+#   time/   wall (training seconds so far), and cumulative seconds per loop phase (TIME_PHASES: they sum to the wall)
+# The CSV holds every metric logged: a column appears when its metric first does (see RunDir.log).
+NAMESPACES = ("train/", "eval/", "loss/", "time/")  # CSV column groups, in this order after `frame`
+TIME_PHASES = ("time/collect", "time/update", "time/log", "time/eval", "time/checkpoint")
+TIMING_COLUMNS = ("time/wall", "train/fps", *TIME_PHASES)  # differ between otherwise identical runs
+OLD_COLUMNS = {  # metrics.csv columns of runs written before the names were namespaced (zoo <= 0.2.1)
+    "wall_time": "time/wall", "fps": "train/fps", "episodes": "train/episodes", "train_return": "train/return",
+    "train_return_ma": "train/return_ma", "train_length": "train/length", "eval_return": "eval/return",
+    "eval_return_std": "eval/return_std", "eval_length": "eval/length", "loss": "loss/main",
+    "explore_var": "train/explore_var", "lr_factor": "train/lr_factor",
+    **{phase.replace("/", "_"): phase for phase in TIME_PHASES}}
 RESUME_KEYS = ("format", "frame", "seed", "agent", "rng")  # what a checkpoint must hold to resume from
 PACKAGES = ("torch", "torchrl", "tensordict", "gymnasium", "ale-py", "numpy", "optuna", "zoo")
 
@@ -155,23 +168,40 @@ class RunDir:
 
     # ------------------------------------------------------------------------------------------ metrics
     def log(self, row: dict[str, float | int | None]) -> None:
-        """Append a metrics row to the CSV (flushed) and TensorBoard (`train/`, `eval/` namespaces)."""
+        """Append a metrics row to the CSV (flushed) and TensorBoard, under the same names.
+
+        A metric not seen before adds a column: the file is rewritten atomically with the wider header (earlier
+        rows leave it empty), so metrics.csv always has one header that names every column.
+        """
         if self._columns is None:
-            self._columns = self._existing_columns() or list(CSV_COLUMNS)
-        new_file = not self.metrics_path.exists()
+            self._columns = self._existing_columns()
+        new = [key for key in row if key not in self._columns]
+        if new:
+            self._columns = ordered_columns([*self._columns, *new])
+            self._rewrite_csv()
         with open(self.metrics_path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._columns, extrasaction="ignore")
-            if new_file:
-                writer.writeheader()
-            writer.writerow({k: _fmt(row.get(k)) for k in self._columns})
+            csv.DictWriter(f, fieldnames=self._columns).writerow({k: _fmt(row.get(k)) for k in self._columns})
         if self.tensorboard:
             self._tb_log(row)
 
-    def _existing_columns(self) -> list[str] | None:
+    def _existing_columns(self) -> list[str]:
+        """metrics.csv's columns, the old names of a run written by zoo <= 0.2.1 renamed in the file."""
         if not self.metrics_path.exists():
-            return None
+            return []
         with open(self.metrics_path, newline="") as f:
-            return next(csv.reader(f), None)
+            header = next(csv.reader(f), [])
+        columns = [OLD_COLUMNS.get(name, name) for name in header]
+        if columns != header:
+            self._columns = columns
+            self._rewrite_csv()
+        return columns
+
+    def _rewrite_csv(self) -> None:
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=self._columns, restval="", extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.read_metrics())
+        atomic_write_text(self.metrics_path, out.getvalue())
 
     def _tb_log(self, row: dict[str, Any]) -> None:
         if self._writer is None:
@@ -182,16 +212,12 @@ class RunDir:
         for key, value in row.items():
             if key == "frame" or value is None or (isinstance(value, float) and math.isnan(value)):
                 continue
-            tag = key.replace("eval_", "eval/", 1) if key.startswith("eval_") else (
-                f"perf/{key}" if key in TIMING_COLUMNS else f"train/{key}")
-            self._writer.add_scalar(tag, value, frame)
+            self._writer.add_scalar(key, value, frame)
         self._writer.flush()
 
     def read_metrics(self) -> list[dict[str, str]]:
-        if not self.metrics_path.exists():
-            return []
-        with open(self.metrics_path, newline="") as f:
-            return list(csv.DictReader(f))
+        """metrics.csv's rows under the current metric names (old runs' columns renamed, see OLD_COLUMNS)."""
+        return read_metrics(self.metrics_path)
 
     def metrics_text(self) -> str:
         """metrics.csv as written so far (checkpoints carry it, so a resumed run's CSV continues exactly)."""
@@ -276,8 +302,8 @@ class RunDir:
             return zip(*pts, strict=True) if pts else ((), ())
 
         fig, ax = plt.subplots(figsize=(7, 4))
-        for key, label, style in (("train_return_ma", "train return (moving avg)", "-"),
-                                  ("eval_return", "eval return", "o-")):
+        for key, label, style in (("train/return_ma", "train return (moving avg)", "-"),
+                                  ("eval/return", "eval return", "o-")):
             xs, ys = series(key)
             if xs:
                 ax.plot(xs, ys, style, label=label, markersize=3)
@@ -308,10 +334,75 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def ordered_columns(columns: list[str]) -> list[str]:
+    """`frame` first, then the NAMESPACES in order, each in order of first appearance; others last."""
+    def group(name: str) -> int:
+        if name == "frame":
+            return -1
+        return next((i for i, ns in enumerate(NAMESPACES) if name.startswith(ns)), len(NAMESPACES))
+
+    return sorted(dict.fromkeys(columns), key=group)
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    """The rows of a metrics.csv (missing file: none), its columns under the current names (see OLD_COLUMNS)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return [{OLD_COLUMNS.get(k, k): v for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+RUN_STAMP = r"\d{4}_\d{2}_\d{2}_\d{6}(?:_\d+)?"  # RunDir.create's time.strftime("%Y_%m_%d_%H%M%S")[_<n>]
+
+
+def run_spec_name(path: Path) -> str | None:
+    """The spec a run directory belongs to: run.json's `spec_name`.
+
+    Runs whose run.json lacks it fall back to their directory name without the timestamp `RunDir.create` adds
+    (`ppo_lunar_2026_01_02_030405` -> `ppo_lunar`); None when neither says.
+    """
+    try:
+        name = json.loads((Path(path) / "run.json").read_text()).get("spec_name")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(name, str) and name:
+        return name
+    match = re.fullmatch(rf"(.+)_{RUN_STAMP}", Path(path).name)
+    return match.group(1) if match else None
+
+
 def newest_run(root: Path, spec_name: str) -> Path | None:
-    """The most recent run directory of `spec_name` under `root`."""
-    runs = [p for p in Path(root).glob(f"{spec_name}_*") if (p / "run.json").is_file()]
+    """The most recent run directory of exactly `spec_name` under `root` (never another spec's run)."""
+    root = Path(root)
+    runs = [p for p in root.iterdir() if run_spec_name(p) == spec_name] if root.is_dir() else []
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
+    """The run directory a `train@<target>` / `enjoy@<target>` mode names: `latest` (of `spec_name`) or a path."""
+    data_dir = Path(data_dir)
+    if target == "latest":
+        path = newest_run(data_dir, spec_name)
+        if path is None:
+            raise CheckpointError(f"{data_dir}: no run of spec '{spec_name}' to resume")
+        return path
+    path = Path(target)
+    if not path.is_dir() and (data_dir / target).is_dir():
+        path = data_dir / target
+    if not (path / "run.json").is_file():
+        raise CheckpointError(f"{path}: not a run directory (no run.json)")
+    return path
+
+
+def load_run_spec(run_path: Path, overrides: list[str]) -> Spec:
+    """The resolved spec a run was started with (its spec.yaml), plus this command's `-s` overrides."""
+    spec = load_spec(run_path / "spec.yaml", None, overrides)
+    name = run_spec_name(run_path)
+    if name is None:
+        raise CheckpointError(f"{run_path / 'run.json'}: unreadable or without spec_name")
+    spec.name = name
+    return spec
 
 
 def command_line() -> list[str]:

@@ -26,6 +26,7 @@ import importlib.util
 import json
 import math
 import multiprocessing
+import re
 import socket
 import statistics
 import sys
@@ -40,7 +41,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from zoo.record import atomic_write_text, command_line
+from zoo.record import RUN_STAMP, atomic_write_text, command_line
 from zoo.spec import MetaSpec, Spec, SpecError, load_spec, parse_override, spec_to_dict
 from zoo.trial import (
     create_trial_dir,
@@ -279,9 +280,9 @@ def objective(trial: optuna.Trial, config: SearchConfig, params: list[SearchPara
     state = {"step": 0, "pruned": False}
 
     def report(session, row: dict) -> bool:
-        if not math.isfinite(row["eval_return"]):
+        if not math.isfinite(row["eval/return"]):
             return False
-        trial.report(row["eval_return"], state["step"])
+        trial.report(row["eval/return"], state["step"])
         state["step"] += 1
         state["pruned"] = trial.should_prune()
         return state["pruned"]
@@ -436,7 +437,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def newest_experiment(data_dir: Path, spec_name: str) -> Path | None:
-    runs = [p for p in Path(data_dir).glob(f"{spec_name}_search_*") if (p / "search.json").is_file()]
+    """The most recent experiment directory of exactly `spec_name` (`<spec_name>_search_<timestamp>`)."""
+    name = re.compile(rf"{re.escape(spec_name)}_search_{RUN_STAMP}")
+    candidates = Path(data_dir).iterdir() if Path(data_dir).is_dir() else ()
+    runs = [p for p in candidates if name.fullmatch(p.name) and (p / "search.json").is_file()]
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
 
 

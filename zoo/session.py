@@ -4,10 +4,14 @@ Frames are the clock: `frame` counts env steps summed over the vector envs. Logg
 checkpoints fire when the clock crosses multiples of their frequencies. SIGINT / SIGTERM finish the
 current batch, write a checkpoint and return; SIGKILL loses at most the frames since the last checkpoint.
 
-A `PhaseTimer` splits the loop's wall time into collect / update / log / eval / checkpoint with one
-`perf_counter` per phase boundary (no device syncs: on CUDA, queued kernels are charged to the phase that
-next waits on them). Cumulative seconds land in each metrics row as `time_<phase>`. With `profile=True`,
-`torch.profiler` traces a few training batches into `<run>/profile/` (TensorBoard's profiler plugin or Perfetto).
+A `PhaseTimer` splits the loop's wall time into collect / update / log / eval / checkpoint through lexical
+`with timer(phase):` blocks, one `perf_counter` per block boundary (no device syncs: on CUDA, queued kernels
+are charged to the phase that next waits on them). Cumulative seconds land in each metrics row as
+`time/<phase>`. Metric names are namespaced where they are made (`train/`, `eval/`, `loss/`, `time/`: see
+zoo/record.py); the statistics an algorithm's `update()` returns are named by `metric_name`.
+
+With `profile=True`, `torch.profiler` traces a few training batches into `<run>/profile/` (TensorBoard's
+profiler plugin or Perfetto); a run too short for the full schedule traces its last batches.
 """
 
 import signal
@@ -35,22 +39,23 @@ from zoo.checkpoint import (
 )
 from zoo.components import Components
 from zoo.envs import plain_vector_env
-from zoo.record import CheckpointError, RunDir
+from zoo.record import TIME_PHASES, CheckpointError, RunDir
 
 CHECKPOINT_FORMAT = 1
-PHASES = ("collect", "update", "log", "eval", "checkpoint")
-PROFILE_WAIT, PROFILE_WARMUP, PROFILE_ACTIVE = 2, 2, 5  # batches skipped, warmed up, traced (after random frames)
+PHASES = tuple(name.removeprefix("time/") for name in TIME_PHASES)  # collect, update, log, eval, checkpoint
+OUTSIDE_PHASE = "log"  # where PhaseTimer charges the time outside its blocks
+PROFILE_WAIT, PROFILE_WARMUP, PROFILE_ACTIVE = 2, 2, 5  # batches waited, warmed up, traced (after random frames)
 RETURN_WINDOW = 100  # episodes in the training-return moving average (as SLM-Lab)
-PLOT_INTERVAL = 30.0  # seconds between redraws of the learning curve (a redraw costs ~0.2 s); always at the end
+PLOT_INTERVAL = 30.0  # seconds between redraws of the learning curve (matplotlib is slow); always at the end
 
 
 def evaluate(env: EnvBase, actor, max_steps: int = 1_000_000) -> dict[str, float]:
     """Run the deterministic actor until every eval env finished one episode; raw returns of those episodes."""
     done_returns, done_lengths = episode_returns(env, actor, max_steps)
     if done_returns.numel() == 0:
-        return {"eval_return": float("nan"), "eval_return_std": float("nan"), "eval_length": float("nan")}
-    return {"eval_return": done_returns.mean().item(), "eval_return_std": done_returns.std(unbiased=False).item(),
-            "eval_length": done_lengths.mean().item()}
+        return {"eval/return": float("nan"), "eval/return_std": float("nan"), "eval/length": float("nan")}
+    return {"eval/return": done_returns.mean().item(), "eval/return_std": done_returns.std(unbiased=False).item(),
+            "eval/length": done_lengths.mean().item()}
 
 
 def episode_returns(env: EnvBase, actor, max_steps: int = 1_000_000) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,8 +92,8 @@ def vector_episode_returns(vector_env: gym.vector.VectorEnv, actor, obs_dtype: t
                            max_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """`episode_returns` on the gymnasium vector env itself, for envs whose TorchRL transforms only count returns.
 
-    Hand-written because TorchRL's `step_and_maybe_reset` costs ~1.8 ms per step of 10 CartPoles on a 2-core
-    CPU, ~10x the env: an evaluation of a solved CartPole (500 steps) took ~0.9 s of a ~10 s run to 475.
+    Hand-written because TorchRL's per-step TensorDict bookkeeping (`step_and_maybe_reset`) costs many times
+    the step of a small classic-control env, so evaluations would take a large share of a short run.
     Same episodes and RNG use as the TorchRL path: finished copies are reset through `reset_mask`, as
     TorchRL does with autoreset disabled (gymnasium envs must not be stepped past their end).
     """
@@ -114,31 +119,64 @@ def vector_episode_returns(vector_env: gym.vector.VectorEnv, actor, obs_dtype: t
 
 
 class PhaseTimer:
-    """Wall time per loop phase: `lap(phase)` charges the time since the previous lap to `phase`."""
+    """Wall time per loop phase, charged by lexical blocks: `with timer("update"): ...` (as TorchRL's `timeit`).
+
+    Time outside every block (the loop's own bookkeeping: episode counts, metrics rows, the progress bar) is
+    charged to `log`, so the phases always sum to the loop's wall time. Blocks do not nest.
+    """
 
     def __init__(self):
         self.totals = dict.fromkeys(PHASES, 0.0)
         self.last = time.perf_counter()
 
-    def lap(self, phase: str) -> None:
+    @contextmanager
+    def __call__(self, phase: str):
+        self._charge(OUTSIDE_PHASE)
+        try:
+            yield
+        finally:
+            self._charge(phase)
+
+    def _charge(self, phase: str) -> None:
         now = time.perf_counter()
         self.totals[phase] += now - self.last
         self.last = now
 
     def row(self) -> dict[str, float]:
-        """Cumulative seconds per phase as metric columns (`time_collect`, ...); their sum is the loop's wall time."""
-        return {f"time_{phase}": seconds for phase, seconds in self.totals.items()}
+        """Cumulative seconds per phase up to now as metrics (`time/collect`, ...); they sum to the wall time."""
+        self._charge(OUTSIDE_PHASE)
+        return {f"time/{phase}": seconds for phase, seconds in self.totals.items()}
 
 
-def make_profiler(path: Path, skip_batches: int) -> torch.profiler.profile:
-    """A torch.profiler that traces PROFILE_ACTIVE batches after `skip_batches` into TensorBoard files at `path`."""
+def profile_schedule(skip_batches: int, total_batches: int) -> dict[str, int]:
+    """`torch.profiler.schedule` arguments whose trace ends within a run of `total_batches` (>= 1) batches.
+
+    The full schedule skips `skip_batches` (the random-action batches before learning starts), then waits
+    PROFILE_WAIT, warms up PROFILE_WARMUP and traces PROFILE_ACTIVE batches. A shorter run shrinks the wait,
+    then the warm-up (to one batch), then the trace, and skips fewer batches only to keep one warm-up and one
+    traced batch: a run that reaches its budget always writes a trace, of its last batches.
+    """
+    skip = min(skip_batches, max(total_batches - 2, 0))
+    room = total_batches - skip
+    warmup = min(PROFILE_WARMUP, max(room - PROFILE_ACTIVE, min(room - 1, 1)))
+    active = min(PROFILE_ACTIVE, room - warmup)
+    wait = min(PROFILE_WAIT, room - warmup - active)
+    return {"skip_first": skip, "wait": wait, "warmup": warmup, "active": active}
+
+
+def make_profiler(path: Path, schedule: dict[str, int], on_trace: Callable[[], None]) -> torch.profiler.profile:
+    """A torch.profiler tracing once, on `schedule`, into TensorBoard files at `path`; `on_trace` after writing."""
     activities = [torch.profiler.ProfilerActivity.CPU]
     if torch.cuda.is_available():
         activities.append(torch.profiler.ProfilerActivity.CUDA)
-    schedule = torch.profiler.schedule(skip_first=skip_batches, wait=PROFILE_WAIT, warmup=PROFILE_WARMUP,
-                                       active=PROFILE_ACTIVE, repeat=1)
-    return torch.profiler.profile(activities=activities, schedule=schedule, record_shapes=True,
-                                  on_trace_ready=torch.profiler.tensorboard_trace_handler(str(path)))
+    write = torch.profiler.tensorboard_trace_handler(str(path))
+
+    def on_trace_ready(profiler):
+        write(profiler)
+        on_trace()
+
+    return torch.profiler.profile(activities=activities, schedule=torch.profiler.schedule(**schedule, repeat=1),
+                                  record_shapes=True, on_trace_ready=on_trace_ready)
 
 
 @contextmanager
@@ -172,6 +210,9 @@ class Session:
         self.recent_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self.last_eval: dict[str, float] = {}
         self.wall_time = 0.0  # seconds of training before this process (resumed runs continue the clock)
+        self.timer = PhaseTimer()
+        self.profile_schedule: dict[str, int] | None = None  # with `profile`: the torch.profiler schedule used
+        self.profile_trace: Path | None = None  # with `profile`: the folder holding the trace, once written
 
     # --------------------------------------------------------------------------------------- checkpoint
     def state_dict(self) -> dict:
@@ -219,76 +260,23 @@ class Session:
     # ---------------------------------------------------------------------------------------------- loop
     def run_loop(self) -> dict[str, float]:
         """Train to `env.max_frame`; returns the last logged row."""
-        spec, agent = self.c.spec, self.c.agent
-        meta, max_frame = spec.meta, spec.env.max_frame
-        next_log = (self.frame // meta.log_frequency + 1) * meta.log_frequency
-        next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
-        start_time, last_time, last_frame = time.perf_counter() - self.wall_time, time.perf_counter(), self.frame
-        self._clock_start = start_time
-        last_plot = time.perf_counter()  # first redraw after PLOT_INTERVAL: short runs draw once, at the end
-        batch_returns: list[float] = []
-        batch_lengths: list[float] = []
-        row: dict[str, float] = {}
-        metrics: dict[str, torch.Tensor] = {}
-        bar = tqdm(total=max_frame, initial=self.frame, unit="frame", disable=not self.progress, dynamic_ncols=True,
-                   desc=spec.name)
-        timer = self.timer = PhaseTimer()
-        profiler = None
-        if self.profile:
-            profiler = make_profiler(self.run.path / "profile", -(-agent.init_random_frames // agent.frames_per_batch))
-            profiler.start()
-        with stop_on_signals() as signals:
-            for data in self.c.collector:
-                timer.lap("collect")
+        spec, agent, max_frame = self.c.spec, self.c.agent, self.c.spec.env.max_frame
+        self._start_clocks()
+        self.bar = tqdm(total=max_frame, initial=self.frame, unit="frame", disable=not self.progress,
+                        dynamic_ncols=True, desc=spec.name)
+        with stop_on_signals() as signals, self.profiling() as profiler_step:
+            for data in self.batches():
                 self.frame += data.numel()
-                metrics = agent.update(data, self.frame) or metrics
-                timer.lap("update")
-                done = data["next", "done"]
-                if done.any():
-                    returns = data["next", "episode_reward"][done].tolist()
-                    batch_returns += returns
-                    batch_lengths += data["next", "step_count"][done].float().tolist()
-                    self.recent_returns.extend(returns)
-                    self.episodes += len(returns)
-                bar.update(data.numel())
-                evaluating = self.frame >= next_eval or self.frame >= max_frame
-                if self.frame >= next_log or evaluating:
-                    now = time.perf_counter()
-                    row = {"frame": self.frame, "wall_time": now - start_time,
-                           "fps": (self.frame - last_frame) / max(now - last_time, 1e-9), "episodes": self.episodes,
-                           "train_return": _mean(batch_returns), "train_return_ma": _mean(self.recent_returns),
-                           "train_length": _mean(batch_lengths),
-                           **{k: float(v) for k, v in metrics.items()}}
-                    last_time, last_frame, batch_returns, batch_lengths = now, self.frame, [], []
-                    timer.lap("log")
-                    if evaluating:
-                        row.update(self.evaluate())
-                        timer.lap("eval")
-                    row.update(timer.row())
-                    self.run.log(row)
-                    bar.set_postfix(ret=f"{row['train_return_ma']:.1f}",
-                                    ev=f"{self.last_eval.get('eval_return', float('nan')):.1f}")
-                    if self.verbose:
-                        tqdm.write(_format_row(row))
-                    next_log = (self.frame // meta.log_frequency + 1) * meta.log_frequency
-                if evaluating:
-                    timer.lap("log")
-                    improved = row["eval_return"] > self.best_eval
-                    self.best_eval = max(self.best_eval, row["eval_return"])
-                    self.checkpoint(best=improved)
-                    if time.perf_counter() - last_plot >= PLOT_INTERVAL:
-                        self.run.plot()
-                        last_plot = time.perf_counter()
-                    next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
-                    timer.lap("checkpoint")
-                    if self.target_return is not None and row["eval_return"] >= self.target_return:
-                        tqdm.write(f"eval return {row['eval_return']:.2f} >= target {self.target_return:g} "
-                                   f"at frame {self.frame}: stopping")
-                        break
-                    if self.on_eval is not None and self.on_eval(self, row):
-                        break
-                if profiler is not None:
-                    profiler.step()
+                with self.timer("update"):
+                    self.metrics = agent.update(data, self.frame) or self.metrics
+                self.count_episodes(data)
+                self.bar.update(data.numel())
+                evaluating = self.frame >= self.next_eval or self.frame >= max_frame
+                if evaluating or self.frame >= self.next_log:
+                    self.log_row(evaluate=evaluating)
+                if evaluating and self.checkpoint_evaluation():
+                    break
+                profiler_step()
                 if signals["stop"]:
                     if not evaluating:  # an evaluation already checkpointed this frame
                         self.checkpoint()
@@ -296,15 +284,100 @@ class Session:
                     break
                 if self.frame >= max_frame:
                     break
-                timer.lap("log")
-        if profiler is not None:
-            profiler.stop()
-        if row:
+        if self.row:
             self.run.plot()
-        bar.close()
+        self.bar.close()
         self.c.collector.shutdown()
         self.run.close()
-        return row
+        return self.row
+
+    def _start_clocks(self) -> None:
+        """Frame and wall clocks of the loop's logging, evaluation, redraws and timers (resumed runs continue)."""
+        meta = self.c.spec.meta
+        self.next_log = (self.frame // meta.log_frequency + 1) * meta.log_frequency
+        self.next_eval = (self.frame // meta.eval_frequency + 1) * meta.eval_frequency
+        now = time.perf_counter()
+        self._clock_start, self.last_log_time, self.last_log_frame = now - self.wall_time, now, self.frame
+        self.last_plot = now  # first redraw after PLOT_INTERVAL: short runs draw once, at the end
+        self.batch_returns, self.batch_lengths = [], []  # episodes finished since the last row
+        self.row, self.metrics = {}, {}
+        self.timer = PhaseTimer()
+
+    def batches(self):
+        """The collector's batches; the time spent waiting for each is charged to `collect`."""
+        batches = iter(self.c.collector)
+        while True:
+            with self.timer("collect"):
+                data = next(batches, None)
+            if data is None:
+                return
+            yield data
+
+    def count_episodes(self, data: TensorDict) -> None:
+        done = data["next", "done"]
+        if done.any():
+            returns = data["next", "episode_reward"][done].tolist()
+            self.batch_returns += returns
+            self.batch_lengths += data["next", "step_count"][done].float().tolist()
+            self.recent_returns.extend(returns)
+            self.episodes += len(returns)
+
+    def log_row(self, evaluate: bool) -> None:
+        """One metrics row: training statistics since the last row, the evaluation when `evaluate`, the timers."""
+        now = time.perf_counter()
+        row = {"frame": self.frame, "time/wall": now - self._clock_start,
+               "train/fps": (self.frame - self.last_log_frame) / max(now - self.last_log_time, 1e-9),
+               "train/episodes": self.episodes, "train/return": _mean(self.batch_returns),
+               "train/return_ma": _mean(self.recent_returns), "train/length": _mean(self.batch_lengths),
+               **{metric_name(k): float(v) for k, v in self.metrics.items()}}
+        self.last_log_time, self.last_log_frame, self.batch_returns, self.batch_lengths = now, self.frame, [], []
+        if evaluate:
+            with self.timer("eval"):
+                row.update(self.evaluate())
+        row.update(self.timer.row())
+        self.run.log(row)
+        self.bar.set_postfix(ret=f"{row['train/return_ma']:.1f}",
+                             ev=f"{self.last_eval.get('eval/return', float('nan')):.1f}")
+        if self.verbose:
+            tqdm.write(_format_row(row))
+        log_frequency = self.c.spec.meta.log_frequency
+        self.next_log = (self.frame // log_frequency + 1) * log_frequency
+        self.row = row
+
+    def checkpoint_evaluation(self) -> bool:
+        """Checkpoint after an evaluation (best.pt when it improved); True when the run stops here."""
+        eval_return, eval_frequency = self.row["eval/return"], self.c.spec.meta.eval_frequency
+        with self.timer("checkpoint"):
+            improved = eval_return > self.best_eval
+            self.best_eval = max(self.best_eval, eval_return)
+            self.checkpoint(best=improved)
+            if time.perf_counter() - self.last_plot >= PLOT_INTERVAL:
+                self.run.plot()
+                self.last_plot = time.perf_counter()
+            self.next_eval = (self.frame // eval_frequency + 1) * eval_frequency
+        if self.target_return is not None and eval_return >= self.target_return:
+            tqdm.write(f"eval return {eval_return:.2f} >= target {self.target_return:g} at frame {self.frame}: "
+                       "stopping")
+            return True
+        return self.on_eval is not None and self.on_eval(self, self.row)
+
+    @contextmanager
+    def profiling(self):
+        """With `profile`: torch.profiler over the batches, fitted to the run's length; yields its `step`."""
+        agent, frames_left = self.c.agent, self.c.spec.env.max_frame - self.frame
+        if not self.profile or frames_left <= 0:
+            yield lambda: None
+            return
+        fpb = agent.frames_per_batch
+        random_batches = -(-max(agent.init_random_frames - self.frame, 0) // fpb)
+        self.profile_schedule = profile_schedule(random_batches, -(-frames_left // fpb))
+        path = self.run.path / "profile"
+        profiler = make_profiler(path, self.profile_schedule, on_trace=lambda: setattr(self, "profile_trace", path))
+        profiler.start()
+        try:
+            yield profiler.step
+        finally:
+            profiler.stop()
 
     def evaluate(self) -> dict[str, float]:
         self.c.sync_eval_env()
@@ -316,6 +389,22 @@ def _mean(values) -> float:
     return float(np.mean(values)) if len(values) else float("nan")
 
 
+def metric_name(key: str) -> str:
+    """The logged name of a metric an algorithm's `update()` returns: its own when namespaced (has a `/`).
+
+    Un-namespaced keys are the algorithm's: `loss` -> `loss/main`, `loss_<part>` -> `loss/<part>` and any other
+    statistic (`kl_approx`, `explore_var`, `alpha`, ...) -> `train/<key>`. An algorithm may emit namespaced keys
+    itself; they pass through unchanged.
+    """
+    if "/" in key:
+        return key
+    if key == "loss":
+        return "loss/main"
+    if key.startswith("loss_"):
+        return f"loss/{key.removeprefix('loss_')}"
+    return f"train/{key}"
+
+
 def _format_row(row: dict[str, float]) -> str:
-    keys = ("frame", "fps", "train_return_ma", "eval_return", "loss", "explore_var")
+    keys = ("frame", "train/fps", "train/return_ma", "eval/return", "loss/main", "train/explore_var")
     return "  ".join(f"{k}={row[k]:.4g}" for k in keys if k in row and row[k] == row[k])

@@ -88,7 +88,7 @@ def run_session(spec: Spec, seed: int, path: Path, *, progress: bool = False,
     def record(session: Session, row: dict) -> bool:
         series["frames"].append(session.frame)
         series["opt_steps"].append(session.c.agent.num_updates)
-        series["returns"].append(row["eval_return"])
+        series["returns"].append(row["eval/return"])
         return on_eval(session, row) if on_eval is not None else False
 
     session = Session(build(spec, seed=seed), RunDir(path), progress=progress, on_eval=record)
@@ -186,11 +186,11 @@ def plot_session(run_path: Path) -> Path | None:
         return tuple(zip(*points, strict=True)) if points else ((), ())
 
     fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
-    for key, style in (("train_return_ma", "-"), ("eval_return", "o-")):
+    for key, style in (("train/return_ma", "-"), ("eval/return", "o-")):
         axes[0].plot(*series(key), style, label=key, markersize=3)
     axes[0].set_ylabel("return")
     axes[0].legend(loc="best")
-    for ax, key in zip(axes[1:], ("loss", "explore_var"), strict=True):
+    for ax, key in zip(axes[1:], ("loss/main", "train/explore_var"), strict=True):
         ax.plot(*series(key), "-")
         ax.set_ylabel(key)
     for ax in axes:
