@@ -40,7 +40,8 @@ from zoo.spec import Spec, load_spec, spec_to_dict
 # The CSV holds every metric logged: a column appears when its metric first does (see RunDir.log).
 NAMESPACES = ("train/", "eval/", "loss/", "time/")  # CSV column groups, in this order after `frame`
 TIME_PHASES = ("time/collect", "time/update", "time/log", "time/eval", "time/checkpoint")
-TIMING_COLUMNS = ("time/wall", "train/fps", *TIME_PHASES)  # differ between otherwise identical runs
+# differ between otherwise identical runs
+TIMING_COLUMNS = ("time/wall", "train/fps", "time/updates_per_s", *TIME_PHASES)
 OLD_COLUMNS = {  # metrics.csv columns of runs written before the names were namespaced (zoo <= 0.2.1)
     "wall_time": "time/wall", "fps": "train/fps", "episodes": "train/episodes", "train_return": "train/return",
     "train_return_ma": "train/return_ma", "train_length": "train/length", "eval_return": "eval/return",

@@ -9,10 +9,10 @@ from tensordict import TensorDict
 from torch import nn
 from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.modules import ValueOperator
+from torchrl.objectives import ClipPPOLoss
 
 from tests.conftest import SPECS
 from zoo.algos.actor_critic import GaussianHead, make_advantage_module
-from zoo.algos.ppo import clip_ppo_loss
 from zoo.algos.reinforce import monte_carlo_returns
 from zoo.components import build
 from zoo.envs import normalizers
@@ -151,37 +151,83 @@ def test_obs_normalization_has_no_nan_on_constant_features():
     assert torch.isfinite(env.reset()["observation"]).all()
 
 
-@pytest.mark.parametrize("clip_value", [False, True])
-def test_clip_ppo_loss_matches_torchrl_clipppoloss(clip_value):
-    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=[
-        "env.num_envs=2", "agent.algorithm.minibatch_size=8", f"agent.algorithm.clip_value={str(clip_value).lower()}",
-        "agent.algorithm.entropy_coef_spec.start_val=0.01"])
-    agent = build(spec, seed=0).agent
-    g = torch.Generator().manual_seed(0)
-    n = 32
-    obs = torch.randn(n, 4, generator=g)
+def ppo_batch(agent, n: int = 32, seed: int = 0) -> TensorDict:
+    """A minibatch whose old log-probs and values are near the current ones (some ratios clipped, some not)."""
+    g = torch.Generator().manual_seed(seed)
+    td = TensorDict({"observation": torch.randn(n, agent.obs_dim, generator=g)}, batch_size=[n])
     with torch.no_grad():
-        logits = agent.fast_nets[0](obs)
-        value = agent.fast_nets[1](obs)
-    action = torch.randint(2, (n,), generator=g)
-    old_log_prob = torch.distributions.Categorical(logits=logits).log_prob(action) + 0.3 * torch.randn(n, generator=g)
-    batch = TensorDict({"observation": obs, "action": action, "action_log_prob": old_log_prob,
-                        "advantage": torch.randn(n, 1, generator=g) + 0.5,
-                        "state_value": value + 0.3 * torch.randn(n, 1, generator=g),
-                        "value_target": value + torch.randn(n, 1, generator=g)}, batch_size=[n])
-    clip_eps, entropy_coef = 0.2, 0.01
-    agent.loss.clip_epsilon.fill_(clip_eps)
-    agent.loss.entropy_coeff.fill_(entropy_coef)
+        td = agent.policy(td)
+        value = agent.loss.critic_network(td.clone())["state_value"]
+    td["action_log_prob"] = td["action_log_prob"] + 0.3 * torch.randn(n, generator=g)
+    td["advantage"] = torch.randn(n, 1, generator=g) + 0.5
+    td["state_value"] = value + 0.3 * torch.randn(n, 1, generator=g)
+    td["value_target"] = value + torch.randn(n, 1, generator=g)
+    return td.select("observation", "action", "action_log_prob", "advantage", "state_value", "value_target")
+
+
+def ppo_agent(spec_file: str, *overrides: str):
+    spec = load_spec(SPECS / spec_file, overrides=["env.num_envs=2", "agent.algorithm.minibatch_size=8",
+                                                   "agent.algorithm.entropy_coef_spec.start_val=0.01", *overrides])
+    components = build(spec, seed=0)
+    agent = components.agent
+    agent.obs_dim = components.env.observation_spec["observation"].shape[-1]
+    return agent
+
+
+def assert_matches_clipppoloss(agent, batch, entropy_exact: bool = True):
+    """zoo's PPOLoss against TorchRL's own ClipPPOLoss.forward on the same modules, values and gradients."""
+    params = list(agent.loss.parameters())
+    ours = agent.loss(batch.clone())
+    (ours["loss_objective"] + ours["loss_critic"]).backward()
+    our_grads = [p.grad.clone() if p.grad is not None else torch.zeros_like(p) for p in params]
+    for p in params:
+        p.grad = None
+    reference = ClipPPOLoss.forward(agent.loss, batch.clone())
+    (reference["loss_objective"] + reference["loss_critic"]).backward()
+    keys = ["loss_objective", "loss_critic", "kl_approx", "clip_fraction"]
+    keys += ["loss_entropy", "entropy"] if entropy_exact else []
+    for key in keys:
+        torch.testing.assert_close(ours[key].detach(), reference[key].detach(), rtol=1e-5, atol=1e-6, msg=key)
+    for p, expected in zip(params, our_grads, strict=True):
+        torch.testing.assert_close(p.grad if p.grad is not None else torch.zeros_like(p), expected, rtol=1e-4,
+                                   atol=1e-6)
+    assert 0 < ours["clip_fraction"] < 1  # some ratios clipped, some not: the clip branch is exercised
+
+
+@pytest.mark.parametrize("clip_value", [False, True])
+def test_ppo_loss_matches_torchrl_clipppoloss(clip_value):
+    agent = ppo_agent("ppo_cartpole.yaml", f"agent.algorithm.clip_value={str(clip_value).lower()}")
+    agent.loss.clip_epsilon.fill_(0.2)
     if clip_value:
-        agent.loss.clip_value.fill_(clip_eps)
-    ours, stats = clip_ppo_loss(*agent.fast_nets, dict(batch.items()), clip_eps, entropy_coef,
-                                0.5, True, clip_value, False)
-    out = agent.loss(batch.clone())
-    reference = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
-    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
-    expected = torch.stack([out["loss_critic"], out["kl_approx"], out["clip_fraction"], out["entropy"]])
-    torch.testing.assert_close(stats, expected.detach(), rtol=1e-5, atol=1e-6)
-    assert 0 < stats[2] < 1  # some ratios clipped, some not: the clip branch is exercised
+        agent.loss.clip_value.fill_(0.2)
+    assert_matches_clipppoloss(agent, ppo_batch(agent))
+
+
+@pytest.mark.parametrize("tanh_squash", [False, True])
+def test_ppo_loss_matches_clipppoloss_for_gaussian_policies(tanh_squash):
+    agent = ppo_agent("ppo_pendulum.yaml", f"agent.algorithm.tanh_squash={str(tanh_squash).lower()}",
+                      "env.normalize_obs=false", "env.normalize_reward=false")
+    assert agent.loss.nets.distribution == ("tanh_normal" if tanh_squash else "normal")
+    agent.loss.clip_epsilon.fill_(0.2)
+    # TanhNormal's entropy has no closed form: both estimate it from a sample, so only its scale is compared
+    assert_matches_clipppoloss(agent, ppo_batch(agent), entropy_exact=not tanh_squash)
+    if tanh_squash:
+        ours, reference = agent.loss(ppo_batch(agent))["entropy"], ClipPPOLoss.forward(agent.loss, ppo_batch(agent))
+        assert abs(ours.item() - reference["entropy"].item()) < 1.0
+
+
+def test_ppo_loss_computes_advantages_with_its_value_estimator_when_missing():
+    agent = ppo_agent("ppo_cartpole.yaml")
+    batch = ppo_batch(agent).exclude("advantage", "value_target", "state_value")  # as collected
+    batch["next"] = TensorDict({"observation": torch.randn(32, 4), "reward": torch.ones(32, 1),
+                                "done": torch.zeros(32, 1, dtype=torch.bool),
+                                "terminated": torch.zeros(32, 1, dtype=torch.bool)}, batch_size=[32])
+    batch = batch.unsqueeze(0)  # [envs, T]: time last, as GAE expects
+    ours = agent.loss(batch.clone())
+    with torch.no_grad():
+        explicit = agent.loss.value_estimator(batch.clone())  # what a TorchRL loop does before the loss
+    assert "advantage" not in batch.keys()
+    torch.testing.assert_close(ours["loss_objective"], agent.loss(explicit)["loss_objective"])
 
 
 def test_ppo_greedy_eval_actor_matches_probabilistic_actor_mode():
@@ -195,38 +241,12 @@ def test_ppo_greedy_eval_actor_matches_probabilistic_actor_mode():
     assert torch.equal(got, expected) and expected.unique().numel() == 2
 
 
-def test_clip_ppo_loss_through_a_shared_trunk_matches_clipppoloss_and_its_gradients():
-    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=[
-        "env.num_envs=2", "agent.algorithm.minibatch_size=8", "agent.net.shared=true",
-        "agent.algorithm.entropy_coef_spec.start_val=0.01"])
-    agent = build(spec, seed=0).agent
-    assert agent.trunk is not None
-    g = torch.Generator().manual_seed(0)
-    n = 32
-    obs = torch.randn(n, 4, generator=g)
-    with torch.no_grad():
-        features = agent.trunk(obs)
-        logits, value = agent.fast_nets[0](features), agent.fast_nets[1](features)
-    action = torch.randint(2, (n,), generator=g)
-    old_log_prob = torch.distributions.Categorical(logits=logits).log_prob(action) + 0.3 * torch.randn(n, generator=g)
-    batch = TensorDict({"observation": obs, "action": action, "action_log_prob": old_log_prob,
-                        "advantage": torch.randn(n, 1, generator=g) + 0.5, "state_value": value,
-                        "value_target": value + torch.randn(n, 1, generator=g)}, batch_size=[n])
+def test_ppo_loss_through_a_shared_trunk_matches_clipppoloss_and_its_gradients():
+    agent = ppo_agent("ppo_cartpole.yaml", "agent.net.shared=true")
+    assert not isinstance(agent.loss.nets.trunk, nn.Identity)
     agent.loss.clip_epsilon.fill_(0.2)
-    agent.loss.entropy_coeff.fill_(0.01)
-    out = agent.loss(batch.clone())
-    reference = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
-    reference.backward()
-    reference_grads = [p.grad.clone() for p in agent.params]
-    for p in agent.params:
-        p.grad = None
-    minibatch = dict(batch.items())
-    minibatch["observation"] = agent.trunk(obs)
-    ours, _ = clip_ppo_loss(*agent.fast_nets, minibatch, 0.2, 0.01, 0.5, True, False, False)
-    ours.backward()
-    assert ours.item() == pytest.approx(reference.item(), rel=1e-5)
-    for p, expected in zip(agent.params, reference_grads, strict=True):  # trunk gets both heads' gradients
-        torch.testing.assert_close(p.grad, expected, rtol=1e-4, atol=1e-6)
+    batch = ppo_batch(agent)
+    assert_matches_clipppoloss(agent, batch)  # trunk gets both heads' gradients
 
 
 def test_shared_trunk_gae_from_collected_values_matches_gae_with_the_critic():

@@ -93,7 +93,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble A2C for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     horizon = rollout_length(algo_spec)
-    actor, critic, module = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
+    actor, critic, module, _ = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
     loss = A2CLoss(actor, critic, entropy_coeff=1.0, critic_coeff=algo_spec.val_loss_coef,

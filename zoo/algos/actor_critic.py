@@ -12,6 +12,9 @@ With `agent.net.shared` one trunk feeds both heads (`ActorValueOperator`) and on
 otherwise actor and critic are separate networks with their own optimizers.
 """
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import torch
 from tensordict.nn import TensorDictModule
 from torch import nn
@@ -84,28 +87,60 @@ def _probabilistic_actor(module: nn.Module, info: dict, tanh_squash: bool, in_ke
                               distribution_class=dist_class, distribution_kwargs=dist_kwargs, return_log_prob=True)
 
 
+@dataclass
+class PlainNets:
+    """The actor's and critic's networks as plain torch modules, the very parameters of the TorchRL modules.
+
+    `trunk` maps observations to features (identity unless `agent.net.shared`); `policy` maps features to logits
+    (`distribution` "categorical") or to (loc, scale) of a Gaussian ("normal", or "tanh_normal": squashed into
+    [low, high] as TorchRL's `TanhNormal`); `value` maps features to V. Losses that compute in plain torch (PPO)
+    run these instead of the TensorDict modules: the same functions of the same parameters, without the
+    per-call TensorDict and distribution plumbing.
+    """
+
+    trunk: nn.Module
+    policy: nn.Module
+    value: nn.Module | None
+    distribution: str
+    low: torch.Tensor | None = None
+    high: torch.Tensor | None = None
+
+
+class ActorCritic(NamedTuple):
+    actor: ProbabilisticActor  # TorchRL's: acts in collectors, log-probs under "action_log_prob"
+    critic: TensorDictModule | None  # writes "state_value"
+    module: nn.Module  # holds every parameter once (for optimizers and checkpoints)
+    nets: PlainNets
+
+
 def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, tanh_squash: bool = False,
-                       critic: bool = True) -> tuple[ProbabilisticActor, TensorDictModule | None, nn.Module]:
-    """(actor, critic, module holding every parameter) for `env`; shared trunk when `net_spec.shared`."""
+                       critic: bool = True) -> ActorCritic:
+    """Actor, critic and the module holding every parameter for `env`; shared trunk when `net_spec.shared`."""
     info = env_info(env)
+    distribution = "categorical" if info["discrete"] else "tanh_normal" if tanh_squash else "normal"
+    space = None if info["discrete"] else info["action_spec"].space
+    bounds = {"low": space.low, "high": space.high} if tanh_squash else {}
     torso, feat_dim = build_torso(info["obs_shape"], net_spec)
     if net_spec.shared and critic:
         widths = net_spec.hid_layers
         trunk = nn.Sequential(torso, build_mlp(feat_dim, widths[-1], net_spec, widths[:-1]),
                               ACTIVATIONS[net_spec.hid_layers_activation]())
+        policy_head = _policy_head(widths[-1], info, net_spec, tanh_squash, [])
+        value_head = build_mlp(widths[-1], 1, net_spec, [])
         common = TensorDictModule(trunk, ["observation"], ["hidden"])
-        actor_head = _probabilistic_actor(_policy_head(widths[-1], info, net_spec, tanh_squash, []), info,
-                                          tanh_squash, "hidden")
-        value_head = ValueOperator(build_mlp(widths[-1], 1, net_spec, []), in_keys=["hidden"])
-        operator = ActorValueOperator(common, actor_head, value_head)
-        return operator.get_policy_operator(), operator.get_value_operator(), operator
+        operator = ActorValueOperator(common, _probabilistic_actor(policy_head, info, tanh_squash, "hidden"),
+                                      ValueOperator(value_head, in_keys=["hidden"]))
+        nets = PlainNets(trunk, policy_head, value_head, distribution, **bounds)
+        return ActorCritic(operator.get_policy_operator(), operator.get_value_operator(), operator, nets)
     actor_module = nn.Sequential(torso, _policy_head(feat_dim, info, net_spec, tanh_squash, net_spec.hid_layers))
     actor = _probabilistic_actor(actor_module, info, tanh_squash, "observation")
     if not critic:
-        return actor, None, actor
+        return ActorCritic(actor, None, actor, PlainNets(nn.Identity(), actor_module, None, distribution, **bounds))
     critic_torso, _ = build_torso(info["obs_shape"], net_spec)
-    value = ValueOperator(nn.Sequential(critic_torso, build_mlp(feat_dim, 1, net_spec)), in_keys=["observation"])
-    return actor, value, nn.ModuleList([actor, value])
+    value_net = nn.Sequential(critic_torso, build_mlp(feat_dim, 1, net_spec))
+    value = ValueOperator(value_net, in_keys=["observation"])
+    nets = PlainNets(nn.Identity(), actor_module, value_net, distribution, **bounds)
+    return ActorCritic(actor, value, nn.ModuleList([actor, value]), nets)
 
 
 def build_optimizers(net_spec: NetSpec, actor: nn.Module, critic: nn.Module | None,

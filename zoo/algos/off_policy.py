@@ -1,5 +1,5 @@
 """What SAC, TD3 and CrossQ share: the replayed update loop with prioritized replay (importance weights into
-every loss, priorities from the critics' |TD error|, `updates_per_s`), twin Q-networks as batched matmuls over
+every loss, priorities from the critics' |TD error|, `time/updates_per_s`), twin Q-networks as batched matmuls over
 TorchRL's stacked parameters, polyak averaging of the target parameters, and spec checks. The DQN family also
 takes its collection batch (`frames_per_batch`) and importance-sampling schedule (`priority_beta`) from here.
 
@@ -141,7 +141,8 @@ class OffPolicyAgent(Agent):
         steps = replay_updates(self.buffer, self.batch_size, iters, beta, self.gradient_step)  # counts num_updates
         for key in dict.fromkeys(k for step in steps for k in step):  # actor metrics: every policy_delay steps
             metrics[key] = torch.stack([s[key] for s in steps if key in s]).mean()
-        metrics.update(lr_factor=torch.tensor(lr), updates_per_s=torch.tensor(iters / (time.perf_counter() - start)))
+        metrics.update({"lr_factor": torch.tensor(lr),
+                        "time/updates_per_s": torch.tensor(iters / (time.perf_counter() - start))})
         return metrics
 
 

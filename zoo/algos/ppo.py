@@ -22,27 +22,30 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule
 from torch import nn
 from torch.nn import functional as F
 from torchrl.envs import EnvBase
-from torchrl.objectives import ClipPPOLoss
+from torchrl.modules import ProbabilisticActor
+from torchrl.objectives import ClipPPOLoss, ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
 from zoo.agent import Agent
 from zoo.algos.actor_critic import (
+    PlainNets,
     build_actor_critic,
     build_optimizers,
     loss_critic_type,
     make_advantage_module,
     optimizer_step,
 )
-from zoo.envs import env_info, learning_keys
+from zoo.envs import learning_keys
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("PPO",)
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "state_value")
 
 
@@ -65,46 +68,93 @@ class PPOAlgorithmSpec(AlgorithmSpec):
     tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds")
 
 
-def clip_ppo_loss(policy_net: nn.Module, value_net: nn.Module, batch: dict[str, torch.Tensor], clip_eps: float,
-                  entropy_coef: float, val_loss_coef: float, normalize_advantage: bool, clip_value: bool,
-                  huber: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped-surrogate + value + entropy loss of a Categorical policy; (loss, [critic, kl, clip frac, entropy]).
+def log_prob_and_entropy(nets: PlainNets, features: torch.Tensor,
+                         action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """log pi(action | features) and the policy's entropy per sample, as TorchRL's distributions compute them.
 
-    Same maths as TorchRL's `ClipPPOLoss` (tests check they agree): advantages standardized per minibatch
-    (unbiased std), ratio clipped to [1 - eps, 1 + eps], value loss = coef x (squared or Huber) error without a
-    1/2 factor, clipped around the old value to +-eps when `clip_value`, kl_approx = mean(old - new log-prob).
-    Written in plain torch because a gradient step on a 256-sample minibatch (forward, backward, both Adam
-    steps) costs ~5.9 ms with `ClipPPOLoss` against ~3.1 ms with this function (2-core CPU, 64x64 MLPs): the
-    TensorDict plumbing, not the maths. CartPole's loop to eval 475 went from 15.1 s to 11.9 s (tools/speed.py).
+    Categorical from logits; IndependentNormal from (loc, scale); TanhNormal squashed into [low, high], whose
+    log-prob inverts the squash (clamped as TorchRL's safe atanh) and subtracts the log-Jacobian, and whose
+    entropy has no closed form: one reparameterized sample's -log-prob, as `ClipPPOLoss` estimates it.
     """
-    obs, advantage = batch["observation"], batch["advantage"].squeeze(-1)
-    if normalize_advantage and advantage.numel() > 1:
-        advantage = (advantage - advantage.mean()) / advantage.std().clamp_min(torch.finfo(torch.float).resolution)
-    log_probs = policy_net(obs).log_softmax(-1)  # Categorical's maths without its argument checks (~2x cheaper)
-    log_prob = log_probs.gather(-1, batch["action"].unsqueeze(-1)).squeeze(-1)
-    log_weight = log_prob - batch["action_log_prob"]
-    log_bounds = math.log1p(-clip_eps), math.log1p(clip_eps)
-    log_weight_clip = log_weight.clamp(*log_bounds)
-    loss_objective = -torch.min(log_weight.exp() * advantage, log_weight_clip.exp() * advantage).mean()
-    entropy = -(log_probs.exp() * log_probs).sum(-1).mean()
-    value, target = value_net(obs).squeeze(-1), batch["value_target"].squeeze(-1)
-    distance = F.smooth_l1_loss if huber else F.mse_loss
-    loss_value = distance(value, target, reduction="none")
-    if clip_value:
-        old_value = batch["state_value"].squeeze(-1)
-        clipped = old_value + (value - old_value).clamp(-clip_eps, clip_eps)
-        loss_value = torch.maximum(loss_value, distance(clipped, target, reduction="none"))
-    loss_critic = val_loss_coef * loss_value.mean()
-    loss = loss_objective + loss_critic - entropy_coef * entropy
-    with torch.no_grad():
-        stats = torch.stack([loss_critic, (-log_weight).mean(), (log_weight_clip != log_weight).float().mean(),
-                             entropy])
-    return loss, stats
+    if nets.distribution == "categorical":
+        log_probs = nets.policy(features).log_softmax(-1)
+        return log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), -(log_probs.exp() * log_probs).sum(-1)
+    loc, scale = nets.policy(features)
+    if nets.distribution == "normal":
+        log_prob = -((action - loc) / scale).pow(2) / 2 - scale.log() - HALF_LOG_2PI
+        return log_prob.sum(-1), (0.5 + HALF_LOG_2PI + scale.log()).sum(-1)
+    mid, half = (nets.high + nets.low) / 2, (nets.high - nets.low) / 2
+    lim = 1.0 - torch.finfo(action.dtype).resolution
+    u = ((action - mid) / half).clamp(-lim, lim).atanh()
+    sample = loc + scale * torch.randn_like(loc)
+    log_prob, sample_log_prob = (tanh_normal_log_prob(x, loc, scale, half) for x in (u, sample))
+    return log_prob, -sample_log_prob
+
+
+def tanh_normal_log_prob(u: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """log-density of a = mid + half * tanh(u), u ~ Normal(loc, scale), summed over action dims."""
+    normal = -((u - loc) / scale).pow(2) / 2 - scale.log() - HALF_LOG_2PI
+    log_det = half.log() + 2 * (math.log(2) - u - F.softplus(-2 * u))
+    return (normal - log_det).sum(-1)
+
+
+class PPOLoss(ClipPPOLoss):
+    """TorchRL's `ClipPPOLoss` with its forward in plain torch: the clipped surrogate, value and entropy terms.
+
+    Same inputs, outputs and settings as `ClipPPOLoss` (TensorDict in; `loss_objective`, `loss_critic`,
+    `loss_entropy`, `entropy`, `kl_approx`, `clip_fraction` out; `clip_epsilon` / `entropy_coeff` buffers,
+    `set_keys`, `make_value_estimator`; advantages computed by its value estimator when the input has none),
+    and the same maths (tests/unit/test_policy_gradient.py keeps `ClipPPOLoss.forward` as the oracle):
+    advantages standardized per minibatch (unbiased std), ratio clipped to [1 - eps, 1 + eps], value loss =
+    coef x (squared or Huber) error without a 1/2 factor, clipped around the old value when `clip_value`,
+    kl_approx = mean(old - new log-prob).
+
+    Why not `ClipPPOLoss.forward`: it runs the actor through `ProbabilisticActor` (a distribution object, key
+    plumbing, a TensorDict clone per call) and a shared trunk twice, once per head; here the networks run as
+    plain modules on the same parameters (`PlainNets`), the trunk once, at about half the cost of a minibatch
+    step, which is much of PPO's update on CPU.
+    """
+
+    def __init__(self, actor: ProbabilisticActor, critic: TensorDictModule, nets: PlainNets, **kwargs):
+        super().__init__(actor, critic, functional=False, **kwargs)
+        self.__dict__["nets"] = nets  # the actor's and critic's own modules: not registered a second time
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        keys, nets = self.tensor_keys, self.nets
+        advantage = tensordict.get(keys.advantage, None)
+        if advantage is None:
+            with torch.no_grad():
+                tensordict = self.value_estimator(tensordict.copy())
+            advantage = tensordict.get(keys.advantage)
+        advantage = advantage.squeeze(-1)
+        if self.normalize_advantage and advantage.numel() > 1:
+            std = advantage.std().clamp_min(torch.finfo(advantage.dtype).resolution)
+            advantage = (advantage - advantage.mean()) / std
+        features = nets.trunk(tensordict.get("observation"))
+        log_prob, entropy = log_prob_and_entropy(nets, features, tensordict.get(keys.action))
+        log_weight = log_prob - tensordict.get(keys.sample_log_prob).reshape(log_prob.shape)
+        clip_eps = self.clip_epsilon
+        log_weight_clip = log_weight.clamp(torch.log1p(-clip_eps), torch.log1p(clip_eps))
+        gain = torch.min(log_weight.exp() * advantage, log_weight_clip.exp() * advantage)
+        value = nets.value(features).squeeze(-1)
+        target = tensordict.get(keys.value_target).squeeze(-1)
+        distance = F.smooth_l1_loss if self.loss_critic_type == "smooth_l1" else F.mse_loss
+        loss_value = distance(value, target, reduction="none")
+        if self.clip_value is not None:
+            old_value = tensordict.get(keys.value).squeeze(-1)
+            clipped = old_value + (value - old_value).clamp(-self.clip_value, self.clip_value)
+            loss_value = torch.maximum(loss_value, distance(clipped, target, reduction="none"))
+        with torch.no_grad():
+            kl_approx, clip_fraction = (-log_weight).mean(), (log_weight_clip != log_weight).float().mean()
+        return TensorDict({
+            "loss_objective": -gain.mean(), "loss_critic": self.critic_coeff * loss_value.mean(),
+            "loss_entropy": -self.entropy_coeff * entropy.mean(), "entropy": entropy.detach().mean(),
+            "kl_approx": kl_approx, "clip_fraction": clip_fraction})
 
 
 class GreedyAction(nn.Module):
     """logits -> argmax action: the deterministic eval policy without `ProbabilisticActor`'s distribution plumbing
-    (~210 us against ~490 us per call for 10 eval envs on a 2-core CPU; an eval env step costs ~1.8 ms)."""
+    (evaluation steps every eval env once per step, so the actor's per-call cost adds up)."""
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.argmax(-1)
@@ -114,12 +164,12 @@ class SharedCategoricalPolicy(nn.Module):
     """obs -> (sampled action, its log-prob, V(obs)) through a shared trunk: the collector's policy, in plain torch.
 
     Stands for the `ActorValueOperator` with a Categorical `ProbabilisticActor` (same modules, same draws), whose
-    TensorDict plumbing per module cost ~0.45 CPU-s per 1024-frame ppo_pong batch (cProfile): collection went
-    from ~2.4 to ~1.9 CPU-s a batch, 1 thread."""
+    TensorDict plumbing per module is a large share of collecting Atari frames; recording V(obs) here also
+    spares GAE a critic pass over every observation (`PPOAgent.next_values`)."""
 
-    def __init__(self, trunk: nn.Module, policy_head: nn.Module, value_head: nn.Module):
+    def __init__(self, nets: PlainNets):
         super().__init__()
-        self.trunk, self.policy_head, self.value_head = trunk, policy_head, value_head
+        self.trunk, self.policy_head, self.value_head = nets.trunk, nets.policy, nets.value
 
     def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = self.trunk(observation)
@@ -136,42 +186,31 @@ class PPOAgent(Agent):
     algo_spec: PPOAlgorithmSpec
     advantage_module: ValueEstimatorBase
     params: list[nn.Parameter]
-    fast_nets: tuple[nn.Module, nn.Module] | None = None  # (obs -> logits, obs -> value): clip_ppo_loss path
-    trunk: nn.Module | None = None  # shared trunk (agent.net.shared): obs -> features that fast_nets read
+    recorded_values: bool = False  # the collector's policy records V(obs) (shared trunk): GAE reuses them
     clip_grad_val: float | None = None
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        spec = self.algo_spec
+        spec, loss_module = self.algo_spec, self.loss
         lr = self.set_lr(frame)
         clip_eps, entropy_coef = self.schedules["clip_eps"](frame), self.schedules["entropy_coef"](frame)
-        self.loss.clip_epsilon.fill_(clip_eps)
-        self.loss.entropy_coeff.fill_(entropy_coef)
+        loss_module.clip_epsilon.fill_(clip_eps)
+        loss_module.entropy_coeff.fill_(entropy_coef)
         if spec.clip_value:
-            self.loss.clip_value.fill_(clip_eps)
+            loss_module.clip_value.fill_(clip_eps)
         with torch.no_grad():
-            if self.trunk is not None:  # the collector recorded V(obs_t); the estimator reads them, no value net
+            if self.recorded_values:
                 data["next", "state_value"] = self.next_values(data)
             self.advantage_module(data)
         flat = data.select(*TRAIN_KEYS).reshape(-1)
-        tensors = {key: flat[key] for key in TRAIN_KEYS} if self.fast_nets is not None else None
         totals, epochs = [], 0
         for _ in range(spec.training_epoch):
             epoch_stats = []
             for index in torch.randperm(flat.shape[0]).split(spec.minibatch_size):
-                if tensors is not None:
-                    minibatch = {key: value[index] for key, value in tensors.items()}
-                    if self.trunk is not None:  # once for both heads; ClipPPOLoss runs a shared trunk twice
-                        minibatch["observation"] = self.trunk(minibatch["observation"])
-                    loss, stats = clip_ppo_loss(*self.fast_nets, minibatch,
-                                                clip_eps, entropy_coef, spec.val_loss_coef, spec.normalize_advantage,
-                                                spec.clip_value, self.loss.loss_critic_type == "smooth_l1")
-                else:
-                    out = self.loss(flat[index])
-                    loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
-                    stats = torch.stack([out["loss_critic"].detach(), out["kl_approx"], out["clip_fraction"],
-                                         out["entropy"].detach()])
+                out = loss_module(flat[index])
+                loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
                 optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
-                epoch_stats.append(torch.cat([loss.detach().unsqueeze(0), stats]))
+                epoch_stats.append(torch.stack([loss.detach(), out["loss_critic"].detach(), out["kl_approx"],
+                                                out["clip_fraction"], out["entropy"]]))
             totals += epoch_stats
             epochs += 1
             self.num_updates += len(epoch_stats)
@@ -186,13 +225,14 @@ class PPOAgent(Agent):
         """V(next obs) `[num_envs, T, 1]`: the next step's recorded value, or the critic's on the true next
         observation after an env reset (done) and at the batch's end (as SB3's rollout buffer).
 
-        Hand-written: TorchRL's GAE runs the critic on every obs and next obs (2 x 1024 Pong frames a batch)
-        though the collector already computed V(obs); ppo_pong's update went from 6.7 to 5.9 CPU-s a batch."""
+        Hand-written: TorchRL's GAE runs the critic on every obs and next obs though the collector already
+        computed V(obs); with a conv trunk that doubles the update's forward passes."""
         value = data["state_value"]
         next_value = torch.cat([value[:, 1:], value[:, -1:]], 1)
         recompute = data["next", "done"].squeeze(-1).clone()
         recompute[:, -1] = True
-        next_value[recompute] = self.fast_nets[1](self.trunk(data["next", "observation"][recompute]))
+        nets = self.loss.nets
+        next_value[recompute] = nets.value(nets.trunk(data["next", "observation"][recompute]))
         return next_value
 
 
@@ -203,31 +243,29 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if algo_spec.minibatch_size > frames_per_batch:
         raise SpecError("agent.algorithm.minibatch_size", f"{algo_spec.minibatch_size} exceeds the batch of "
                         f"time_horizon x env.num_envs = {frames_per_batch} transitions")
-    actor, critic, module = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
-    info = env_info(env)
-    # discrete actions take the plain-torch clip_ppo_loss (same parameters); continuous ones ClipPPOLoss.
-    # Shared trunk (Atari): ppo_pong's update (GAE + 16 minibatches of 256, 1 thread) went from 13.2 to 9.0
-    # CPU-s per 1024-frame batch, as ClipPPOLoss runs the conv trunk in the actor and again in the critic.
-    fast_nets, trunk = None, None
-    if info["discrete"] and net_spec.shared:
-        trunk, fast_nets = actor.module[0].module, (actor.module[1].module, critic.module[1].module)
-    elif info["discrete"]:
-        fast_nets = (actor.module[0].module, critic.module)
-    eval_actor = actor if fast_nets is None else TensorDictModule(
-        nn.Sequential(trunk if trunk is not None else nn.Identity(), fast_nets[0], GreedyAction()), ["observation"],
-        ["action"])
+    actor, critic, module, nets = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
     clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
-    loss = ClipPPOLoss(actor, critic, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
-                       critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_critic_type(net_spec),
-                       normalize_advantage=algo_spec.normalize_advantage, clip_value=algo_spec.clip_value)
-    policy = actor if trunk is None else TensorDictModule(  # also records state_value, for GAE
-        SharedCategoricalPolicy(trunk, *fast_nets), ["observation"], ["action", "action_log_prob", "state_value"])
+    loss = PPOLoss(actor, critic, nets, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
+                   critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_critic_type(net_spec),
+                   normalize_advantage=algo_spec.normalize_advantage, clip_value=algo_spec.clip_value)
+    keys = learning_keys(env)
+    loss.make_value_estimator(ValueEstimators.GAE, gamma=algo_spec.gamma, lmbda=algo_spec.lam)
+    loss.value_estimator.set_keys(done=keys[0], terminated=keys[1])
+    discrete, shared = nets.distribution == "categorical", net_spec.shared
+    eval_actor = actor
+    if discrete:  # argmax of the logits, without the distribution plumbing
+        eval_actor = TensorDictModule(nn.Sequential(nets.trunk, nets.policy, GreedyAction()), ["observation"],
+                                      ["action"])
+    policy = actor
+    if discrete and shared:  # one trunk pass a step for both heads; also records state_value, for GAE
+        policy = TensorDictModule(SharedCategoricalPolicy(nets), ["observation"],
+                                  ["action", "action_log_prob", "state_value"])
     return PPOAgent(
         policy=policy, actor=eval_actor, loss=loss,
         optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, advantage_module=make_advantage_module(
-            algo_spec.gamma, algo_spec.lam, critic if trunk is None else None, keys=learning_keys(env)),
-        params=list(module.parameters()), fast_nets=fast_nets, trunk=trunk, clip_grad_val=net_spec.clip_grad_val,
+        algo_spec=algo_spec, advantage_module=loss.value_estimator if not (discrete and shared) else
+        make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys),
+        params=list(module.parameters()), recorded_values=discrete and shared, clip_grad_val=net_spec.clip_grad_val,
     )

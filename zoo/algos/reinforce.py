@@ -86,7 +86,7 @@ class ReinforceAgent(Agent):
 def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble REINFORCE for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
-    actor, _, module = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash, critic=False)
+    actor, _, module, _ = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash, critic=False)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
     loss = A2CLoss(actor, ValueOperator(NoCritic(), in_keys=["observation"]), critic_coeff=None, entropy_coeff=1.0)
