@@ -52,18 +52,39 @@ def spec_field(
     low_open: bool = False,
     high_open: bool = False,
     choices: tuple[str, ...] | None = None,
-    length: int | None = None,
+    length: int | tuple[int, ...] | None = None,
+    min_len: int | None = None,
+    max_len: int | None = None,
+    item: dict[str, Any] | None = None,
+    positions: tuple[dict[str, Any], ...] | None = None,
+    form: str | None = None,
 ) -> Any:
-    """A dataclass field with a one-line doc and optional range / choice / list-length constraints.
+    """A dataclass field with a one-line doc and optional constraints, checked whenever a spec is loaded.
 
-    On a list field, `low`/`high` bound every element and `length` fixes how many there are."""
-    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices,
-            "length": length}
+    Scalar constraints (`low` / `high`, closed unless `low_open` / `high_open`, and `choices`) bound the value,
+    or every element of a list at any depth. Size constraints bound a list: `length` (one size, or a tuple of
+    allowed sizes), `min_len`, `max_len`. The elements of a list of lists get their own constraints from `item`
+    (made with `check`), and `positions` constrains element i of a list with `positions[i]` (a `check` that may
+    carry a `name`, e.g. the `stride` of a conv layer); `form` describes the expected shape in size errors."""
+    meta = {"doc": doc, **check(low=low, high=high, low_open=low_open, high_open=high_open, choices=choices,
+                                length=length, min_len=min_len, max_len=max_len, item=item, positions=positions,
+                                form=form)}
     if default is REQUIRED:
         return field(default=None, metadata={**meta, "required": True})
     if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda: _copy(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+SCALAR_CHECKS = ("low", "high", "low_open", "high_open", "choices")
+
+
+def check(*, name: str | None = None, **constraints: Any) -> dict[str, Any]:
+    """Constraints as `spec_field` takes them (see there), for `item` and `positions`; `name` labels a position."""
+    meta = {k: v for k, v in constraints.items() if v is not None and v is not False}
+    if name is not None:
+        meta["name"] = name
+    return meta
 
 
 def _copy(value: Any) -> Any:
@@ -73,6 +94,12 @@ def _copy(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- sections
+CONV_LAYER = check(length=(3, 5), form="([out_channels, kernel, stride] or SLM-Lab's [out_channels, kernel, stride, "
+                   "padding, dilation])", positions=(
+                       check(low=1, name="out_channels"), check(low=1, name="kernel"), check(low=1, name="stride"),
+                       check(low=0, name="padding"), check(low=1, name="dilation")))
+
+
 @dataclass
 class ScheduleSpec:
     """A value on the frame clock: constant, or annealed between `start_step` and `end_step` frames."""
@@ -143,10 +170,13 @@ class NetSpec:
     """Networks, their optimizers and target updates."""
 
     type: str = spec_field("MLPNet", "network type", choices=NET_TYPES)
-    hid_layers: list[int] = spec_field([64, 64], "hidden layer widths of the MLP (after the conv trunk if any)")
+    hid_layers: list[int] = spec_field([64, 64], "hidden layer widths of the MLP (after the conv trunk if any)",
+                                       low=1)
     hid_layers_activation: str = spec_field("relu", "activation between layers", choices=ACTIVATIONS)
     conv_hid_layers: list[list[int]] = spec_field(
-        [[32, 8, 4], [64, 4, 2], [64, 3, 1]], "conv layers as [out_channels, kernel, stride] (ConvNet)")
+        [[32, 8, 4], [64, 4, 2], [64, 3, 1]],
+        "conv layers as [out_channels, kernel, stride] or [out_channels, kernel, stride, padding, dilation] (ConvNet)",
+        item=CONV_LAYER)
     init_fn: str = spec_field("default", "weight initialisation", choices=INIT_FNS)
     shared: bool = spec_field(False, "actor and critic share one trunk (actor-critic)")
     state_dependent_std: bool = spec_field(False, "Gaussian log std from the network instead of a free parameter")
@@ -317,17 +347,22 @@ def _number(value: Any) -> float | int | None:
 
 
 def _check(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
+    """Apply a field's constraints (see `spec_field`) to its converted value."""
     if value is None:
         return
     if isinstance(value, list):
-        if meta.get("length") is not None and len(value) != meta["length"]:
-            raise SpecError(where, f"expected {meta['length']} values, got {len(value)}")
-        for i, item in enumerate(value):
-            _check(item, meta, f"{where}[{i}]")
+        _check_size(value, meta, where)
+        positions = meta.get("positions", ())
+        for i, element in enumerate(value):
+            inner = meta["item"] if "item" in meta else {k: meta[k] for k in SCALAR_CHECKS if k in meta}
+            if i < len(positions):
+                inner = {**inner, **positions[i]}
+            _check(element, inner, f"{where}[{i}]")
         return
+    label = f" ({meta['name']})" if meta.get("name") else ""
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise SpecError(where, f"'{value}' is not allowed; {_suggest(str(value), choices, list_all=True)}")
+        raise SpecError(where, f"'{value}'{label} is not allowed; {_suggest(str(value), choices, list_all=True)}")
     low, high = meta.get("low"), meta.get("high")
     if not isinstance(value, int | float) or isinstance(value, bool) or (low is None and high is None):
         return
@@ -338,7 +373,22 @@ def _check(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
         right = ")" if meta.get("high_open") else "]"
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
-        raise SpecError(where, f"{value} is out of range; allowed: {left}{lo}, {hi}{right}")
+        raise SpecError(where, f"{value}{label} is out of range; allowed: {left}{lo}, {hi}{right}")
+
+
+def _check_size(value: list, meta: typing.Mapping[str, Any], where: str) -> None:
+    length, min_len, max_len = meta.get("length"), meta.get("min_len"), meta.get("max_len")
+    sizes = (length,) if isinstance(length, int) else length
+    if sizes is not None and len(value) not in sizes:
+        expected = " or ".join(str(n) for n in sizes)
+    elif min_len is not None and len(value) < min_len:
+        expected = f"at least {min_len}"
+    elif max_len is not None and len(value) > max_len:
+        expected = f"at most {max_len}"
+    else:
+        return
+    form = f" {meta['form']}" if meta.get("form") else ""
+    raise SpecError(where, f"expected {expected} values{form}, got {len(value)}")
 
 
 def build_dataclass(cls: type, raw: Any, where: str) -> Any:
