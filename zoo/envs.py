@@ -36,8 +36,8 @@ from torchrl.envs import (
     VecNormV2,
 )
 
-from zoo.atari import LIFE_DONE_KEY, LIFE_TERMINATED_KEY, is_atari, make_atari_env
-from zoo.spec import EnvSpec, SpecError
+from zoo.atari import LIFE_DONE_KEY, LIFE_TERMINATED_KEY, make_atari_env
+from zoo.spec import EnvSpec, SpecError, is_atari
 
 try:  # ALE ids (ALE/Pong-v5) need ale-py's registration; its ROMs ship with the package
     import ale_py

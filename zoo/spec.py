@@ -156,7 +156,9 @@ class AlgorithmSpec:
 class MemorySpec:
     """Where experience is kept between collection and learning."""
 
-    name: str = spec_field("Replay", "memory type", choices=MEMORY_NAMES)
+    name: str = spec_field("Replay", "memory type; when omitted, the algorithm's first accepted one (see "
+                           "agent.algorithm[NAME]; the OnPolicy* names: learn from each batch, no replay)",
+                           choices=MEMORY_NAMES)
     max_size: int = spec_field(100000, "capacity in transitions (off-policy)", low=1)
     batch_size: int = spec_field(64, "transitions sampled per gradient step (off-policy)", low=1)
     alpha: float = spec_field(0.6, "prioritization exponent (PrioritizedReplay)", low=0.0, high=1.0)
@@ -250,18 +252,50 @@ class Spec:
     name: str = field(default="spec", init=False)
 
 
+@dataclass(frozen=True)
+class AlgorithmSupport:
+    """What an algorithm's builder reads outside its own section; `validate` rejects the rest at load time."""
+
+    memories: tuple[str, ...]  # agent.memory.name values; the first is taken when a spec names none
+    nets: tuple[str, ...]  # agent.net.type values
+    shared: bool = False  # agent.net.shared: true (one trunk for actor and critic)
+    split_optims: bool = False  # agent.net.actor_optim_spec / critic_optim_spec (separate actor and critic)
+    compile: bool = False  # meta.compile: true (torch.compile of the update)
+
+    def describe(self) -> str:
+        extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
+                                        ("meta.compile", self.compile)) if on]
+        return "; ".join([f"memory: {'|'.join(self.memories)}", f"net: {'|'.join(self.nets)}", *extras])
+
+
 ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {}
+ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 
 
-def register_algorithm_spec(*names: str):
-    """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass."""
+def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
+                            split_optims: bool = False, compile: bool = False):
+    """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
+
+    The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
+    names (the first is its default) and net types it builds, and whether it honours `agent.net.shared`, separate
+    `actor_optim_spec` / `critic_optim_spec`, and `meta.compile`. Specs asking for anything else fail to load."""
+    unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES]
+    if unknown or not memories or not nets:
+        raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets {unknown}")
+    support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile)
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
             ALGORITHM_SPECS[name] = cls
+            ALGORITHM_SUPPORT[name] = support
         return cls
 
     return decorate
+
+
+def is_atari(env_name: str) -> bool:
+    """Whether `env_name` gets zoo's Atari preprocessing (zoo/atari.py): the ALE ids, `ALE/<Game>-v5`."""
+    return env_name.startswith("ALE/")
 
 
 # -------------------------------------------------------------------------------------- typed conversion
@@ -538,18 +572,89 @@ def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | 
     except SpecError as err:
         raise SpecError(err.where, err.message, file=str(path)) from None
     spec.name = name
-    validate(spec, str(path))
+    validate(spec, str(path), raw)
     return spec
 
 
-def validate(spec: Spec, file: str | None = None) -> None:
-    """Cross-field checks that no single field can make."""
+def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = None) -> None:
+    """Cross-field checks that no single field can make, and the algorithm's declared support.
+
+    `raw` is what the spec file and overrides wrote (before defaults): where it names no `agent.memory.name`,
+    the algorithm's own default memory is filled in."""
+    try:
+        _check_algorithm_support(spec, raw or {})
+        _check_env(spec.env)
+    except SpecError as err:
+        raise SpecError(err.where, err.message, file=file) from None
     mem = spec.agent.memory
     if mem.name in ("Replay", "PrioritizedReplay") and mem.batch_size > mem.max_size:
         raise SpecError("agent.memory.batch_size", f"{mem.batch_size} exceeds max_size {mem.max_size}", file=file)
     for key, value in spec.search.items():  # nested mappings and the distributions are checked by zoo.search
         if "__" not in key and not isinstance(value, dict):
             raise SpecError(f"search.{key}", "search keys need a distribution suffix such as __uniform", file=file)
+
+
+def _given(raw: dict[str, Any], dotted: str) -> bool:
+    """Whether the user's spec data (file and overrides) holds the dotted key."""
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _supporting(what: typing.Callable[[AlgorithmSupport], bool]) -> str:
+    return ", ".join(sorted(name for name, support in ALGORITHM_SUPPORT.items() if what(support))) or "none"
+
+
+def _check_algorithm_support(spec: Spec, raw: dict[str, Any]) -> None:
+    name, net, mem = spec.agent.algorithm.name, spec.agent.net, spec.agent.memory
+    support = ALGORITHM_SUPPORT.get(name)
+    if support is None:
+        return
+    if not _given(raw, "agent.memory.name"):
+        mem.name = support.memories[0]
+    if mem.name not in support.memories:
+        raise SpecError("agent.memory.name", f"{name} does not use '{mem.name}'; "
+                        f"{_suggest(mem.name, support.memories, list_all=True)}")
+    if net.type not in support.nets:
+        raise SpecError("agent.net.type", f"{name} does not build '{net.type}'; "
+                        f"{_suggest(net.type, support.nets, list_all=True)}")
+    if net.shared and not support.shared:
+        raise SpecError("agent.net.shared", f"{name} has no actor-critic trunk to share; allowed: false (shared "
+                        f"trunks: {_supporting(lambda s: s.shared)})")
+    split = [key for key in ("actor_optim_spec", "critic_optim_spec") if getattr(net, key) is not None]
+    if split and net.shared:
+        raise SpecError(f"agent.net.{split[0]}", "unused with agent.net.shared: true (agent.net.optim_spec trains the "
+                        "shared net); remove it or set shared: false")
+    if split and not support.split_optims:
+        raise SpecError(f"agent.net.{split[0]}", f"{name} trains with agent.net.optim_spec only; remove it (separate "
+                        f"actor / critic optimizers: {_supporting(lambda s: s.split_optims)})")
+    if net.shared and not net.hid_layers:
+        raise SpecError("agent.net.hid_layers", "a shared trunk (agent.net.shared: true) needs at least one hidden "
+                        "layer; got []")
+    if spec.meta.compile and not support.compile:
+        raise SpecError("meta.compile", f"{name} does not compile its update; allowed: false (compiled updates: "
+                        f"{_supporting(lambda s: s.compile)})")
+
+
+ATARI_ONLY = {"episode_life": True, "clip_reward": True}  # field -> default, a non-default value needs an ALE env
+NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None}  # not applied to ALE envs
+
+
+def _check_env(env: EnvSpec) -> None:
+    if is_atari(env.name):
+        for key, default in NOT_ATARI.items():
+            if getattr(env, key) != default:
+                raise SpecError(f"env.{key}", f"is not applied to Atari envs ({env.name}: frames are scaled inside "
+                                "the net, rewards clipped by env.clip_reward); remove it")
+        return
+    for key, default in ATARI_ONLY.items():
+        if getattr(env, key) != default:
+            raise SpecError(f"env.{key}", f"applies to Atari (ALE/<Game>-v5) envs only, not {env.name}; remove it")
+    if env.clip_obs is not None and not env.normalize_obs:
+        raise SpecError("env.clip_obs", "clips normalized observations: needs env.normalize_obs: true")
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:
@@ -571,6 +676,7 @@ def field_docs(cls: type = Spec, prefix: str = "") -> list[tuple[str, str, str]]
         if tp is AlgorithmSpec:
             rows.append((path + ".name", "required", "algorithm: " + ", ".join(sorted(ALGORITHM_SPECS))))
             for algo_name, algo_cls in sorted(ALGORITHM_SPECS.items()):
+                rows.append((f"{path}[{algo_name}]", "", "accepts " + ALGORITHM_SUPPORT[algo_name].describe()))
                 rows += [(r[0].replace(path, f"{path}[{algo_name}]", 1), r[1], r[2])
                          for r in field_docs(algo_cls, path) if not r[0].endswith(".name")]
             continue

@@ -44,7 +44,8 @@ class ValueExplorationSpec(AlgorithmSpec):
         "epsilon (epsilon_greedy) or temperature (boltzmann) on the frame clock")
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"),
+                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet"))
 @dataclass
 class DQNAlgorithmSpec(ValueExplorationSpec):
     """Hyperparameters of the DQN family."""
