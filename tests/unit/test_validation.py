@@ -224,3 +224,19 @@ def test_cli_build_time_spec_error_is_one_line_naming_the_file(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert "dqn_cartpole.yaml: agent.net.type:" in lines[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(("spec_file", "key", "values", "inner"), [
+    ("ppo_cartpole.yaml", "agent.memory.name__choice", ["OnPolicyBatchReplay", "PrioritizedReplay"],
+     "agent.memory.name"),
+    ("dqn_cartpole.yaml", "agent.net.hid_layers__choice", [[64], [64, 0]], "agent.net.hid_layers[1]"),
+    ("td3_pendulum.yaml", "agent.net.type__choice", ["MLPNet", "DuelingMLPNet"], "agent.net.type"),
+])
+def test_search_rejects_a_value_the_algorithm_does_not_accept(spec_file, key, values, inner):
+    from zoo.search import parse_search
+
+    spec = load_spec(SPECS / spec_file)
+    spec.search = {key: values}
+    with pytest.raises(SpecError) as info:
+        parse_search(spec, str(SPECS / spec_file), None, {})
+    assert info.value.where == f"search.{key}" and inner in str(info.value) and "\n" not in str(info.value)
