@@ -29,6 +29,7 @@ OPTIMIZERS = ("Adam", "AdamW", "RMSprop", "SGD")
 LR_SCHEDULERS = ("linear_to_zero", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
 NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet")
 MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
+TARGET_UPDATES = ("replace", "polyak")
 
 
 class SpecError(ValueError):
@@ -190,7 +191,8 @@ class NetSpec:
     actor_optim_spec: OptimSpec | None = spec_field(None, "actor optimizer when not shared (default: optim_spec)")
     critic_optim_spec: OptimSpec | None = spec_field(None, "critic optimizer when not shared (default: optim_spec)")
     lr_scheduler_spec: LRSchedulerSpec | None = spec_field(None, "learning-rate schedule on the frame clock")
-    update_type: str = spec_field("replace", "target network update", choices=("replace", "polyak"))
+    update_type: str = spec_field("replace", "target network update; when omitted, the algorithm's first (see "
+                                  "agent.algorithm[NAME])", choices=TARGET_UPDATES)
     update_frequency: int = spec_field(500, "frames between target replacements (replace)", low=1)
     polyak_coef: float = spec_field(0.005, "target <- coef * online + (1 - coef) * target (polyak)", low=0.0,
                                     high=1.0)
@@ -261,11 +263,13 @@ class AlgorithmSupport:
     shared: bool = False  # agent.net.shared: true (one trunk for actor and critic)
     split_optims: bool = False  # agent.net.actor_optim_spec / critic_optim_spec (separate actor and critic)
     compile: bool = False  # meta.compile: true (torch.compile of the update)
+    targets: tuple[str, ...] = ()  # agent.net.update_type values (the first is the default); () = no target network
 
     def describe(self) -> str:
         extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
                                         ("meta.compile", self.compile)) if on]
-        return "; ".join([f"memory: {'|'.join(self.memories)}", f"net: {'|'.join(self.nets)}", *extras])
+        targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
+        return "; ".join([f"memory: {'|'.join(self.memories)}", f"net: {'|'.join(self.nets)}", targets, *extras])
 
 
 ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {}
@@ -273,16 +277,19 @@ ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 
 
 def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
-                            split_optims: bool = False, compile: bool = False):
+                            split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = ()):
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
-    names (the first is its default) and net types it builds, and whether it honours `agent.net.shared`, separate
-    `actor_optim_spec` / `critic_optim_spec`, and `meta.compile`. Specs asking for anything else fail to load."""
-    unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES]
+    names (the first is its default) and net types it builds, whether it honours `agent.net.shared`, separate
+    `actor_optim_spec` / `critic_optim_spec` and `meta.compile`, and its target-network updates (`targets`:
+    `agent.net.update_type` values, the first its default; none without target networks). Specs asking for
+    anything else fail to load."""
+    unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
+        t for t in targets if t not in TARGET_UPDATES]
     if unknown or not memories or not nets:
-        raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets {unknown}")
-    support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile)
+        raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
+    support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets))
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
@@ -637,6 +644,38 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any]) -> None:
     if spec.meta.compile and not support.compile:
         raise SpecError("meta.compile", f"{name} does not compile its update; allowed: false (compiled updates: "
                         f"{_supporting(lambda s: s.compile)})")
+    _check_target_update(name, support, net, raw)
+    _check_unused(mem, MEMORY_FIELDS[mem.name], "agent.memory", f"by {mem.name}")
+
+
+MEMORY_FIELDS = {"Replay": ("max_size", "batch_size"),  # the fields each memory reads (name aside)
+                 "PrioritizedReplay": ("max_size", "batch_size", "alpha", "beta", "epsilon"),
+                 "OnPolicyReplay": (), "OnPolicyBatchReplay": ()}
+TARGET_FIELDS = {"replace": ("update_frequency",), "polyak": ("polyak_coef",)}
+
+
+def _check_unused(section: Any, used: tuple[str, ...], where: str, by: str, among: tuple[str, ...] | None = None):
+    """A field of `section` (of `among`, default all but name) set away from its default though nothing reads it."""
+    defaults = type(section)()
+    for f in dataclasses.fields(section):
+        if f.name == "name" or f.name in used or (among is not None and f.name not in among):
+            continue
+        if getattr(section, f.name) != getattr(defaults, f.name):
+            raise SpecError(f"{where}.{f.name}", f"is not used {by}; remove it")
+
+
+def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw: dict[str, Any]) -> None:
+    among = ("update_type", *(key for keys in TARGET_FIELDS.values() for key in keys))
+    if not support.targets:
+        _check_unused(net, (), "agent.net", f"by {name} (no target network)", among)
+        return
+    if not _given(raw, "agent.net.update_type"):
+        net.update_type = support.targets[0]
+    if net.update_type not in support.targets:
+        raise SpecError("agent.net.update_type", f"{name} does not update its targets by '{net.update_type}'; "
+                        f"{_suggest(net.update_type, support.targets, list_all=True)}")
+    _check_unused(net, ("update_type", *TARGET_FIELDS[net.update_type]), "agent.net",
+                  f"with agent.net.update_type: {net.update_type}", among)
 
 
 ATARI_ONLY = {"episode_life": True, "clip_reward": True}  # field -> default, a non-default value needs an ALE env

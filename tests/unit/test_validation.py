@@ -74,6 +74,15 @@ def error_of(spec_file: str, *overrides: str) -> SpecError:
     ("dqn_cartpole.yaml", ["meta.compile=true"], "meta.compile", "compiled updates: SoftActorCritic, TD3"),
     ("crossq_pendulum.yaml", ["meta.compile=true"], "meta.compile", "allowed: false"),
     ("ppo_cartpole.yaml", ["meta.compile=true"], "meta.compile", "PPO does not compile"),
+    # memory fields and target updates nothing reads
+    ("ppo_cartpole.yaml", ["agent.memory.batch_size=32"], "agent.memory.batch_size", "not used by OnPolicyBatchReplay"),
+    ("dqn_cartpole.yaml", ["agent.memory.alpha=0.5"], "agent.memory.alpha", "not used by Replay"),
+    ("ppo_cartpole.yaml", ["agent.net.update_type=polyak"], "agent.net.update_type", "PPO (no target network)"),
+    ("crossq_pendulum.yaml", ["agent.net.polyak_coef=0.1"], "agent.net.polyak_coef", "no target network"),
+    ("sac_pendulum.yaml", ["agent.net.update_type=replace"], "agent.net.update_type", "allowed: polyak"),
+    ("td3_pendulum.yaml", ["agent.net.update_frequency=100"], "agent.net.update_frequency",
+     "not used with agent.net.update_type: polyak"),
+    ("dqn_cartpole.yaml", ["agent.net.polyak_coef=0.1"], "agent.net.polyak_coef", "update_type: replace"),
     # env fields that only one kind of env applies
     ("dqn_cartpole.yaml", ["env.clip_reward=false"], "env.clip_reward", "Atari (ALE/<Game>-v5) envs only"),
     ("ppo_cartpole.yaml", ["env.episode_life=false"], "env.episode_life", "not CartPole-v1"),
@@ -132,6 +141,12 @@ def test_omitted_memory_is_the_algorithms_default_and_round_trips(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(yaml.safe_dump(spec_to_dict(load_spec(SPECS / "reinforce_cartpole.yaml"))))
     assert load_spec(path).agent.memory.name == "OnPolicyBatchReplay"
+
+
+def test_omitted_target_update_is_the_algorithms_default():
+    spec = load_spec(SPECS / "sac_pendulum.yaml", None, ["agent.net={type: MLPNet, hid_layers: [32]}"])
+    assert spec.agent.net.update_type == "polyak"
+    assert load_spec(SPECS / "ddqn_per_cartpole.yaml", None, ["agent.memory.alpha=0.5"]).agent.memory.alpha == 0.5
 
 
 def test_default_atari_flags_and_shared_trunks_still_load():

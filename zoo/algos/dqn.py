@@ -45,7 +45,8 @@ class ValueExplorationSpec(AlgorithmSpec):
 
 
 @register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"),
-                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet"))
+                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet"),
+                         targets=("replace", "polyak"))
 @dataclass
 class DQNAlgorithmSpec(ValueExplorationSpec):
     """Hyperparameters of the DQN family."""

@@ -57,7 +57,7 @@ NAMES = ("SoftActorCritic",)
 
 
 @register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"), nets=("MLPNet", "ConvNet"),
-                         split_optims=True, compile=True)
+                         split_optims=True, compile=True, targets=("polyak",))
 @dataclass
 class SACAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of Soft Actor-Critic."""

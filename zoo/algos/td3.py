@@ -47,7 +47,7 @@ NAMES = ("TD3",)
 
 
 @register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"), nets=("MLPNet",), split_optims=True,
-                         compile=True)
+                         compile=True, targets=("polyak",))
 @dataclass
 class TD3AlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of TD3."""
