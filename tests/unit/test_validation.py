@@ -112,10 +112,16 @@ def test_bad_input_is_one_spec_error_naming_the_field(spec_file, overrides, fiel
 
 
 @pytest.mark.parametrize(("spec_file", "spec_name"), all_specs())
-def test_every_spec_file_loads_and_builds(spec_file, spec_name):
-    """A dry run in-process (tests/test_smoke.py trains each one for a few hundred frames through the CLI)."""
+def test_every_spec_file_loads_and_builds(spec_file, spec_name, tmp_path):
+    """A dry run in-process (tests/test_smoke.py trains each one for a few hundred frames through the CLI); the
+    resolved spec a run directory keeps (spec.yaml, read on resume) loads again."""
+    import yaml
+
     spec = load_spec(SPECS / spec_file, spec_name, ["meta.eval_episodes=1"])
     assert spec.agent.memory.name in ALGORITHM_SUPPORT[spec.agent.algorithm.name].memories
+    resolved = tmp_path / "spec.yaml"
+    resolved.write_text(yaml.safe_dump(spec_to_dict(spec)))
+    assert spec_to_dict(load_spec(resolved)) == spec_to_dict(spec)
     components = zoo.build(spec, seed=0)
     assert "policy" in components.describe()
     components.env.close()
