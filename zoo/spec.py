@@ -586,10 +586,11 @@ def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | 
 def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = None) -> None:
     """Cross-field checks that no single field can make, and the algorithm's declared support.
 
-    `raw` is what the spec file and overrides wrote (before defaults): where it names no `agent.memory.name`,
-    the algorithm's own default memory is filled in."""
+    `raw` is what the spec file and overrides wrote (before defaults): where it names no `agent.memory.name` or
+    `agent.net.update_type`, the algorithm's own default is filled in (without `raw`, every field counts as
+    written)."""
     try:
-        _check_algorithm_support(spec, raw or {})
+        _check_algorithm_support(spec, raw)
         _check_env(spec.env)
     except SpecError as err:
         raise SpecError(err.where, err.message, file=file) from None
@@ -601,8 +602,10 @@ def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = N
             raise SpecError(f"search.{key}", "search keys need a distribution suffix such as __uniform", file=file)
 
 
-def _given(raw: dict[str, Any], dotted: str) -> bool:
-    """Whether the user's spec data (file and overrides) holds the dotted key."""
+def _given(raw: dict[str, Any] | None, dotted: str) -> bool:
+    """Whether the user's spec data (file and overrides) holds the dotted key; True without data."""
+    if raw is None:
+        return True
     node: Any = raw
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
@@ -615,7 +618,7 @@ def _supporting(what: typing.Callable[[AlgorithmSupport], bool]) -> str:
     return ", ".join(sorted(name for name, support in ALGORITHM_SUPPORT.items() if what(support))) or "none"
 
 
-def _check_algorithm_support(spec: Spec, raw: dict[str, Any]) -> None:
+def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     name, net, mem = spec.agent.algorithm.name, spec.agent.net, spec.agent.memory
     support = ALGORITHM_SUPPORT.get(name)
     if support is None:
@@ -664,7 +667,7 @@ def _check_unused(section: Any, used: tuple[str, ...], where: str, by: str, amon
             raise SpecError(f"{where}.{f.name}", f"is not used {by}; remove it")
 
 
-def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw: dict[str, Any]) -> None:
+def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw: dict[str, Any] | None) -> None:
     among = ("update_type", *(key for keys in TARGET_FIELDS.values() for key in keys))
     if not support.targets:
         _check_unused(net, (), "agent.net", f"by {name} (no target network)", among)

@@ -261,3 +261,14 @@ def test_search_rejects_a_value_the_algorithm_does_not_accept(spec_file, key, va
     with pytest.raises(SpecError) as info:
         parse_search(spec, str(SPECS / spec_file), None, {})
     assert info.value.where == f"search.{key}" and inner in str(info.value) and "\n" not in str(info.value)
+
+
+def test_validate_without_raw_data_keeps_every_field():
+    from zoo.spec import validate
+
+    spec = load_spec(SPECS / "sac_pendulum.yaml", None, ["agent.memory.name=PrioritizedReplay"])
+    validate(spec)
+    assert spec.agent.memory.name == "PrioritizedReplay" and spec.agent.net.update_type == "polyak"
+    spec.agent.memory.name = "OnPolicyReplay"
+    with pytest.raises(SpecError, match="agent.memory.name"):
+        validate(spec)
