@@ -43,16 +43,12 @@ from torchrl.envs import (
     TransformedEnv,
 )
 
-from zoo.spec import EnvSpec, SpecError
+from zoo.spec import EnvSpec, SpecError, is_atari  # noqa: F401 (is_atari lives in zoo.spec, for validation)
 
 LIFE_TERMINATED_KEY = "life_terminated"  # terminated, or a life was lost: no bootstrapping past it
 LIFE_DONE_KEY = "life_done"  # done, or a life was lost: end of a learning episode (GAE traces stop)
 V5_DEFAULTS = {"frameskip": 4, "repeat_action_probability": 0.25, "noop_max": 30}
 INFO_KEYS_DROPPED = ("env_id", "frame_number", "episode_frame_number")
-
-
-def is_atari(env_name: str) -> bool:
-    return env_name.startswith("ALE/")
 
 
 def rom_name(env_name: str) -> str:

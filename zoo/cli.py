@@ -189,7 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         if kind == "enjoy":
             return enjoy(args, spec)
         return train(args, spec)
-    except (SpecError, CheckpointError) as err:
+    except SpecError as err:  # builders raise theirs without the file: name it here
+        print(f"error: {err if err.file else SpecError(err.where, err.message, file=args.spec_file)}", file=sys.stderr)
+        return 2
+    except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # Ctrl-C before the loop installed its handler (while building); nothing to save

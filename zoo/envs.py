@@ -23,6 +23,7 @@ from collections.abc import Callable
 from functools import partial
 
 import gymnasium as gym
+import numpy as np
 import torch
 from tensordict import TensorDictBase
 from torch import nn
@@ -39,8 +40,8 @@ from torchrl.envs import (
     VecNormV2,
 )
 
-from zoo.atari import LIFE_DONE_KEY, LIFE_TERMINATED_KEY, is_atari, make_atari_env
-from zoo.spec import EnvSpec, SpecError
+from zoo.atari import LIFE_DONE_KEY, LIFE_TERMINATED_KEY, make_atari_env
+from zoo.spec import EnvSpec, SpecError, is_atari
 
 try:  # ALE ids (ALE/Pong-v5) need ale-py's registration; its ROMs ship with the package
     import ale_py
@@ -50,7 +51,41 @@ except ImportError:  # pragma: no cover - ale-py is a dependency, but keep class
     ale_py = None
 
 
+class OneHotObservation(gym.ObservationWrapper):
+    """Discrete observations (FrozenLake, Taxi, ...) as float32 one-hot vectors, so MLPs can read them."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        space = env.observation_space
+        self.start, self.n = int(space.start), int(space.n)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (self.n,), dtype=np.float32)
+
+    def observation(self, observation) -> np.ndarray:
+        one_hot = np.zeros(self.n, dtype=np.float32)
+        one_hot[int(observation) - self.start] = 1.0
+        return one_hot
+
+
+def supported_spaces(env: gym.Env, env_name: str) -> gym.Env:
+    """`env` with Box observations (Discrete ones one-hot encoded) and Discrete or Box actions, else SpecError."""
+    if isinstance(env.observation_space, gym.spaces.Discrete):
+        env = OneHotObservation(env)
+    obs, action = env.observation_space, env.action_space
+    if not isinstance(obs, gym.spaces.Box):
+        raise SpecError("env.name", f"{env_name} has {type(obs).__name__} observations; supported: Box, and Discrete "
+                        "(one-hot encoded)")
+    if not isinstance(action, gym.spaces.Discrete | gym.spaces.Box):
+        raise SpecError("env.name", f"{env_name} has {type(action).__name__} actions; supported: Discrete, Box")
+    return env
+
+
 def _env_factory(env_spec: EnvSpec) -> Callable[[], gym.Env]:
+    """A zero-argument constructor of one gymnasium env with supported spaces (`supported_spaces`)."""
+    make = _raw_env_factory(env_spec)
+    return lambda: supported_spaces(make(), env_spec.name)
+
+
+def _raw_env_factory(env_spec: EnvSpec) -> Callable[[], gym.Env]:
     """A zero-argument constructor of one gymnasium env, checked once so errors name the spec field."""
     kwargs = dict(env_spec.kwargs)
     if ":" in env_spec.name and "/" not in env_spec.name.split(":")[0]:

@@ -4,7 +4,7 @@ import torch
 from torch import nn
 from torchrl.modules import MLP
 
-from zoo.spec import NetSpec
+from zoo.spec import NetSpec, SpecError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "leaky_relu": nn.LeakyReLU, "sigmoid": nn.Sigmoid,
@@ -41,15 +41,31 @@ def build_mlp(in_dim: int, out_dim: int, net_spec: NetSpec, hid_layers: list[int
     return mlp
 
 
+def conv_output_size(size: int, kernel: int, stride: int, padding: int = 0, dilation: int = 1) -> int:
+    """Height (or width) after one `nn.Conv2d` layer (the formula of its docs)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 class ConvTorso(nn.Module):
-    """Nature-DQN style conv stack over uint8 frames: scales pixels to [0, 1] inside the net, then flattens."""
+    """Nature-DQN style conv stack over uint8 frames: scales pixels to [0, 1] inside the net, then flattens.
+
+    Layers are `[out_channels, kernel, stride]` or SLM-Lab's `[out_channels, kernel, stride, padding, dilation]`."""
 
     def __init__(self, in_shape: tuple[int, ...], net_spec: NetSpec):
         super().__init__()
+        if len(in_shape) != 3:
+            raise SpecError("agent.net.type", f"{net_spec.type} needs image observations [channels, height, width]; "
+                            f"these have shape {list(in_shape)} (use MLPNet)")
         layers: list[nn.Module] = []
-        channels = in_shape[0]
-        for out_channels, kernel, stride in net_spec.conv_hid_layers:
-            layers += [nn.Conv2d(channels, out_channels, kernel, stride), ACTIVATIONS[net_spec.hid_layers_activation]()]
+        channels, height, width = in_shape
+        for i, (out_channels, kernel, stride, *rest) in enumerate(net_spec.conv_hid_layers):
+            padding, dilation = rest or (0, 1)
+            height, width = (conv_output_size(n, kernel, stride, padding, dilation) for n in (height, width))
+            if height < 1 or width < 1:
+                raise SpecError(f"agent.net.conv_hid_layers[{i}]", f"shrinks the {in_shape[1]}x{in_shape[2]} input "
+                                f"below 1x1 (to {height}x{width}); use smaller kernels or strides, or fewer layers")
+            layers += [nn.Conv2d(channels, out_channels, kernel, stride, padding, dilation),
+                       ACTIVATIONS[net_spec.hid_layers_activation]()]
             channels = out_channels
         self.convs = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():

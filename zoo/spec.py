@@ -29,6 +29,7 @@ OPTIMIZERS = ("Adam", "AdamW", "RMSprop", "SGD")
 LR_SCHEDULERS = ("linear_to_zero", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
 NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet")
 MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
+TARGET_UPDATES = ("replace", "polyak")
 
 
 class SpecError(ValueError):
@@ -52,18 +53,39 @@ def spec_field(
     low_open: bool = False,
     high_open: bool = False,
     choices: tuple[str, ...] | None = None,
-    length: int | None = None,
+    length: int | tuple[int, ...] | None = None,
+    min_len: int | None = None,
+    max_len: int | None = None,
+    item: dict[str, Any] | None = None,
+    positions: tuple[dict[str, Any], ...] | None = None,
+    form: str | None = None,
 ) -> Any:
-    """A dataclass field with a one-line doc and optional range / choice / list-length constraints.
+    """A dataclass field with a one-line doc and optional constraints, checked whenever a spec is loaded.
 
-    On a list field, `low`/`high` bound every element and `length` fixes how many there are."""
-    meta = {"doc": doc, "low": low, "high": high, "low_open": low_open, "high_open": high_open, "choices": choices,
-            "length": length}
+    Scalar constraints (`low` / `high`, closed unless `low_open` / `high_open`, and `choices`) bound the value,
+    or every element of a list at any depth. Size constraints bound a list: `length` (one size, or a tuple of
+    allowed sizes), `min_len`, `max_len`. The elements of a list of lists get their own constraints from `item`
+    (made with `check`), and `positions` constrains element i of a list with `positions[i]` (a `check` that may
+    carry a `name`, e.g. the `stride` of a conv layer); `form` describes the expected shape in size errors."""
+    meta = {"doc": doc, **check(low=low, high=high, low_open=low_open, high_open=high_open, choices=choices,
+                                length=length, min_len=min_len, max_len=max_len, item=item, positions=positions,
+                                form=form)}
     if default is REQUIRED:
         return field(default=None, metadata={**meta, "required": True})
     if isinstance(default, list | dict) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda: _copy(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+SCALAR_CHECKS = ("low", "high", "low_open", "high_open", "choices")
+
+
+def check(*, name: str | None = None, **constraints: Any) -> dict[str, Any]:
+    """Constraints as `spec_field` takes them (see there), for `item` and `positions`; `name` labels a position."""
+    meta = {k: v for k, v in constraints.items() if v is not None and v is not False}
+    if name is not None:
+        meta["name"] = name
+    return meta
 
 
 def _copy(value: Any) -> Any:
@@ -73,6 +95,12 @@ def _copy(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- sections
+CONV_LAYER = check(length=(3, 5), form="([out_channels, kernel, stride] or SLM-Lab's [out_channels, kernel, stride, "
+                   "padding, dilation])", positions=(
+                       check(low=1, name="out_channels"), check(low=1, name="kernel"), check(low=1, name="stride"),
+                       check(low=0, name="padding"), check(low=1, name="dilation")))
+
+
 @dataclass
 class ScheduleSpec:
     """A value on the frame clock: constant, or annealed between `start_step` and `end_step` frames."""
@@ -129,7 +157,9 @@ class AlgorithmSpec:
 class MemorySpec:
     """Where experience is kept between collection and learning."""
 
-    name: str = spec_field("Replay", "memory type", choices=MEMORY_NAMES)
+    name: str = spec_field("Replay", "memory type; when omitted, the algorithm's first accepted one (see "
+                           "agent.algorithm[NAME]; the OnPolicy* names: learn from each batch, no replay)",
+                           choices=MEMORY_NAMES)
     max_size: int = spec_field(100000, "capacity in transitions (off-policy)", low=1)
     batch_size: int = spec_field(64, "transitions sampled per gradient step (off-policy)", low=1)
     alpha: float = spec_field(0.6, "prioritization exponent (PrioritizedReplay)", low=0.0, high=1.0)
@@ -143,10 +173,13 @@ class NetSpec:
     """Networks, their optimizers and target updates."""
 
     type: str = spec_field("MLPNet", "network type", choices=NET_TYPES)
-    hid_layers: list[int] = spec_field([64, 64], "hidden layer widths of the MLP (after the conv trunk if any)")
+    hid_layers: list[int] = spec_field([64, 64], "hidden layer widths of the MLP (after the conv trunk if any)",
+                                       low=1)
     hid_layers_activation: str = spec_field("relu", "activation between layers", choices=ACTIVATIONS)
     conv_hid_layers: list[list[int]] = spec_field(
-        [[32, 8, 4], [64, 4, 2], [64, 3, 1]], "conv layers as [out_channels, kernel, stride] (ConvNet)")
+        [[32, 8, 4], [64, 4, 2], [64, 3, 1]],
+        "conv layers as [out_channels, kernel, stride] or [out_channels, kernel, stride, padding, dilation] (ConvNet)",
+        item=CONV_LAYER)
     init_fn: str = spec_field("default", "weight initialisation", choices=INIT_FNS)
     shared: bool = spec_field(False, "actor and critic share one trunk (actor-critic)")
     state_dependent_std: bool = spec_field(False, "Gaussian log std from the network instead of a free parameter")
@@ -158,7 +191,8 @@ class NetSpec:
     actor_optim_spec: OptimSpec | None = spec_field(None, "actor optimizer when not shared (default: optim_spec)")
     critic_optim_spec: OptimSpec | None = spec_field(None, "critic optimizer when not shared (default: optim_spec)")
     lr_scheduler_spec: LRSchedulerSpec | None = spec_field(None, "learning-rate schedule on the frame clock")
-    update_type: str = spec_field("replace", "target network update", choices=("replace", "polyak"))
+    update_type: str = spec_field("replace", "target network update; when omitted, the algorithm's first (see "
+                                  "agent.algorithm[NAME])", choices=TARGET_UPDATES)
     update_frequency: int = spec_field(500, "frames between target replacements (replace)", low=1)
     polyak_coef: float = spec_field(0.005, "target <- coef * online + (1 - coef) * target (polyak)", low=0.0,
                                     high=1.0)
@@ -220,18 +254,55 @@ class Spec:
     name: str = field(default="spec", init=False)
 
 
+@dataclass(frozen=True)
+class AlgorithmSupport:
+    """What an algorithm's builder reads outside its own section; `validate` rejects the rest at load time."""
+
+    memories: tuple[str, ...]  # agent.memory.name values; the first is taken when a spec names none
+    nets: tuple[str, ...]  # agent.net.type values
+    shared: bool = False  # agent.net.shared: true (one trunk for actor and critic)
+    split_optims: bool = False  # agent.net.actor_optim_spec / critic_optim_spec (separate actor and critic)
+    compile: bool = False  # meta.compile: true (torch.compile of the update)
+    targets: tuple[str, ...] = ()  # agent.net.update_type values (the first is the default); () = no target network
+
+    def describe(self) -> str:
+        extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
+                                        ("meta.compile", self.compile)) if on]
+        targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
+        return "; ".join([f"memory: {'|'.join(self.memories)}", f"net: {'|'.join(self.nets)}", targets, *extras])
+
+
 ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {}
+ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 
 
-def register_algorithm_spec(*names: str):
-    """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass."""
+def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
+                            split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = ()):
+    """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
+
+    The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
+    names (the first is its default) and net types it builds, whether it honours `agent.net.shared`, separate
+    `actor_optim_spec` / `critic_optim_spec` and `meta.compile`, and its target-network updates (`targets`:
+    `agent.net.update_type` values, the first its default; none without target networks). Specs asking for
+    anything else fail to load."""
+    unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
+        t for t in targets if t not in TARGET_UPDATES]
+    if unknown or not memories or not nets:
+        raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
+    support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets))
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
             ALGORITHM_SPECS[name] = cls
+            ALGORITHM_SUPPORT[name] = support
         return cls
 
     return decorate
+
+
+def is_atari(env_name: str) -> bool:
+    """Whether `env_name` gets zoo's Atari preprocessing (zoo/atari.py): the ALE ids, `ALE/<Game>-v5`."""
+    return env_name.startswith("ALE/")
 
 
 # -------------------------------------------------------------------------------------- typed conversion
@@ -317,17 +388,22 @@ def _number(value: Any) -> float | int | None:
 
 
 def _check(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
+    """Apply a field's constraints (see `spec_field`) to its converted value."""
     if value is None:
         return
     if isinstance(value, list):
-        if meta.get("length") is not None and len(value) != meta["length"]:
-            raise SpecError(where, f"expected {meta['length']} values, got {len(value)}")
-        for i, item in enumerate(value):
-            _check(item, meta, f"{where}[{i}]")
+        _check_size(value, meta, where)
+        positions = meta.get("positions", ())
+        for i, element in enumerate(value):
+            inner = meta["item"] if "item" in meta else {k: meta[k] for k in SCALAR_CHECKS if k in meta}
+            if i < len(positions):
+                inner = {**inner, **positions[i]}
+            _check(element, inner, f"{where}[{i}]")
         return
+    label = f" ({meta['name']})" if meta.get("name") else ""
     choices = meta.get("choices")
     if choices and value not in choices:
-        raise SpecError(where, f"'{value}' is not allowed; {_suggest(str(value), choices, list_all=True)}")
+        raise SpecError(where, f"'{value}'{label} is not allowed; {_suggest(str(value), choices, list_all=True)}")
     low, high = meta.get("low"), meta.get("high")
     if not isinstance(value, int | float) or isinstance(value, bool) or (low is None and high is None):
         return
@@ -338,7 +414,22 @@ def _check(value: Any, meta: typing.Mapping[str, Any], where: str) -> None:
         right = ")" if meta.get("high_open") else "]"
         lo = "-inf" if low is None else low
         hi = "inf" if high is None else high
-        raise SpecError(where, f"{value} is out of range; allowed: {left}{lo}, {hi}{right}")
+        raise SpecError(where, f"{value}{label} is out of range; allowed: {left}{lo}, {hi}{right}")
+
+
+def _check_size(value: list, meta: typing.Mapping[str, Any], where: str) -> None:
+    length, min_len, max_len = meta.get("length"), meta.get("min_len"), meta.get("max_len")
+    sizes = (length,) if isinstance(length, int) else length
+    if sizes is not None and len(value) not in sizes:
+        expected = " or ".join(str(n) for n in sizes)
+    elif min_len is not None and len(value) < min_len:
+        expected = f"at least {min_len}"
+    elif max_len is not None and len(value) > max_len:
+        expected = f"at most {max_len}"
+    else:
+        return
+    form = f" {meta['form']}" if meta.get("form") else ""
+    raise SpecError(where, f"expected {expected} values{form}, got {len(value)}")
 
 
 def build_dataclass(cls: type, raw: Any, where: str) -> Any:
@@ -488,18 +579,124 @@ def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | 
     except SpecError as err:
         raise SpecError(err.where, err.message, file=str(path)) from None
     spec.name = name
-    validate(spec, str(path))
+    validate(spec, str(path), raw)
     return spec
 
 
-def validate(spec: Spec, file: str | None = None) -> None:
-    """Cross-field checks that no single field can make."""
+def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = None) -> None:
+    """Cross-field checks that no single field can make, and the algorithm's declared support.
+
+    `raw` is what the spec file and overrides wrote (before defaults): where it names no `agent.memory.name` or
+    `agent.net.update_type`, the algorithm's own default is filled in (without `raw`, every field counts as
+    written)."""
+    try:
+        _check_algorithm_support(spec, raw)
+        _check_env(spec.env)
+    except SpecError as err:
+        raise SpecError(err.where, err.message, file=file) from None
     mem = spec.agent.memory
     if mem.name in ("Replay", "PrioritizedReplay") and mem.batch_size > mem.max_size:
         raise SpecError("agent.memory.batch_size", f"{mem.batch_size} exceeds max_size {mem.max_size}", file=file)
     for key, value in spec.search.items():  # nested mappings and the distributions are checked by zoo.search
         if "__" not in key and not isinstance(value, dict):
             raise SpecError(f"search.{key}", "search keys need a distribution suffix such as __uniform", file=file)
+
+
+def _given(raw: dict[str, Any] | None, dotted: str) -> bool:
+    """Whether the user's spec data (file and overrides) holds the dotted key; True without data."""
+    if raw is None:
+        return True
+    node: Any = raw
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _supporting(what: typing.Callable[[AlgorithmSupport], bool]) -> str:
+    return ", ".join(sorted(name for name, support in ALGORITHM_SUPPORT.items() if what(support))) or "none"
+
+
+def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
+    name, net, mem = spec.agent.algorithm.name, spec.agent.net, spec.agent.memory
+    support = ALGORITHM_SUPPORT.get(name)
+    if support is None:
+        return
+    if not _given(raw, "agent.memory.name"):
+        mem.name = support.memories[0]
+    if mem.name not in support.memories:
+        raise SpecError("agent.memory.name", f"{name} does not use '{mem.name}'; "
+                        f"{_suggest(mem.name, support.memories, list_all=True)}")
+    if net.type not in support.nets:
+        raise SpecError("agent.net.type", f"{name} does not build '{net.type}'; "
+                        f"{_suggest(net.type, support.nets, list_all=True)}")
+    if net.shared and not support.shared:
+        raise SpecError("agent.net.shared", f"{name} has no actor-critic trunk to share; allowed: false (shared "
+                        f"trunks: {_supporting(lambda s: s.shared)})")
+    split = [key for key in ("actor_optim_spec", "critic_optim_spec") if getattr(net, key) is not None]
+    if split and net.shared:
+        raise SpecError(f"agent.net.{split[0]}", "unused with agent.net.shared: true (agent.net.optim_spec trains the "
+                        "shared net); remove it or set shared: false")
+    if split and not support.split_optims:
+        raise SpecError(f"agent.net.{split[0]}", f"{name} trains with agent.net.optim_spec only; remove it (separate "
+                        f"actor / critic optimizers: {_supporting(lambda s: s.split_optims)})")
+    if net.shared and not net.hid_layers:
+        raise SpecError("agent.net.hid_layers", "a shared trunk (agent.net.shared: true) needs at least one hidden "
+                        "layer; got []")
+    if spec.meta.compile and not support.compile:
+        raise SpecError("meta.compile", f"{name} does not compile its update; allowed: false (compiled updates: "
+                        f"{_supporting(lambda s: s.compile)})")
+    _check_target_update(name, support, net, raw)
+    _check_unused(mem, MEMORY_FIELDS[mem.name], "agent.memory", f"by {mem.name}")
+
+
+MEMORY_FIELDS = {"Replay": ("max_size", "batch_size"),  # the fields each memory reads (name aside)
+                 "PrioritizedReplay": ("max_size", "batch_size", "alpha", "beta", "epsilon"),
+                 "OnPolicyReplay": (), "OnPolicyBatchReplay": ()}
+TARGET_FIELDS = {"replace": ("update_frequency",), "polyak": ("polyak_coef",)}
+
+
+def _check_unused(section: Any, used: tuple[str, ...], where: str, by: str, among: tuple[str, ...] | None = None):
+    """A field of `section` (of `among`, default all but name) set away from its default though nothing reads it."""
+    defaults = type(section)()
+    for f in dataclasses.fields(section):
+        if f.name == "name" or f.name in used or (among is not None and f.name not in among):
+            continue
+        if getattr(section, f.name) != getattr(defaults, f.name):
+            raise SpecError(f"{where}.{f.name}", f"is not used {by}; remove it")
+
+
+def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw: dict[str, Any] | None) -> None:
+    among = ("update_type", *(key for keys in TARGET_FIELDS.values() for key in keys))
+    if not support.targets:
+        _check_unused(net, (), "agent.net", f"by {name} (no target network)", among)
+        return
+    if not _given(raw, "agent.net.update_type"):
+        net.update_type = support.targets[0]
+    if net.update_type not in support.targets:
+        raise SpecError("agent.net.update_type", f"{name} does not update its targets by '{net.update_type}'; "
+                        f"{_suggest(net.update_type, support.targets, list_all=True)}")
+    _check_unused(net, ("update_type", *TARGET_FIELDS[net.update_type]), "agent.net",
+                  f"with agent.net.update_type: {net.update_type}", among)
+
+
+ATARI_ONLY = {"episode_life": True, "clip_reward": True}  # field -> default, a non-default value needs an ALE env
+NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None}  # not applied to ALE envs
+
+
+def _check_env(env: EnvSpec) -> None:
+    if is_atari(env.name):
+        for key, default in NOT_ATARI.items():
+            if getattr(env, key) != default:
+                raise SpecError(f"env.{key}", f"is not applied to Atari envs ({env.name}: frames are scaled inside "
+                                "the net, rewards clipped by env.clip_reward); remove it")
+        return
+    for key, default in ATARI_ONLY.items():
+        if getattr(env, key) != default:
+            raise SpecError(f"env.{key}", f"applies to Atari (ALE/<Game>-v5) envs only, not {env.name}; remove it")
+    if env.clip_obs is not None and not env.normalize_obs:
+        raise SpecError("env.clip_obs", "clips normalized observations: needs env.normalize_obs: true")
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:
@@ -521,6 +718,7 @@ def field_docs(cls: type = Spec, prefix: str = "") -> list[tuple[str, str, str]]
         if tp is AlgorithmSpec:
             rows.append((path + ".name", "required", "algorithm: " + ", ".join(sorted(ALGORITHM_SPECS))))
             for algo_name, algo_cls in sorted(ALGORITHM_SPECS.items()):
+                rows.append((f"{path}[{algo_name}]", "", "accepts " + ALGORITHM_SUPPORT[algo_name].describe()))
                 rows += [(r[0].replace(path, f"{path}[{algo_name}]", 1), r[1], r[2])
                          for r in field_docs(algo_cls, path) if not r[0].endswith(".name")]
             continue

@@ -75,8 +75,9 @@ def test_monte_carlo_returns_stop_at_done_and_skip_unfinished_tails():
 
 @pytest.mark.parametrize("shared", [True, False])
 def test_shared_and_separate_networks(shared):
+    split = [] if not shared else ["agent.net.actor_optim_spec=null", "agent.net.critic_optim_spec=null"]
     spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=[f"agent.net.shared={str(shared).lower()}",
-                                                                 "env.num_envs=2"])
+                                                                 "env.num_envs=2", *split])
     agent = build(spec, seed=0).agent
     assert set(agent.optimizers) == ({"net"} if shared else {"actor", "critic"})
     actor_params = {id(p) for p in agent.actor.parameters()}

@@ -34,7 +34,8 @@ from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algo
 NAMES = ("A2C",)
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
+                         shared=True, split_optims=True)
 @dataclass
 class A2CAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of A2C."""

@@ -40,7 +40,7 @@ NAMES = ("CrossQ",)
 BRN_EPS = 1e-3  # the authors' and sb3-contrib's batch renorm epsilon (TorchRL's default is 1e-5)
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("Replay",), nets=("MLPNet",), split_optims=True)
 @dataclass
 class CrossQAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of CrossQ."""

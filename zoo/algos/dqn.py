@@ -48,7 +48,9 @@ class ValueExplorationSpec(AlgorithmSpec):
         "epsilon (epsilon_greedy) or temperature (boltzmann) on the frame clock")
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"),
+                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet"),
+                         targets=("replace", "polyak"))
 @dataclass
 class DQNAlgorithmSpec(ValueExplorationSpec):
     """Hyperparameters of the DQN family."""

@@ -49,7 +49,8 @@ HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "state_value")
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
+                         shared=True, split_optims=True)
 @dataclass
 class PPOAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of PPO."""

@@ -29,7 +29,7 @@ from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, register_algorithm_spec,
 NAMES = ("Reinforce",)
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"))
 @dataclass
 class ReinforceAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of REINFORCE."""

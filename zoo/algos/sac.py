@@ -56,7 +56,8 @@ from zoo.spec import AlgorithmSpec, Spec, register_algorithm_spec, spec_field
 NAMES = ("SoftActorCritic",)
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"), nets=("MLPNet", "ConvNet"),
+                         split_optims=True, compile=True, targets=("polyak",))
 @dataclass
 class SACAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of Soft Actor-Critic."""

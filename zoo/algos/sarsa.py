@@ -32,7 +32,8 @@ SARSA_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward
               ("next", "truncated"))
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay",),
+                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet"))
 @dataclass
 class SARSAAlgorithmSpec(ValueExplorationSpec):
     """Hyperparameters of SARSA."""

@@ -46,7 +46,8 @@ from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algo
 NAMES = ("TD3",)
 
 
-@register_algorithm_spec(*NAMES)
+@register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"), nets=("MLPNet",), split_optims=True,
+                         compile=True, targets=("polyak",))
 @dataclass
 class TD3AlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of TD3."""
