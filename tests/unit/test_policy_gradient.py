@@ -227,7 +227,7 @@ def test_ppo_loss_computes_advantages_with_its_value_estimator_when_missing():
     ours = agent.loss(batch.clone())
     with torch.no_grad():
         explicit = agent.loss.value_estimator(batch.clone())  # what a TorchRL loop does before the loss
-    assert "advantage" not in batch.keys()
+    assert "advantage" not in batch
     torch.testing.assert_close(ours["loss_objective"], agent.loss(explicit)["loss_objective"])
 
 
