@@ -10,8 +10,8 @@ from torchrl.envs import EnvBase
 
 from zoo.agent import Agent
 from zoo.algos import ALGORITHMS
-from zoo.envs import make_env, normalizers, sync_eval_env
-from zoo.spec import Spec
+from zoo.envs import env_info, make_env, normalizers, sync_eval_env
+from zoo.spec import Spec, SpecError
 
 
 @dataclass
@@ -143,8 +143,18 @@ def seed_everything(seed: int) -> dict[str, int]:
     return seeds
 
 
-def build(spec: Spec, seed: int | None = None, start_frame: int = 0) -> Components:
-    """Build the component graph of one session. `seed` defaults to `spec.meta.seed`."""
+# algorithms whose parts follow a one-hot discrete action spec (TorchRL's default for GymEnv) as well as an
+# integer-coded one; the others need integer actions
+ONE_HOT_ALGORITHMS = frozenset({"VanillaDQN", "DQN", "DoubleDQN", "PPO", "A2C", "Reinforce"})
+
+
+def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBase | None = None) -> Components:
+    """Build the component graph of one session. `seed` defaults to `spec.meta.seed`.
+
+    `env` (a TorchRL env of the spec's task) replaces the train env zoo would make: the policy, actor and loss
+    are then built for its specs, so their actions follow its action encoding (integer or one-hot); the eval
+    env is zoo's, with the same encoding.
+    """
     seed = spec.meta.seed if seed is None else seed
     if seed is None:
         seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**31)
@@ -154,9 +164,15 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0) -> Componen
     device = resolve_device(spec.meta.device)
     gamma = spec.agent.algorithm.gamma
     # envs hand their outputs over on `device` (Atari frames stay uint8 until the net casts them there)
-    env = make_env(spec.env, seeds["env"], device=device, gamma=gamma)
+    if env is None:
+        env = make_env(spec.env, seeds["env"], device=device, gamma=gamma)
+    one_hot = env_info(env)["one_hot"]
+    if one_hot and spec.agent.algorithm.name not in ONE_HOT_ALGORITHMS:
+        raise SpecError("agent.algorithm.name", f"{spec.agent.algorithm.name} needs integer-coded discrete actions; "
+                        "the env given has one-hot actions (build it with categorical_action_encoding=True, or "
+                        "use zoo.make_env)")
     eval_env = make_env(spec.env, seeds["eval_env"], num_envs=spec.meta.eval_episodes, device=device, gamma=gamma,
-                        evaluation=True)
+                        evaluation=True, categorical_action_encoding=not one_hot)
     with device:  # parameters, buffers and target copies are created where they run
         agent = ALGORITHMS[spec.agent.algorithm.name].build(spec, env)
     agent.normalizers = normalizers(env) or None

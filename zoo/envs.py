@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 from torch import nn
+from torchrl.data import OneHot
 from torchrl.envs import (
     ClipTransform,
     Compose,
@@ -163,12 +164,14 @@ class ReturnScaling(Transform):
 
 
 def make_env(env_spec: EnvSpec | str, seed: int = 0, num_envs: int | None = None, device: torch.device | str = "cpu",
-             *, gamma: float = 0.99, evaluation: bool = False, **options) -> EnvBase:
+             *, gamma: float = 0.99, evaluation: bool = False, categorical_action_encoding: bool = True,
+             **options) -> EnvBase:
     """TorchRL env for `env_spec`: `num_envs` (default `env_spec.num_envs`) copies, raw episode stats, seeded.
 
     `env_spec` is a spec's `env` section or a gymnasium id; with an id, `options` that name `EnvSpec` fields
     (`num_envs`, `max_t`, `normalize_obs`, ...) set them and the rest go to `gym.make`, e.g.
-    `make_env("CartPole-v1", seed=0, num_envs=8)`. Discrete actions are integer-coded (`Categorical`).
+    `make_env("CartPole-v1", seed=0, num_envs=8)`. Discrete actions are integer-coded (`Categorical`) unless
+    `categorical_action_encoding=False` (one-hot, TorchRL's `GymEnv` default; not for Atari).
     `evaluation=True` freezes observation statistics (see `sync_eval_env`) and leaves rewards unscaled.
     """
     if isinstance(env_spec, str):
@@ -178,7 +181,8 @@ def make_env(env_spec: EnvSpec | str, seed: int = 0, num_envs: int | None = None
     num_envs = env_spec.num_envs if num_envs is None else num_envs
     if is_atari(env_spec.name):  # ale-py's native vector env with DeepMind preprocessing (zoo/atari.py)
         return make_atari_env(env_spec, seed, num_envs, device)
-    base = GymWrapper(make_vector_env(env_spec, num_envs), categorical_action_encoding=True, device=device)
+    base = GymWrapper(make_vector_env(env_spec, num_envs), categorical_action_encoding=categorical_action_encoding,
+                      device=device)
     transforms: list[Transform] = [RewardSum(), StepCounter(), InitTracker()]
     if env_spec.normalize_obs:
         obs_norm = ObsNorm(in_keys=["observation"], decay=1.0, eps=1e-4, reduce_batch_dims=True)
@@ -207,7 +211,8 @@ def env_spec_from_id(name: str, **options) -> EnvSpec:
 def normalizers(env: EnvBase) -> nn.ModuleDict:
     """The env's stateful normalization transforms (their statistics belong in checkpoints)."""
     found = {}
-    for transform in env.transform:
+    transforms = env.transform if isinstance(env, TransformedEnv) else ()
+    for transform in transforms if isinstance(transforms, Compose | tuple) else (transforms,):
         if isinstance(transform, VecNormV2):
             found["obs"] = transform
         elif isinstance(transform, ReturnScaling):
@@ -257,4 +262,5 @@ def env_info(env: EnvBase) -> dict[str, object]:
         "num_actions": int(action_spec.space.n) if discrete else None,
         "action_dim": None if discrete else int(action_spec.shape[-1]),
         "action_spec": action_spec,
+        "one_hot": isinstance(action_spec, OneHot),  # else integer-coded (Categorical) or continuous
     }

@@ -1,6 +1,7 @@
 """Actor and critic builders shared by the policy-gradient family (REINFORCE, A2C, PPO).
 
-Action distributions: `Categorical` over logits for discrete spaces; for continuous spaces a Gaussian whose
+Action distributions: `Categorical` over logits for discrete spaces (`OneHotCategorical` for a one-hot action
+spec); for continuous spaces a Gaussian whose
 log std is a free parameter (state-independent, the PPO paper's choice) or a second head
 (`agent.net.state_dependent_std`). Actions are rescaled to the env's bounds: the network works in [-1, 1]
 units and `loc = center + half_range * mu`, `scale = half_range * std`; with `tanh_squash` TorchRL's
@@ -20,7 +21,14 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 from torch.distributions import Categorical
 from torchrl.envs import EnvBase
-from torchrl.modules import ActorValueOperator, IndependentNormal, ProbabilisticActor, TanhNormal, ValueOperator
+from torchrl.modules import (
+    ActorValueOperator,
+    IndependentNormal,
+    OneHotCategorical,
+    ProbabilisticActor,
+    TanhNormal,
+    ValueOperator,
+)
 from torchrl.objectives.value import GAE, TD1Estimator, ValueEstimatorBase
 
 from zoo.agent import clip_grad, make_optimizer
@@ -77,7 +85,7 @@ def _policy_head(in_dim: int, info: dict, net_spec: NetSpec, tanh_squash: bool, 
 def _probabilistic_actor(module: nn.Module, info: dict, tanh_squash: bool, in_key: str) -> ProbabilisticActor:
     if info["discrete"]:
         td_module = TensorDictModule(module, [in_key], ["logits"])
-        dist_class, dist_kwargs = Categorical, {}
+        dist_class, dist_kwargs = OneHotCategorical if info["one_hot"] else Categorical, {}
     else:
         td_module = TensorDictModule(module, [in_key], ["loc", "scale"])
         space = info["action_spec"].space

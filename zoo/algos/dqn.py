@@ -216,7 +216,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if mem_spec.name not in ("Replay", "PrioritizedReplay"):
         raise SpecError("agent.memory.name", f"{algo_spec.name} needs Replay or PrioritizedReplay, got {mem_spec.name}")
     q_net = build_q_net(info["obs_shape"], info["num_actions"], net_spec)
-    qactor = QValueActor(q_net, in_keys=["observation"], spec=info["action_spec"], action_space="categorical")
+    qactor = QValueActor(q_net, in_keys=["observation"], spec=info["action_spec"],
+                         action_space="one_hot" if info["one_hot"] else "categorical")
     policy, exploration = make_exploration(qactor, algo_spec, env.action_spec)
 
     use_target = algo_spec.name != "VanillaDQN"

@@ -40,7 +40,7 @@ from zoo.algos.actor_critic import (
     make_advantage_module,
     optimizer_step,
 )
-from zoo.envs import learning_keys
+from zoo.envs import env_info, learning_keys
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
@@ -79,7 +79,10 @@ def log_prob_and_entropy(nets: PlainNets, features: torch.Tensor,
     """
     if nets.distribution == "categorical":
         log_probs = nets.policy(features).log_softmax(-1)
-        return log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), -(log_probs.exp() * log_probs).sum(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        if action.shape == log_probs.shape:  # one-hot actions
+            return (log_probs * action).sum(-1), entropy
+        return log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
     loc, scale = nets.policy(features)
     if nets.distribution == "normal":
         log_prob = -((action - loc) / scale).pow(2) / 2 - scale.log() - HALF_LOG_2PI
@@ -154,11 +157,16 @@ class PPOLoss(ClipPPOLoss):
 
 
 class GreedyAction(nn.Module):
-    """logits -> argmax action: the deterministic eval policy without `ProbabilisticActor`'s distribution plumbing
-    (evaluation steps every eval env once per step, so the actor's per-call cost adds up)."""
+    """logits -> argmax action (integer, or one-hot): the deterministic eval policy without `ProbabilisticActor`'s
+    distribution plumbing (evaluation steps every eval env once per step, so the actor's per-call cost adds up)."""
+
+    def __init__(self, one_hot: bool = False):
+        super().__init__()
+        self.one_hot = one_hot
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.argmax(-1)
+        action = logits.argmax(-1)
+        return F.one_hot(action, logits.shape[-1]) if self.one_hot else action
 
 
 class SharedCategoricalPolicy(nn.Module):
@@ -168,16 +176,18 @@ class SharedCategoricalPolicy(nn.Module):
     TensorDict plumbing per module is a large share of collecting Atari frames; recording V(obs) here also
     spares GAE a critic pass over every observation (`PPOAgent.next_values`)."""
 
-    def __init__(self, nets: PlainNets):
+    def __init__(self, nets: PlainNets, one_hot: bool = False):
         super().__init__()
         self.trunk, self.policy_head, self.value_head = nets.trunk, nets.policy, nets.value
+        self.one_hot = one_hot
 
     def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         features = self.trunk(observation)
         log_probs = self.policy_head(features).log_softmax(-1)
         flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
         action = torch.multinomial(flat, 1, True).reshape(log_probs.shape[:-1])  # as Categorical.sample
-        return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.value_head(features)
+        log_prob, value = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.value_head(features)
+        return F.one_hot(action, log_probs.shape[-1]) if self.one_hot else action, log_prob, value
 
 
 @dataclass(kw_only=True)
@@ -253,13 +263,14 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     loss.make_value_estimator(ValueEstimators.GAE, gamma=algo_spec.gamma, lmbda=algo_spec.lam)
     loss.value_estimator.set_keys(done=keys[0], terminated=keys[1])
     discrete, shared = nets.distribution == "categorical", net_spec.shared
+    one_hot = env_info(env)["one_hot"]
     eval_actor = actor
     if discrete:  # argmax of the logits, without the distribution plumbing
-        eval_actor = TensorDictModule(nn.Sequential(nets.trunk, nets.policy, GreedyAction()), ["observation"],
-                                      ["action"])
+        eval_actor = TensorDictModule(nn.Sequential(nets.trunk, nets.policy, GreedyAction(one_hot)),
+                                      ["observation"], ["action"])
     policy = actor
     if discrete and shared:  # one trunk pass a step for both heads; also records state_value, for GAE
-        policy = TensorDictModule(SharedCategoricalPolicy(nets), ["observation"],
+        policy = TensorDictModule(SharedCategoricalPolicy(nets, one_hot), ["observation"],
                                   ["action", "action_log_prob", "state_value"])
     return PPOAgent(
         policy=policy, actor=eval_actor, loss=loss,
