@@ -36,8 +36,8 @@ def train_dqn(max_frames: int = 50_000, target: float = 475.0, seed: int = 0) ->
     """DQN on CartPole with zoo's policy, loss, target updater and exploration; (frames used, last eval)."""
     parts = zoo.build(zoo.load_spec(SPECS / "dqn_cartpole.yaml"), seed=seed)
     eval_env = zoo.make_env("CartPole-v1", seed=seed + 1, num_envs=10)
-    collector = Collector(parts.env, parts.policy, frames_per_batch=256, total_frames=max_frames,
-                          init_random_frames=1000)
+    collector = Collector(parts.env, parts.policy, frames_per_batch=256, total_frames=-(-max_frames // 256) * 256,
+                          init_random_frames=1024)
     buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(100_000), batch_size=128)
     optimizer = torch.optim.Adam(parts.loss.parameters(), lr=2.3e-3)
     frames, score = 0, float("nan")
@@ -45,7 +45,7 @@ def train_dqn(max_frames: int = 50_000, target: float = 475.0, seed: int = 0) ->
         frames += data.numel()
         buffer.extend(data.reshape(-1))
         parts.exploration.step(data.numel())  # anneal epsilon by the frames collected
-        if frames < 1000:
+        if frames < 1024:
             continue
         for _ in range(64):
             loss = parts.loss(buffer.sample())["loss"]
@@ -68,7 +68,7 @@ def train_ppo(max_frames: int = 50_000, target: float = 475.0, seed: int = 0) ->
     parts = zoo.build(zoo.load_spec(SPECS / "ppo_cartpole.yaml"), seed=seed)
     eval_env = zoo.make_env("CartPole-v1", seed=seed + 1, num_envs=10)
     loss = parts.loss
-    collector = Collector(parts.env, parts.policy, frames_per_batch=256, total_frames=max_frames)
+    collector = Collector(parts.env, parts.policy, frames_per_batch=256, total_frames=-(-max_frames // 256) * 256)
     buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(256), sampler=SamplerWithoutReplacement(),
                                     batch_size=256)
     optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)

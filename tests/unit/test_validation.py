@@ -13,6 +13,7 @@ from torch import nn
 
 import zoo
 from tests.conftest import SPECS, run_cli
+from tests.test_smoke import all_specs
 from zoo.envs import make_env
 from zoo.nets import ConvTorso
 from zoo.spec import (
@@ -23,18 +24,8 @@ from zoo.spec import (
     Spec,
     SpecError,
     load_spec,
-    read_spec_file,
-    spec_names,
     spec_to_dict,
 )
-
-
-def all_specs() -> list[tuple[str, str | None]]:
-    cases = []
-    for path in sorted(SPECS.glob("*.y*ml")) + sorted(SPECS.glob("*.json")):
-        names = spec_names(read_spec_file(path))
-        cases += [(path.name, name) for name in names] if names else [(path.name, None)]
-    return cases
 
 
 def error_of(spec_file: str, *overrides: str) -> SpecError:
