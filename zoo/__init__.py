@@ -9,4 +9,4 @@ from zoo.spec import Spec, SpecError, load_spec
 
 __all__ = ["Agent", "Components", "Session", "Spec", "SpecError", "algos", "build", "evaluate", "load_spec",
            "make_env"]
-__version__ = "0.2.1"
+__version__ = "0.3.0"
