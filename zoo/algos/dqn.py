@@ -117,6 +117,13 @@ class DQNFamilyLoss(LossModule):
         return [keys.observation, keys.action, ("next", keys.observation), ("next", keys.reward),
                 ("next", keys.terminated)]
 
+    def _apply(self, *args, **kwargs):
+        """`.to(device)` and the like also move the target copy's view onto the moved target parameters."""
+        out = super()._apply(*args, **kwargs)
+        if self.target_net is not None:
+            self._modules["target_value_network_params"].to_module(self.target_net)
+        return out
+
     def make_value_estimator(self, value_type: ValueEstimators | None = None, **hyperparams) -> "DQNFamilyLoss":
         """TD(0) only (n-step through `steps_to_next_obs`); sets `gamma` as `DQNLoss.make_value_estimator` does."""
         if value_type not in (None, ValueEstimators.TD0):
@@ -135,7 +142,7 @@ class DQNFamilyLoss(LossModule):
             q = q_values.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         with torch.no_grad():
             next_obs = tensordict.get(("next", keys.observation))
-            next_q = (self.target_net or q_net)(next_obs)
+            next_q = (q_net if self.target_net is None else self.target_net)(next_obs)
             if self.double_dqn:
                 next_value = next_q.gather(-1, q_net(next_obs).argmax(-1, keepdim=True)).squeeze(-1)
             else:
