@@ -29,6 +29,7 @@ from typing import Any
 import torch
 import yaml
 
+import zoo
 from zoo.checkpoint import dump_replay, remove_tree
 from zoo.spec import Spec, load_spec, spec_to_dict
 
@@ -118,10 +119,12 @@ def load_checkpoint(path: Path, require: tuple[str, ...] = ()) -> dict[str, Any]
 
 
 def package_versions() -> dict[str, str]:
+    """Versions of python and the packages a run depends on; zoo's from its source (an editable install's
+    metadata keeps the version it was installed at)."""
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:
-            versions[name] = metadata.version(name)
+            versions[name] = zoo.__version__ if name == "zoo" else metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
     return versions
