@@ -96,10 +96,12 @@ def test_crossq_step_has_no_targets_and_rejects_prioritized_replay():
     c = make_components("crossq_pendulum.yaml")
     assert c.agent.target_updater is None
     assert not any("target" in name for name, _ in c.agent.loss.named_parameters())
-    critic_before = [p.clone() for p in c.agent.q_params]
+    critic_before = [p.clone() for p in c.agent.params["critic"]]
     metrics, td_error = c.agent.gradient_step(make_batch(16))
     assert {"loss", "loss_actor", "alpha"} <= set(metrics) and td_error.shape == (16,)
-    assert any(not torch.equal(a, b) for a, b in zip(critic_before, c.agent.q_params, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, c.agent.params["critic"], strict=True))
+    metrics, td_error = c.agent.gradient_step(make_batch(16))  # a critic-only step (policy delay)
+    assert set(metrics) == {"loss"} and td_error.shape == (16,)
     with pytest.raises(SpecError, match="agent.memory.name"):
         make_components("crossq_pendulum.yaml", "agent.memory.name=PrioritizedReplay")
 

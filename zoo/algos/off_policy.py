@@ -22,7 +22,7 @@ from torchrl.data import TensorDictReplayBuffer
 from torchrl.objectives import LossModule
 
 from zoo.agent import Agent, clip_grad
-from zoo.memory import TRANSITION_KEYS, replay_updates
+from zoo.memory import replay_updates
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError
 
@@ -233,64 +233,3 @@ def soft_update(polyak: tuple[list[torch.Tensor], list[torch.Tensor]], tau: floa
 def loss_output(**terms: torch.Tensor) -> TensorDict:
     """A loss's scalar outputs as TorchRL returns them: a TensorDict with an empty batch size."""
     return TensorDict(terms, batch_size=[])
-
-
-@dataclass(kw_only=True)
-class OffPolicyAgent(Agent):
-    """Stores each batch, then runs `training_iter` replayed gradient steps; subclasses write `gradient_step`."""
-
-    algo_spec: AlgorithmSpec
-    batch_size: int  # replayed transitions per gradient step
-    beta: Schedule | None = None  # importance-sampling exponent, when replay is prioritized
-    clip_grad_val: float | None = None
-    huber: bool = False
-    compile: bool = False  # torch.compile the loss computation (meta.compile)
-    terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
-
-    def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One gradient step on a replayed batch (counted by `count_step`); returns metrics and per-sample
-        |TD error| (priorities)."""
-        raise NotImplementedError
-
-    def count_step(self) -> bool:
-        """Count one gradient step in `num_updates`; True on every `policy_delay`-th step, from the first (the
-        steps that also update the actor). The phase lives in `num_updates`, so checkpoints keep it."""
-        update_actor = self.num_updates % self.algo_spec.policy_delay == 0
-        self.num_updates += 1
-        return update_actor
-
-    def explore(self, frame: int) -> dict[str, torch.Tensor]:
-        """Set exploration for `frame` (frame clock); returns its metrics."""
-        return {}
-
-    def __post_init__(self):
-        self.polyak_lists = self.polyak = polyak_lists(self.loss)  # (targets, sources), for soft_update
-
-    def soft_update(self) -> None:
-        """`SoftUpdate.step`'s polyak averaging as one `_foreach_lerp_` over cached tensor lists: the TensorDict
-        walk of `SoftUpdate.step` cost 1.38 ms per call against 0.065 ms (SAC Pendulum 64x64 twin critics)."""
-        with torch.no_grad():
-            torch._foreach_lerp_(*self.polyak_lists, 1 - self.target_updater.eps)
-
-    def step_optimizer(self, name: str, params: list[torch.Tensor]) -> None:
-        clip_grad(params, self.clip_grad_val)
-        self.optimizers[name].step()
-
-    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        transitions = data.select(*TRANSITION_KEYS)
-        if self.terminated_key != "terminated":  # learn as if each lost life ended the episode
-            transitions["next", "terminated"] = data["next", self.terminated_key]
-        self.buffer.extend(transitions.reshape(-1))
-        metrics = self.explore(frame)
-        if frame < self.algo_spec.training_start_step:
-            return metrics
-        lr = self.set_lr(frame)
-        iters = self.algo_spec.training_iter
-        start = time.perf_counter()
-        beta = None if self.beta is None else self.beta(frame)
-        steps = replay_updates(self.buffer, self.batch_size, iters, beta, self.gradient_step)  # counts num_updates
-        for key in dict.fromkeys(k for step in steps for k in step):  # actor metrics: every policy_delay steps
-            metrics[key] = torch.stack([s[key] for s in steps if key in s]).mean()
-        metrics.update({"lr_factor": torch.tensor(lr),
-                        "time/updates_per_s": torch.tensor(iters / (time.perf_counter() - start))})
-        return metrics
