@@ -12,7 +12,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torchrl.data import TensorSpec
 from torchrl.envs.utils import ExplorationType, exploration_type
-from torchrl.modules import EGreedyModule
+from torchrl.modules import AdditiveGaussianModule, EGreedyModule
 
 from zoo.schedules import Schedule
 
@@ -33,6 +33,24 @@ class ScheduledEGreedy(EGreedyModule):
     def step(self, frames: int = 1) -> None:
         self.frames += frames
         self.eps.fill_(self.schedule(int(self.frames)))
+
+
+class ScheduledGaussianNoise(AdditiveGaussianModule):
+    """TorchRL's `AdditiveGaussianModule` with sigma on a zoo schedule: `step(frames)` advances the frame clock.
+
+    The noise added to the action is sigma * N(0, std^2) (`std`: the action's scale), projected into the action
+    spec; one independent draw per env and action dimension, none under `set_exploration_type(DETERMINISTIC)`.
+    """
+
+    def __init__(self, spec: TensorSpec, schedule: Schedule, std: float = 1.0):
+        super().__init__(spec, sigma_init=float(schedule(0)), sigma_end=float(min(schedule.start, schedule.end)),
+                         annealing_num_steps=max(int(schedule.spec.end_step), 1), std=std)
+        self.schedule = schedule
+        self.register_buffer("frames", torch.zeros((), dtype=torch.int64))
+
+    def step(self, frames: int = 1) -> None:
+        self.frames += frames
+        self.sigma.fill_(self.schedule(int(self.frames)))
 
 
 class BoltzmannExploration(TensorDictModuleBase):
@@ -64,5 +82,7 @@ class BoltzmannExploration(TensorDictModuleBase):
 
 
 def exploration_value(module: torch.nn.Module) -> torch.Tensor:
-    """The scheduled value an exploration module acts with now (epsilon or temperature), for metrics."""
-    return module.eps if isinstance(module, EGreedyModule) else module.temperature
+    """The scheduled value an exploration module acts with now (epsilon, noise scale or temperature), for metrics."""
+    if isinstance(module, EGreedyModule):
+        return module.eps
+    return module.sigma if isinstance(module, AdditiveGaussianModule) else module.temperature

@@ -1,4 +1,5 @@
-"""SAC: plain-torch losses against TorchRL's SACLoss / DiscreteSACLoss, tanh log-prob, entropy target, PER."""
+"""SAC: zoo's losses against TorchRL's SACLoss / DiscreteSACLoss forward (the oracles), tanh log-prob, entropy
+target, PER, policy delay, polyak averaging."""
 
 import copy
 import math
@@ -7,8 +8,10 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torchrl.modules import TanhNormal
+from torchrl.objectives import DiscreteSACLoss, SACLoss
 
 from tests.conftest import SPECS
+from zoo.algos.off_policy import soft_update
 from zoo.components import build
 from zoo.memory import FrameStackReplay
 from zoo.spec import SpecError, load_spec
@@ -23,7 +26,7 @@ def make_agent(*overrides: str):
     with torch.no_grad():  # make targets differ from the online critics, and alpha differ from 1
         for p in agent.loss.target_qvalue_network_params.values(True, True):
             p.add_(0.1 * torch.randn_like(p))
-        agent.loss.log_alpha.data.fill_(-0.7) if not agent.algo_spec.fixed_alpha else None
+        agent.loss.log_alpha.data.fill_(-0.7) if not agent.loss.fixed_alpha else None
     return agent
 
 
@@ -37,46 +40,68 @@ def make_batch(n: int, obs_dim: int, action: torch.Tensor) -> TensorDict:
     }, batch_size=[n])
 
 
-def our_losses(agent, batch):
-    return agent.compute_losses(batch["observation"], batch["action"], batch["next", "reward"].squeeze(-1),
-                                (~batch["next", "terminated"]).squeeze(-1).float(), batch["next", "observation"],
-                                batch.get("priority_weight", None), True)
+def grads(loss, out, terms=("loss_qvalue", "loss_actor", "loss_alpha")) -> list[torch.Tensor]:
+    """Gradients of the sum of `out`'s `terms` w.r.t. every trainable parameter of `loss` (zeros where unused)."""
+    params = [p for p in loss.parameters() if p.requires_grad]
+    found = torch.autograd.grad(sum(out[k] for k in terms), params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found, strict=True)]
+
+
+def assert_matches_oracle(ours, reference, scale: float = 1.0, keys=("loss_qvalue", "loss_actor", "loss_alpha")):
+    for key in keys:
+        assert ours[key].item() == pytest.approx(scale * reference[key].item(), rel=1e-4), key
+    for key in ("alpha", "entropy"):
+        assert ours[key].item() == pytest.approx(reference[key].item(), rel=1e-4), key
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_continuous_losses_match_torchrl_sacloss(weighted):
+def test_continuous_loss_matches_torchrl_sacloss_forward(weighted):
     agent = make_agent()
     batch = make_batch(8, 3, torch.rand(8, 1) * 4 - 2)
     if weighted:
         batch["priority_weight"] = torch.rand(8)
-    torch.manual_seed(5)  # both draw the next action first, then the actor's action
-    critic, actor, alpha, td_error, _ = our_losses(agent, batch)
-    torch.manual_seed(5)
     reference_batch = batch.clone()
-    reference = agent.loss(reference_batch)
+    torch.manual_seed(5)  # both draw the next action first, then the actor's action
+    ours = agent.loss(batch)
+    torch.manual_seed(5)
+    reference = SACLoss.forward(agent.loss, reference_batch)
+    assert set(ours.keys()) == set(reference.keys()) == {"loss_actor", "loss_qvalue", "loss_alpha", "alpha", "entropy"}
     # importance weights: we take mean(w * loss) as Schaul et al. 2016 (and zoo's DQN); TorchRL divides by sum(w)
     scale = batch["priority_weight"].mean().item() if weighted else 1.0
-    assert critic.item() == pytest.approx(scale * reference["loss_qvalue"].item(), rel=1e-4)
-    assert actor.item() == pytest.approx(scale * reference["loss_actor"].item(), rel=1e-4)
-    assert alpha.item() == pytest.approx(scale * reference["loss_alpha"].item(), rel=1e-4)
-    torch.testing.assert_close(td_error, reference_batch["td_error"], rtol=1e-4, atol=1e-5)
+    assert_matches_oracle(ours, reference, scale)
+    torch.testing.assert_close(batch["td_error"], reference_batch["td_error"], rtol=1e-4, atol=1e-5)
+    for g, ref in zip(grads(agent.loss, ours), grads(agent.loss, reference), strict=True):
+        torch.testing.assert_close(g, scale * ref, rtol=1e-4, atol=1e-5)
 
 
-def test_discrete_losses_match_torchrl_and_are_exact_expectations():
+def test_critic_loss_is_forwards_critic_term():
+    agent = make_agent()
+    batch = make_batch(8, 3, torch.rand(8, 1) * 4 - 2)
+    torch.manual_seed(5)  # the target's next action is sampled
+    critic_only = agent.loss.critic_loss(batch)
+    assert set(critic_only.keys()) == {"loss_qvalue"} and batch["td_error"].shape == (8,)
+    td_error = batch["td_error"].clone()
+    torch.manual_seed(5)
+    assert critic_only["loss_qvalue"].item() == agent.loss(batch)["loss_qvalue"].item()
+    torch.testing.assert_close(batch["td_error"], td_error)
+
+
+def test_discrete_loss_matches_torchrl_and_is_exact_expectations():
     agent = make_agent("env.name=CartPole-v1")
     batch = make_batch(8, 4, torch.randint(2, (8,)))
-    critic, actor, alpha, _, _ = our_losses(agent, batch)
-    reference = agent.loss(batch.clone())
-    assert critic.item() == pytest.approx(reference["loss_qvalue"].item(), rel=1e-4)
-    assert actor.item() == pytest.approx(reference["loss_actor"].item(), rel=1e-4)
-    assert alpha.item() == pytest.approx(reference["loss_alpha"].item(), rel=1e-4)
+    reference_batch = batch.clone()
+    ours, reference = agent.loss(batch), DiscreteSACLoss.forward(agent.loss, reference_batch)
+    assert_matches_oracle(ours, reference)
+    torch.testing.assert_close(batch["td_error"], reference_batch["td_error"], rtol=1e-4, atol=1e-5)
+    for g, ref in zip(grads(agent.loss, ours), grads(agent.loss, reference), strict=True):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5)
     # actor loss = E_{a~pi}[alpha log pi(a|s) - min_i Q_i(s, a)], summed over both actions, not sampled
-    obs = batch["observation"]
-    log_pi = torch.log_softmax(agent.actor_net(obs), -1)
-    min_q = agent.q_values(agent.q_layers, obs, None).min(0).values
-    a_alpha = agent.loss.log_alpha.exp()
+    obs, loss = batch["observation"], agent.loss
+    log_pi = torch.log_softmax(loss.actor_net(obs), -1)
+    min_q = loss.q_values(loss.q_layers, obs, None).min(0).values
+    a_alpha = loss.log_alpha.exp()
     expected = sum(log_pi[:, a].exp() * (a_alpha * log_pi[:, a] - min_q[:, a]) for a in range(2)).mean()
-    assert actor.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert ours["loss_actor"].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
 def test_tanh_log_prob_matches_numerical_density():
@@ -123,13 +148,13 @@ def test_temperature_tunes_or_stays_fixed():
 def test_policy_delay_skips_actor_steps():
     agent = make_agent("agent.algorithm.policy_delay=2")
     batch = make_batch(16, 3, torch.rand(16, 1) * 4 - 2)
-    actor_before = [p.clone() for p in agent.actor_params]
+    actor_before = [p.clone() for p in agent.params["actor"]]
     agent.gradient_step(batch)  # step 0 updates the actor
-    after_first = [p.clone() for p in agent.actor_params]
+    after_first = [p.clone() for p in agent.params["actor"]]
     metrics, _ = agent.gradient_step(batch)  # step 1 does not
     assert any(not torch.equal(a, b) for a, b in zip(actor_before, after_first, strict=True))
-    assert all(torch.equal(a, b) for a, b in zip(after_first, agent.actor_params, strict=True))
-    assert "loss_actor" not in metrics
+    assert all(torch.equal(a, b) for a, b in zip(after_first, agent.params["actor"], strict=True))
+    assert "loss_actor" not in metrics and agent.num_updates == 2
 
 
 def test_discrete_sac_with_conv_trunk_matches_torchrl_on_uint8_frames():
@@ -144,17 +169,13 @@ def test_discrete_sac_with_conv_trunk_matches_torchrl_on_uint8_frames():
     batch = TensorDict({"observation": frames, "action": torch.randint(6, (6,), generator=g), "next": {
         "observation": frames.roll(1, 0), "reward": torch.randn(6, 1, generator=g), "terminated": terminated,
         "truncated": torch.zeros_like(terminated), "done": terminated}}, batch_size=[6])
-    q = agent.q_values(agent.q_layers, frames, None)
+    q = agent.loss.q_values(agent.loss.q_layers, frames, None)
     assert q.shape == (2, 6, 6)  # twin critics x batch x actions
     assert not torch.allclose(q[0], q[1])  # two differently initialised critics, not one shared
-    critic, actor, alpha, _, _ = our_losses(agent, batch)
-    reference = agent.loss(batch.clone())
-    assert critic.item() == pytest.approx(reference["loss_qvalue"].item(), rel=1e-4)
-    assert actor.item() == pytest.approx(reference["loss_actor"].item(), rel=1e-4)
-    assert alpha.item() == pytest.approx(reference["loss_alpha"].item(), rel=1e-4)
-    before = [p.clone() for p in agent.q_params]
+    assert_matches_oracle(agent.loss(batch.clone()), DiscreteSACLoss.forward(agent.loss, batch.clone()))
+    before = [p.clone() for p in agent.params["critic"]]
     agent.gradient_step(batch)
-    assert all(not torch.equal(a, b) for a, b in zip(before, agent.q_params, strict=True) if a.ndim > 1)
+    assert all(not torch.equal(a, b) for a, b in zip(before, agent.params["critic"], strict=True) if a.ndim > 1)
 
 
 @pytest.mark.parametrize("spec_file", ["sac_pendulum.yaml", "td3_pendulum.yaml"])
@@ -167,7 +188,7 @@ def test_soft_update_matches_torchrl_softupdate(spec_file):
     agent.target_updater.step()
     reference = copy.deepcopy(agent.loss.state_dict())
     agent.loss.load_state_dict(start)
-    agent.soft_update()
+    soft_update(agent.polyak, 1 - agent.target_updater.eps)
     ours = agent.loss.state_dict()
     assert any(not torch.equal(reference[k], start[k]) for k in start)
     assert all(torch.allclose(ours[k], reference[k], atol=1e-6) for k in reference)

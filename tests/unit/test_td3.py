@@ -1,8 +1,10 @@
-"""TD3 and CrossQ: plain-torch TD3 losses against TorchRL's TD3Loss, delayed updates, exploration, CrossQ checks."""
+"""TD3 and CrossQ: zoo's TD3 loss against TorchRL's TD3Loss forward (the oracle), delayed updates, scheduled
+exploration, CrossQ checks."""
 
 import pytest
 import torch
 from tensordict import TensorDict
+from torchrl.objectives import TD3Loss
 
 from tests.conftest import SPECS
 from zoo.components import build
@@ -24,31 +26,36 @@ def make_batch(n: int = 8) -> TensorDict:
     }, batch_size=[n])
 
 
-def test_td3_losses_match_torchrl_td3loss():
-    agent = make_components("td3_pendulum.yaml", "agent.algorithm.target_noise=0.0").agent
+def grads(loss, out) -> list[torch.Tensor]:
+    params = [p for p in loss.parameters() if p.requires_grad]
+    found = torch.autograd.grad(out["loss_qvalue"] + out["loss_actor"], params, allow_unused=True)
+    return [torch.zeros_like(p) if g is None else g for p, g in zip(params, found, strict=True)]
+
+
+@pytest.mark.parametrize("target_noise", [0.2, 100.0])  # 100: the smoothing noise is clipped at 0.5 half-ranges
+def test_td3_loss_matches_torchrl_td3loss_forward(target_noise):
+    agent = make_components("td3_pendulum.yaml", f"agent.algorithm.target_noise={target_noise}").agent
     with torch.no_grad():  # targets differ from the online nets
         for p in agent.loss.target_qvalue_network_params.values(True, True):
             p.add_(0.1 * torch.randn_like(p))
         for p in agent.loss.target_actor_network_params.values(True, True):
             p.add_(0.1 * torch.randn_like(p))
     batch = make_batch()
-    critic, actor, td_error = agent.compute_losses(
-        batch["observation"], batch["action"], batch["next", "reward"].squeeze(-1),
-        (~batch["next", "terminated"]).squeeze(-1).float(), batch["next", "observation"], None, True)
-    reference = agent.loss(batch.clone())
-    assert critic.item() == pytest.approx(reference["loss_qvalue"].item(), rel=1e-4)
-    assert actor.item() == pytest.approx(reference["loss_actor"].item(), rel=1e-4)
-    assert td_error.shape == (8,)
-
-
-def test_td3_target_smoothing_noise_is_clipped():
-    agent = make_components("td3_pendulum.yaml", "agent.algorithm.target_noise=100.0",
-                            "agent.algorithm.target_noise_clip=0.5").agent
-    batch = make_batch()
-    args = (batch["observation"], batch["action"], batch["next", "reward"].squeeze(-1),
-            torch.zeros(8), batch["next", "observation"], None, False)
-    critic, actor, _ = agent.compute_losses(*args)  # not_terminal = 0: target is the reward, noise irrelevant
-    assert actor is None and torch.isfinite(critic)
+    reference_batch = batch.clone()
+    torch.manual_seed(5)  # the same smoothing noise: both draw it first
+    ours = agent.loss(batch)
+    torch.manual_seed(5)
+    reference = TD3Loss.forward(agent.loss, reference_batch)
+    for key in ("loss_qvalue", "loss_actor"):
+        assert ours[key].item() == pytest.approx(reference[key].item(), rel=1e-4), key
+    # priorities: max_i |Q_i - target| where TorchRL takes the squared error
+    torch.testing.assert_close(batch["td_error"].pow(2), reference_batch["td_error"], rtol=1e-4, atol=1e-6)
+    for g, ref in zip(grads(agent.loss, ours), grads(agent.loss, reference), strict=True):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5)
+    torch.manual_seed(5)
+    critic_only = agent.loss.critic_loss(batch.clone())
+    assert set(critic_only.keys()) == {"loss_qvalue"}
+    assert critic_only["loss_qvalue"].item() == ours["loss_qvalue"].item()
 
 
 def test_td3_delays_actor_and_targets():
@@ -56,12 +63,12 @@ def test_td3_delays_actor_and_targets():
     target = agent.loss.target_actor_network_params.flatten_keys(".")
     first_target = {k: v.clone() for k, v in target.items()}
     agent.gradient_step(make_batch())  # step 0: actor + targets
-    after_actor_step = [p.clone() for p in agent.actor_params]
+    after_actor_step = [p.clone() for p in agent.params["actor"]]
     moved = {k: v.clone() for k, v in agent.loss.target_actor_network_params.flatten_keys(".").items()}
     assert any(not torch.equal(first_target[k], moved[k]) for k in moved)
     metrics, _ = agent.gradient_step(make_batch())  # step 1: critics only
     assert "loss_actor" not in metrics
-    assert all(torch.equal(a, b) for a, b in zip(after_actor_step, agent.actor_params, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(after_actor_step, agent.params["actor"], strict=True))
     now = agent.loss.target_actor_network_params.flatten_keys(".")
     assert all(torch.equal(moved[k], now[k]) for k in moved)
 
@@ -71,7 +78,12 @@ def test_td3_exploration_follows_frame_clock_and_draws_per_env():
     c = make_components("td3_pendulum.yaml", f"{explore}.name=linear_decay", f"{explore}.start_val=0.5",
                         f"{explore}.end_val=0.1", f"{explore}.end_step=1000")
     agent = c.agent
-    assert agent.explore(500)["explore_var"].item() == pytest.approx(0.3)
+    assert c.exploration.sigma.item() == pytest.approx(0.5)
+    c.exploration.step(500)  # as a TorchRL loop anneals it: the frames collected
+    assert c.exploration.sigma.item() == pytest.approx(0.3)
+    assert agent.policy.state_dict()["module.1.frames"].item() == 500  # in checkpoints, with the policy
+    data = c.env.rollout(25, break_when_any_done=False)  # 4 envs x 25 steps: the update steps it by 100 frames
+    assert agent.update(data, 600)["explore_var"].item() == pytest.approx(0.26)
     td = c.env.reset()
     noisy = agent.policy(td.clone())["action"]
     greedy = agent.actor(td.clone())["action"]
@@ -84,10 +96,12 @@ def test_crossq_step_has_no_targets_and_rejects_prioritized_replay():
     c = make_components("crossq_pendulum.yaml")
     assert c.agent.target_updater is None
     assert not any("target" in name for name, _ in c.agent.loss.named_parameters())
-    critic_before = [p.clone() for p in c.agent.q_params]
+    critic_before = [p.clone() for p in c.agent.params["critic"]]
     metrics, td_error = c.agent.gradient_step(make_batch(16))
     assert {"loss", "loss_actor", "alpha"} <= set(metrics) and td_error.shape == (16,)
-    assert any(not torch.equal(a, b) for a, b in zip(critic_before, c.agent.q_params, strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, c.agent.params["critic"], strict=True))
+    metrics, td_error = c.agent.gradient_step(make_batch(16))  # a critic-only step (policy delay)
+    assert set(metrics) == {"loss"} and td_error.shape == (16,)
     with pytest.raises(SpecError, match="agent.memory.name"):
         make_components("crossq_pendulum.yaml", "agent.memory.name=PrioritizedReplay")
 

@@ -30,9 +30,20 @@ from torchrl.modules import BatchRenorm1d, ProbabilisticActor, TanhNormal, Value
 from torchrl.objectives import CrossQLoss, ValueEstimators
 
 from zoo.agent import Agent, make_optimizer
-from zoo.algos.off_policy import OffPolicyAgent, StateActionMLP, check_net, frames_per_batch, target_entropy
+from zoo.algos.off_policy import (
+    ReplayPhase,
+    StateActionMLP,
+    check_net,
+    count_step,
+    frames_per_batch,
+    loss_function,
+    loss_output,
+    optimize,
+    target_entropy,
+    trained_params,
+)
 from zoo.envs import env_info
-from zoo.memory import make_replay_buffer
+from zoo.memory import make_replay_buffer, store_transitions
 from zoo.nets import ACTIVATIONS, build_mlp
 from zoo.spec import AlgorithmSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
@@ -83,35 +94,34 @@ def build_brn_critic(in_dim: int, hid_layers: list[int], activation: str, algo_s
     return nn.Sequential(*layers, nn.Linear(in_dim, 1))
 
 
+# ------------------------------------------------------------------------------------------------ update
 @dataclass(kw_only=True)
-class CrossQAgent(OffPolicyAgent):
-    """Critic step every gradient step, actor and temperature every `policy_delay` steps, all through CrossQLoss."""
+class CrossQAgent(Agent):
+    """Stores each batch, then `training_iter` replayed gradient steps through `CrossQLoss` (no targets)."""
+
+    replay: ReplayPhase
+    clip_grad_val: float | None = None
 
     def __post_init__(self):
-        super().__post_init__()
-        self.actor_params = list(self.loss.actor_network_params.values(True, True))
-        self.q_params = list(self.loss.qvalue_network_params.values(True, True))
+        self.params = trained_params(self.loss)
+
+    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
+        store_transitions(self.buffer, data)
+        if frame < self.replay.start:
+            return {}
+        lr = self.set_lr(frame)
+        return {**self.replay.run(self.buffer, frame, self.gradient_step), "lr_factor": torch.tensor(lr)}
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        update_actor = self.count_step()
-        critic_loss, value_metadata = self.loss.qvalue_loss(batch)
-        total = critic_loss
-        metrics = {"loss": critic_loss.detach()}
-        if update_actor:
-            actor_loss, actor_metadata = self.loss.actor_loss(batch)
-            alpha_loss = self.loss.alpha_loss(actor_metadata["log_prob"])
-            total = total + actor_loss + alpha_loss
-            metrics.update(loss_actor=actor_loss.detach(), entropy=-actor_metadata["log_prob"].mean(),
-                           alpha=self.loss.log_alpha.detach().exp())
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.step_optimizer("critic", self.q_params)
-        if update_actor:
-            self.step_optimizer("actor", self.actor_params)
-            if "alpha" in self.optimizers:
-                self.optimizers["alpha"].step()
-        return metrics, value_metadata["td_error"]
+        """Critics every step (`CrossQLoss.qvalue_loss`); critics, actor and temperature every `policy_delay`-th
+        (`CrossQLoss.forward`, which writes `td_error`)."""
+        if count_step(self, self.replay.policy_delay):
+            out = self.loss(batch)
+        else:
+            loss_qvalue, metadata = self.loss.qvalue_loss(batch)
+            out = loss_output(loss_qvalue=loss_qvalue)
+            batch.set(self.loss.tensor_keys.priority, metadata["td_error"])
+        return optimize(out, self.optimizers, self.params, self.clip_grad_val), batch["td_error"]
 
 
 def build(spec: Spec, env: EnvBase) -> Agent:
@@ -134,7 +144,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                               algo_spec)
     qnet = ValueOperator(StateActionMLP(critic), in_keys=["observation", "action"])
     loss = CrossQLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec,
-                      loss_function="smooth_l1" if net_spec.loss_spec.name == "SmoothL1Loss" else "l2",
+                      loss_function=loss_function(spec),
                       alpha_init=algo_spec.alpha_init, fixed_alpha=algo_spec.fixed_alpha,
                       target_entropy=target_entropy(algo_spec, info))
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
@@ -147,7 +157,6 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     return CrossQAgent(
         policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory),
-        batch_size=spec.agent.memory.batch_size,
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
-        algo_spec=algo_spec, clip_grad_val=net_spec.clip_grad_val,
+        replay=ReplayPhase.from_spec(spec), clip_grad_val=net_spec.clip_grad_val,
     )

@@ -1,22 +1,28 @@
-"""What SAC, TD3 and CrossQ share: the replayed update loop with prioritized replay (importance weights into
-every loss, priorities from the critics' |TD error|, `time/updates_per_s`), twin Q-networks as batched matmuls over
-TorchRL's stacked parameters, polyak averaging of the target parameters, and spec checks. The DQN family also
-takes its collection batch (`frames_per_batch`) and importance-sampling schedule (`priority_beta`) from here.
+"""What SAC, TD3 and CrossQ share, as functions their agents call (no base class): the replayed training phase
+(`ReplayPhase`: prioritized replay's importance-sampling schedule, mean metrics, `time/updates_per_s`), the
+policy-delay phase (`count_step`), one optimisation step over a loss's output (`optimize`), polyak averaging
+over cached tensor lists (`soft_update`), twin Q-networks as batched matmuls over TorchRL's stacked parameters
+(`ensemble_mlp`, `conv_ensemble`), and spec checks. The DQN family also takes its collection batch
+(`frames_per_batch`) and importance-sampling schedule (`priority_beta`) from here.
 
-Importance weights enter as mean(w * loss) (Schaul et al. 2016, as zoo's DQN); TorchRL's losses divide by sum(w).
+Importance weights enter zoo's losses as mean(w * loss) (Schaul et al. 2016, as zoo's DQN); TorchRL's losses divide
+by sum(w), so with prioritized replay zoo's loss values are TorchRL's times mean(w).
 """
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torch import nn
 from torch.nn import functional as F
+from torchrl.data import TensorDictReplayBuffer
+from torchrl.objectives import LossModule
 
 from zoo.agent import Agent, clip_grad
-from zoo.memory import TRANSITION_KEYS, replay_updates
+from zoo.memory import replay_updates
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError
 
@@ -43,6 +49,35 @@ def check_net(spec: Spec, conv: bool = False) -> None:
                         f"got {spec.agent.memory.name}")
 
 
+def target_entropy(algo_spec: AlgorithmSpec, info: dict) -> float:
+    if isinstance(algo_spec.target_entropy, str):
+        if algo_spec.target_entropy != "auto":
+            raise SpecError("agent.algorithm.target_entropy",
+                            f"'{algo_spec.target_entropy}' is not allowed; a number or 'auto'")
+        return 0.98 * math.log(info["num_actions"]) if info["discrete"] else -float(info["action_dim"])
+    return float(algo_spec.target_entropy)
+
+
+def loss_function(spec: Spec) -> str:
+    """TorchRL's `loss_function` name for `agent.net.loss_spec`."""
+    return "smooth_l1" if spec.agent.net.loss_spec.name == "SmoothL1Loss" else "l2"
+
+
+def priority_beta(spec: Spec) -> Schedule | None:
+    """Importance-sampling exponent annealed to 1 over the run (Schaul et al. 2016), for prioritized replay."""
+    mem_spec = spec.agent.memory
+    if mem_spec.name != "PrioritizedReplay":
+        return None
+    return Schedule(ScheduleSpec(name="linear_decay", start_val=mem_spec.beta, end_val=1.0,
+                                 end_step=spec.env.max_frame))
+
+
+def frames_per_batch(spec: Spec) -> int:
+    n = spec.env.num_envs
+    return max(n, -(-spec.agent.algorithm.training_frequency // n) * n)
+
+
+# ------------------------------------------------------------------------------------- the loss's tensor maths
 def stacked_layers(params: TensorDictBase) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(weight [K, out, in], bias [K, out]) of each Linear of K stacked MLPs, in forward order."""
     flat = list(params.flatten_keys(".").values())
@@ -62,6 +97,22 @@ def ensemble_mlp(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tenso
     return x
 
 
+def state_action_ensemble(layers: list[tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor, action: torch.Tensor,
+                          activation: nn.Module, detach: bool = False) -> torch.Tensor:
+    """K stacked Q(s, a) MLPs (`StateActionMLP`) -> `[K, B]`."""
+    return ensemble_mlp(layers, torch.cat([obs, action], -1), activation, detach).squeeze(-1)
+
+
+def conv_ensemble(module: nn.Module, params: TensorDictBase, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
+    """K conv nets on one input -> `[K, B, out]`: each slice of TorchRL's stacked parameters `[K, ...]` swapped
+    into `module` in turn (~1 ms for a pair, against ~200 ms forward + backward of twin Nature CNNs, batch 32)."""
+    outs = []
+    for net_params in params.unbind(0):
+        with (net_params.detach() if detach else net_params).to_module(module):
+            outs.append(module(x))
+    return torch.stack(outs)
+
+
 def weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
     return x.mean() if weight is None else (x * weight).mean()
 
@@ -71,79 +122,89 @@ def regression(pred: torch.Tensor, target: torch.Tensor, huber: bool) -> torch.T
     return F.smooth_l1_loss(pred, target, reduction="none") if huber else (pred - target).pow(2)
 
 
-def priority_beta(spec: Spec) -> Schedule | None:
-    """Importance-sampling exponent annealed to 1 over the run (Schaul et al. 2016), for prioritized replay."""
-    mem_spec = spec.agent.memory
-    if mem_spec.name != "PrioritizedReplay":
-        return None
-    return Schedule(ScheduleSpec(name="linear_decay", start_val=mem_spec.beta, end_val=1.0,
-                                 end_step=spec.env.max_frame))
+def transition_tensors(loss: LossModule, tensordict: TensorDictBase) -> tuple[torch.Tensor, ...]:
+    """(observation, action, reward, not_terminal, next observation, importance weight or None) of a batch of
+    one-step transitions, under the loss's `tensor_keys`; rewards and flags `[B]`."""
+    keys = loss.tensor_keys
+    reward = tensordict.get(("next", keys.reward)).squeeze(-1)
+    not_terminal = (~tensordict.get(("next", keys.terminated))).squeeze(-1).to(reward.dtype)
+    return (tensordict.get("observation"), tensordict.get(keys.action), reward, not_terminal,
+            tensordict.get(("next", "observation")), tensordict.get(keys.priority_weight, None))
 
 
-def frames_per_batch(spec: Spec) -> int:
-    n = spec.env.num_envs
-    return max(n, -(-spec.agent.algorithm.training_frequency // n) * n)
+def maybe_compile(fn, enabled: bool):
+    """`torch.compile` a loss's tensor maths when `meta.compile` (optimizer steps stay eager, fused Adam)."""
+    return torch.compile(fn, dynamic=False) if enabled else fn
 
 
-@dataclass(kw_only=True)
-class OffPolicyAgent(Agent):
-    """Stores each batch, then runs `training_iter` replayed gradient steps; subclasses write `gradient_step`."""
+# ---------------------------------------------------------------------------------------- the update's steps
+@dataclass
+class ReplayPhase:
+    """When and how much an off-policy agent learns: `iters` gradient steps on replayed batches of `batch_size`
+    after each collected batch, from frame `start`, the actor every `policy_delay`-th step; prioritized replay
+    anneals its exponent on `beta`."""
 
-    algo_spec: AlgorithmSpec
-    batch_size: int  # replayed transitions per gradient step
-    beta: Schedule | None = None  # importance-sampling exponent, when replay is prioritized
-    clip_grad_val: float | None = None
-    huber: bool = False
-    compile: bool = False  # torch.compile the loss computation (meta.compile)
-    terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
+    batch_size: int
+    iters: int
+    start: int
+    policy_delay: int = 1
+    beta: Schedule | None = None
 
-    def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        """One gradient step on a replayed batch (counted by `count_step`); returns metrics and per-sample
-        |TD error| (priorities)."""
-        raise NotImplementedError
+    @classmethod
+    def from_spec(cls, spec: Spec) -> "ReplayPhase":
+        algo_spec = spec.agent.algorithm
+        return cls(spec.agent.memory.batch_size, algo_spec.training_iter, algo_spec.training_start_step,
+                   algo_spec.policy_delay, priority_beta(spec))
 
-    def count_step(self) -> bool:
-        """Count one gradient step in `num_updates`; True on every `policy_delay`-th step, from the first (the
-        steps that also update the actor). The phase lives in `num_updates`, so checkpoints keep it."""
-        update_actor = self.num_updates % self.algo_spec.policy_delay == 0
-        self.num_updates += 1
-        return update_actor
-
-    def explore(self, frame: int) -> dict[str, torch.Tensor]:
-        """Set exploration for `frame` (frame clock); returns its metrics."""
-        return {}
-
-    def __post_init__(self):
-        self.polyak_lists = polyak_lists(self.loss)  # (targets, sources), for soft_update
-
-    def soft_update(self) -> None:
-        """`SoftUpdate.step`'s polyak averaging as one `_foreach_lerp_` over cached tensor lists: the TensorDict
-        walk of `SoftUpdate.step` cost 1.38 ms per call against 0.065 ms (SAC Pendulum 64x64 twin critics)."""
-        with torch.no_grad():
-            torch._foreach_lerp_(*self.polyak_lists, 1 - self.target_updater.eps)
-
-    def step_optimizer(self, name: str, params: list[torch.Tensor]) -> None:
-        clip_grad(params, self.clip_grad_val)
-        self.optimizers[name].step()
-
-    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        transitions = data.select(*TRANSITION_KEYS)
-        if self.terminated_key != "terminated":  # learn as if each lost life ended the episode
-            transitions["next", "terminated"] = data["next", self.terminated_key]
-        self.buffer.extend(transitions.reshape(-1))
-        metrics = self.explore(frame)
-        if frame < self.algo_spec.training_start_step:
-            return metrics
-        lr = self.set_lr(frame)
-        iters = self.algo_spec.training_iter
+    def run(self, buffer: TensorDictReplayBuffer, frame: int,
+            gradient_step: Callable[[TensorDictBase], tuple[dict[str, torch.Tensor], torch.Tensor]]
+            ) -> dict[str, torch.Tensor]:
+        """`iters` gradient steps through `zoo.memory.replay_updates`; each step's metrics averaged over the steps
+        that have them (actor metrics: every `policy_delay`-th step), and `time/updates_per_s`."""
         start = time.perf_counter()
         beta = None if self.beta is None else self.beta(frame)
-        steps = replay_updates(self.buffer, self.batch_size, iters, beta, self.gradient_step)  # counts num_updates
-        for key in dict.fromkeys(k for step in steps for k in step):  # actor metrics: every policy_delay steps
-            metrics[key] = torch.stack([s[key] for s in steps if key in s]).mean()
-        metrics.update({"lr_factor": torch.tensor(lr),
-                        "time/updates_per_s": torch.tensor(iters / (time.perf_counter() - start))})
+        steps = replay_updates(buffer, self.batch_size, self.iters, beta, gradient_step)
+        metrics = {key: torch.stack([s[key] for s in steps if key in s]).mean()
+                   for key in dict.fromkeys(k for step in steps for k in step)}
+        metrics["time/updates_per_s"] = torch.tensor(self.iters / (time.perf_counter() - start))
         return metrics
+
+
+def trained_params(loss: LossModule) -> dict[str, list[torch.Tensor]]:
+    """The trainable tensors of a TorchRL actor-critic loss by the optimizer that steps them (`optimize` clips
+    their gradients): `critic`, `actor`."""
+    return {name: [p for p in getattr(loss, f"{net}_network_params").values(True, True) if p.requires_grad]
+            for name, net in (("critic", "qvalue"), ("actor", "actor"))}
+
+
+def count_step(agent: Agent, policy_delay: int) -> bool:
+    """Count one gradient step in `agent.num_updates`; True on every `policy_delay`-th step, from the first (the
+    steps that also update the actor). The phase lives in `num_updates`, so checkpoints keep it."""
+    update_actor = agent.num_updates % policy_delay == 0
+    agent.num_updates += 1
+    return update_actor
+
+
+def optimize(out: TensorDictBase, optimizers: dict[str, torch.optim.Optimizer], params: dict[str, list],
+             max_norm: float | None) -> dict[str, torch.Tensor]:
+    """Backpropagate the sum of a loss's terms (`loss_qvalue`, and `loss_actor` / `loss_alpha` where present) and
+    step the optimizers they train (`critic`; `actor` and `alpha` where `loss_actor` is present), clipping the
+    `params` of each net to `max_norm`. Returns the metrics: `loss` (critic), `loss_actor`, `entropy`, `alpha`."""
+    terms = [out[key] for key in ("loss_qvalue", "loss_actor", "loss_alpha") if key in out]
+    for opt in optimizers.values():
+        opt.zero_grad(set_to_none=True)
+    sum(terms[1:], terms[0]).backward()
+    nets = ("critic", "actor") if "loss_actor" in out else ("critic",)
+    for name in nets:
+        clip_grad(params[name], max_norm)
+        optimizers[name].step()
+    if "loss_actor" in out and "alpha" in optimizers:
+        optimizers["alpha"].step()
+    metrics = {"loss": out["loss_qvalue"].detach()}
+    for key in ("loss_actor", "entropy", "alpha"):
+        if key in out:
+            metrics[key] = out[key].detach()
+    return metrics
 
 
 def polyak_lists(loss: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -161,25 +222,14 @@ def polyak_lists(loss: nn.Module) -> tuple[list[torch.Tensor], list[torch.Tensor
     return targets, sources
 
 
-def maybe_compile(fn, enabled: bool):
-    """`torch.compile` the loss computation when `meta.compile` (optimizer steps stay eager, fused Adam)."""
-    return torch.compile(fn, dynamic=False) if enabled else fn
+def soft_update(polyak: tuple[list[torch.Tensor], list[torch.Tensor]], tau: float) -> None:
+    """`SoftUpdate.step`'s polyak averaging, target <- target + tau (source - target), as one `_foreach_lerp_`
+    over `polyak_lists(loss)`: the TensorDict walk of `SoftUpdate.step` costs ~20x more per call (SAC Pendulum
+    64x64 twin critics), noticeable at one call per gradient step."""
+    with torch.no_grad():
+        torch._foreach_lerp_(*polyak, tau)
 
 
-def conv_ensemble(module: nn.Module, params: TensorDictBase, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
-    """K conv nets on one input -> `[K, B, out]`: each slice of TorchRL's stacked parameters `[K, ...]` swapped
-    into `module` in turn (~1 ms for a pair, against ~200 ms forward + backward of twin Nature CNNs, batch 32)."""
-    outs = []
-    for net_params in params.unbind(0):
-        with (net_params.detach() if detach else net_params).to_module(module):
-            outs.append(module(x))
-    return torch.stack(outs)
-
-
-def target_entropy(algo_spec: AlgorithmSpec, info: dict) -> float:
-    if isinstance(algo_spec.target_entropy, str):
-        if algo_spec.target_entropy != "auto":
-            raise SpecError("agent.algorithm.target_entropy",
-                            f"'{algo_spec.target_entropy}' is not allowed; a number or 'auto'")
-        return 0.98 * math.log(info["num_actions"]) if info["discrete"] else -float(info["action_dim"])
-    return float(algo_spec.target_entropy)
+def loss_output(**terms: torch.Tensor) -> TensorDict:
+    """A loss's scalar outputs as TorchRL returns them: a TensorDict with an empty batch size."""
+    return TensorDict(terms, batch_size=[])

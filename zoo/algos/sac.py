@@ -7,24 +7,17 @@ target, the actor loss and the temperature loss (TorchRL `DiscreteSACLoss`). Dis
 `ConvNet` (Atari): actor and twin critics are each a conv torso + MLP head (`zoo.nets.build_q_net`), and the
 replay stores uint8 frames once each (`FrameStackReplay`); a lost life stops bootstrapping (`learning_keys`).
 
-The replayed update loop (prioritized replay, importance weights), twin Q-networks and polyak averaging that
-SAC shares with TD3 and CrossQ live in zoo/algos/off_policy.py.
-
-Speed: TorchRL's `SACLoss` holds the parameters (actor, twin Q stacked on a leading dim of 2, their polyak
-targets maintained by `SoftUpdate`, `log_alpha`), but the update reads them in plain torch (twin critics as
-batched matmuls, the tanh-Gaussian by hand). CPU time per gradient step (sample + losses + backward + three
-Adam steps + SoftUpdate, batch 256, one thread, process time on the shared 2-core box at load 10-20):
-64x64 nets 10.2 ms vs 21.4 ms with `SACLoss`; 256x256 nets 32 ms vs 45 ms (before the hand-written
-tanh-Gaussian: building `TanhNormal` was ~25% of the loss time). `meta.compile` (torch.compile of the losses)
-gave 9.0 ms at 64x64, 12% less, after a long warm-up, so it stays off by default.
-tests/unit/test_sac.py checks that our losses and TorchRL's are the same.
+The loss is zoo's subclass of TorchRL's `SACLoss` / `DiscreteSACLoss` (`FastSACLoss`, `FastDiscreteSACLoss`,
+below): TorchRL's parameters, targets, temperature and keys, with the forward in plain torch. The agent's update
+stores each batch, then runs replayed gradient steps (zoo/algos/off_policy.py, zoo/memory.py), the actor and
+temperature every `policy_delay` critic steps, the polyak targets after every step.
 """
 
 import math
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import NormalParamExtractor, TensorDictModule
 from torch import nn
 from torch.distributions import Categorical
@@ -35,21 +28,29 @@ from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstima
 
 from zoo.agent import Agent, make_optimizer
 from zoo.algos.off_policy import (
-    OffPolicyAgent,
+    ReplayPhase,
     StateActionMLP,
     check_net,
     conv_ensemble,
+    count_step,
     ensemble_mlp,
     frames_per_batch,
+    loss_function,
+    loss_output,
     maybe_compile,
-    priority_beta,
+    optimize,
+    polyak_lists,
     regression,
+    soft_update,
     stacked_layers,
+    state_action_ensemble,
     target_entropy,
+    trained_params,
+    transition_tensors,
     weighted_mean,
 )
 from zoo.envs import env_info, learning_keys
-from zoo.memory import make_replay_buffer
+from zoo.memory import make_replay_buffer, store_transitions
 from zoo.nets import ACTIVATIONS, build_mlp, build_q_net
 from zoo.spec import AlgorithmSpec, Spec, register_algorithm_spec, spec_field
 
@@ -74,52 +75,82 @@ class SACAlgorithmSpec(AlgorithmSpec):
     fixed_alpha: bool = spec_field(False, "keep the temperature at alpha_init instead of tuning it")
 
 
-# --------------------------------------------------------------------------------------------------- SAC
-@dataclass(kw_only=True)
-class SACAgent(OffPolicyAgent):
-    """SAC gradient step in plain torch over the parameters held by TorchRL's `SACLoss` / `DiscreteSACLoss`."""
+# -------------------------------------------------------------------------------------------------- loss
+class FastSACMaths:
+    """The forward of zoo's SAC losses (mixed into TorchRL's `SACLoss` and `DiscreteSACLoss`, below).
 
-    actor_net: nn.Module  # observation -> (loc, scale) or logits
-    discrete: bool
-    activation: nn.Module
-    action_low: torch.Tensor | None = None
-    action_high: torch.Tensor | None = None
-    conv: bool = False  # conv critics: `q_layers` are TorchRL's stacked parameters, run by `conv_ensemble`
+    Same inputs, outputs and settings as TorchRL's (TensorDict in; `loss_actor`, `loss_qvalue`, `loss_alpha`,
+    `alpha`, `entropy` out; |TD error| max over the twin critics written into the input under the `priority` key,
+    `td_error`; `set_keys`, `make_value_estimator` for gamma, `SoftUpdate` on its target parameters) and the same
+    maths (v2: twin-min TD(0) target without a value net; tests/unit/test_sac.py keeps `SACLoss.forward` and
+    `DiscreteSACLoss.forward` as the oracles), but for importance weights, which enter as mean(w * loss) as in all
+    of zoo's losses (zoo/algos/off_policy.py; TorchRL divides by sum(w)). `critic_loss(td)` is the critic term
+    alone, for the steps that update only the critics (`policy_delay`).
 
-    def __post_init__(self):
-        super().__post_init__()
-        params, target_params = self.loss.qvalue_network_params, self.loss.target_qvalue_network_params
-        self.q_layers = params if self.conv else stacked_layers(params)
-        self.target_q_layers = target_params if self.conv else stacked_layers(target_params)
-        self.actor_params = list(self.actor_net.parameters())
-        self.q_params = list(params.values(True, True))
-        self.losses = maybe_compile(self.compute_losses, self.compile)
+    Why not TorchRL's forward: per call it builds TensorDicts for every network input and output, runs the twin
+    critics through vmap over functional parameter TensorDicts and constructs a `TanhNormal` distribution; on CPU
+    that plumbing costs about as much as the maths. Here the same parameters are read as tensors: twin critics as
+    batched matmuls over TorchRL's stacked parameters (`ensemble_mlp`), conv critics by swapping each slice into
+    the module (`conv_ensemble`), the tanh-Gaussian's sample and log-prob by hand. The tensor maths is one
+    method, `losses`, which `meta.compile` compiles.
+    """
+
+    discrete = False
+
+    def __init__(self, actor: ProbabilisticActor, qvalue: TensorDictModule, *, actor_net: nn.Module,
+                 activation: nn.Module, conv: bool = False, compile: bool = False, **kwargs):
+        super().__init__(actor, qvalue, **kwargs)
+        # plain attributes, not submodules: the actor's module is registered once, inside `actor_network`
+        self.__dict__.update(actor_net=actor_net, activation=activation, conv=conv)
+        params = self.qvalue_network_params
+        target_params = self._modules["target_qvalue_network_params"]  # (getattr warns: no SoftUpdate yet)
+        self.__dict__["q_layers"] = params if conv else stacked_layers(params)
+        self.__dict__["target_q_layers"] = target_params if conv else stacked_layers(target_params)
+        if not self.discrete:
+            space = kwargs["action_spec"].space
+            self.register_buffer("action_mid", (space.high + space.low) / 2, persistent=False)
+            self.register_buffer("action_half", (space.high - space.low) / 2, persistent=False)
+        self.__dict__["compiled_losses"] = maybe_compile(self.losses, compile)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        critic, actor, alpha_loss, td_error, entropy = self.compiled_losses(*transition_tensors(self, tensordict),
+                                                                            True)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        return loss_output(loss_actor=actor, loss_qvalue=critic, loss_alpha=alpha_loss,
+                           alpha=self.log_alpha.detach().exp(), entropy=entropy)
+
+    def critic_loss(self, tensordict: TensorDictBase) -> TensorDict:
+        """`loss_qvalue` alone (no actor pass); writes `td_error` as `forward` does."""
+        critic, *_, td_error, _ = self.compiled_losses(*transition_tensors(self, tensordict), False)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        return loss_output(loss_qvalue=critic)
 
     def q_values(self, layers, obs: torch.Tensor, action: torch.Tensor | None, detach: bool = False) -> torch.Tensor:
         """Twin Q: `[2, B]` for continuous (s, a); `[2, B, num_actions]` for discrete s."""
         if self.conv:
-            return conv_ensemble(self.loss.qvalue_network.module, layers["module"], obs, detach)
+            return conv_ensemble(self.qvalue_network.module, layers["module"], obs, detach)
         if self.discrete:
             return ensemble_mlp(layers, obs, self.activation, detach)
-        return ensemble_mlp(layers, torch.cat([obs, action], -1), self.activation, detach).squeeze(-1)
+        return state_action_ensemble(layers, obs, action, self.activation, detach)
 
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Continuous: a reparameterized action and its log-prob. Discrete: probabilities and log-probabilities."""
         if self.discrete:
             log_probs = torch.log_softmax(self.actor_net(obs), -1)
             return log_probs.exp(), log_probs
-        # TorchRL's TanhNormal, by hand: constructing the distribution cost ~25% of this update (cProfile)
+        # TorchRL's TanhNormal, by hand: constructing the distribution cost ~25% of the loss (cProfile)
         loc, scale = self.actor_net(obs)
         u = loc + scale * torch.randn_like(loc)
-        mid, half = (self.action_high + self.action_low) / 2, (self.action_high - self.action_low) / 2
+        mid, half = self.action_mid, self.action_half
         normal_log_prob = -((u - loc) / scale).pow(2) / 2 - scale.log() - math.log(math.sqrt(2 * math.pi))
         # change of variables a = mid + half * tanh(u): log|da/du| = log(half) + 2 (log 2 - u - softplus(-2u))
         log_det = half.log() + 2 * (math.log(2) - u - F.softplus(-2 * u))
         return mid + half * torch.tanh(u), (normal_log_prob - log_det).sum(-1)
 
-    def compute_losses(self, obs, action, reward, not_terminal, next_obs, weight, update_actor: bool):
-        """(critic loss, actor loss, alpha loss, |TD error|, entropy) with SACLoss's maths (v2, twin-min target)."""
-        alpha = self.loss.log_alpha.detach().exp()
+    def losses(self, obs, action, reward, not_terminal, next_obs, weight, update_actor: bool):
+        """(critic loss, actor loss, alpha loss, |TD error|, entropy); the last three None but |TD error| without
+        `update_actor`. The next action is drawn before the actor's (as `SACLoss`)."""
+        alpha, huber = self.log_alpha.detach().exp(), self.loss_function == "smooth_l1"
         with torch.no_grad():
             if self.discrete:  # exact expectation over the categorical policy
                 next_q = self.q_values(self.target_q_layers, next_obs, None).min(0).values
@@ -129,11 +160,11 @@ class SACAgent(OffPolicyAgent):
                 next_action, next_log_prob = self.act(next_obs)
                 next_value = self.q_values(self.target_q_layers, next_obs, next_action).min(0).values \
                     - alpha * next_log_prob
-            target = reward + self.algo_spec.gamma * not_terminal * next_value
+            target = reward + self.value_estimator.gamma * not_terminal * next_value
         q = self.q_values(self.q_layers, obs, action)
         if self.discrete:
             q = q.gather(-1, action.expand(2, -1).unsqueeze(-1)).squeeze(-1)
-        critic_loss = weighted_mean(regression(q, target.expand_as(q), self.huber).sum(0), weight)
+        critic_loss = weighted_mean(regression(q, target.expand_as(q), huber).sum(0), weight)
         td_error = (q - target).detach().abs().max(0).values
         if not update_actor:
             return critic_loss, None, None, td_error, None
@@ -147,41 +178,58 @@ class SACAgent(OffPolicyAgent):
             min_q = self.q_values(self.q_layers, obs, new_action, detach=True).min(0).values
             actor_loss = weighted_mean(alpha * log_prob - min_q, weight)
             log_prob = log_prob.detach()
-        alpha_loss = weighted_mean(-self.loss.log_alpha * (log_prob + self.loss.target_entropy), weight)
+        alpha_loss = weighted_mean(-self.log_alpha * (log_prob + self.target_entropy), weight)
         return critic_loss, actor_loss, alpha_loss, td_error, -log_prob.mean()
 
+
+class FastSACLoss(FastSACMaths, SACLoss):
+    """TorchRL's `SACLoss` (continuous actions, twin critics, v2) with its forward in plain torch (`FastSACMaths`)."""
+
+
+class FastDiscreteSACLoss(FastSACMaths, DiscreteSACLoss):
+    """TorchRL's `DiscreteSACLoss` with its forward in plain torch (`FastSACMaths`)."""
+
+    discrete = True
+
+
+# ------------------------------------------------------------------------------------------------ update
+@dataclass(kw_only=True)
+class SACAgent(Agent):
+    """Stores each batch, then `training_iter` replayed gradient steps on the loss."""
+
+    replay: ReplayPhase
+    clip_grad_val: float | None = None
+    terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
+
+    def __post_init__(self):
+        self.params = trained_params(self.loss)
+        self.polyak = polyak_lists(self.loss)
+
+    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
+        store_transitions(self.buffer, data, self.terminated_key)
+        if frame < self.replay.start:
+            return {}
+        lr = self.set_lr(frame)
+        return {**self.replay.run(self.buffer, frame, self.gradient_step), "lr_factor": torch.tensor(lr)}
+
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        update_actor = self.count_step()
-        critic_loss, actor_loss, alpha_loss, td_error, entropy = self.losses(
-            batch["observation"], batch["action"], batch["next", "reward"].squeeze(-1),
-            (~batch["next", "terminated"]).squeeze(-1).float(), batch["next", "observation"],
-            batch.get("priority_weight", None), update_actor)
-        total = critic_loss if actor_loss is None else critic_loss + actor_loss + alpha_loss
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        total.backward()
-        self.step_optimizer("critic", self.q_params)
-        metrics = {"loss": critic_loss.detach()}
-        if actor_loss is not None:
-            self.step_optimizer("actor", self.actor_params)
-            if "alpha" in self.optimizers:
-                self.optimizers["alpha"].step()
-            metrics.update(loss_actor=actor_loss.detach(), entropy=entropy, alpha=self.loss.log_alpha.detach().exp())
-        self.soft_update()
-        return metrics, td_error
+        """Critics every step; actor and temperature every `policy_delay`-th; then the polyak targets."""
+        out = self.loss(batch) if count_step(self, self.replay.policy_delay) else self.loss.critic_loss(batch)
+        metrics = optimize(out, self.optimizers, self.params, self.clip_grad_val)
+        soft_update(self.polyak, 1 - self.target_updater.eps)
+        return metrics, batch["td_error"]
 
 
 def build(spec: Spec, env: EnvBase) -> Agent:
-    """Assemble the SAC agent: actor, twin critics in the TorchRL loss, polyak targets, three Adams."""
+    """Assemble the SAC agent: actor, twin critics in the loss, polyak targets, three Adams."""
     info = env_info(env)
     check_net(spec, conv=info["discrete"])
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     conv = net_spec.type == "ConvNet"
-    obs_dim, activation = math.prod(info["obs_shape"]), ACTIVATIONS[net_spec.hid_layers_activation]()
-    entropy = target_entropy(algo_spec, info)
-    common = dict(loss_function="smooth_l1" if net_spec.loss_spec.name == "SmoothL1Loss" else "l2",
-                  alpha_init=algo_spec.alpha_init, fixed_alpha=algo_spec.fixed_alpha, target_entropy=entropy)
-    low = high = None
+    obs_dim = math.prod(info["obs_shape"])
+    common = dict(loss_function=loss_function(spec), alpha_init=algo_spec.alpha_init,
+                  fixed_alpha=algo_spec.fixed_alpha, target_entropy=target_entropy(algo_spec, info),
+                  activation=ACTIVATIONS[net_spec.hid_layers_activation](), compile=spec.meta.compile)
     if info["discrete"]:
         n = info["num_actions"]
         def make_net() -> nn.Module:  # observation -> one output per action (logits, or Q-values)
@@ -191,17 +239,18 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["logits"]), in_keys=["logits"],
                                    distribution_class=Categorical, spec=info["action_spec"], return_log_prob=True)
         qnet = ValueOperator(make_net(), in_keys=["observation"], out_keys=["action_value"])
-        loss = DiscreteSACLoss(actor, qnet, num_actions=n, action_space="categorical", **common)
+        loss = FastDiscreteSACLoss(actor, qnet, num_actions=n, action_space="categorical", actor_net=actor_net,
+                                   conv=conv, **common)
     else:
-        spec_ = info["action_spec"]
-        low, high = spec_.space.low, spec_.space.high
+        action_spec = info["action_spec"]
         actor_net = nn.Sequential(build_mlp(obs_dim, 2 * info["action_dim"], net_spec), NormalParamExtractor())
         actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["loc", "scale"]),
                                    in_keys=["loc", "scale"], distribution_class=TanhNormal,
-                                   distribution_kwargs={"low": low, "high": high}, spec=spec_, return_log_prob=True)
+                                   distribution_kwargs={"low": action_spec.space.low, "high": action_spec.space.high},
+                                   spec=action_spec, return_log_prob=True)
         qnet = ValueOperator(StateActionMLP(build_mlp(obs_dim + info["action_dim"], 1, net_spec)),
                              in_keys=["observation", "action"])
-        loss = SACLoss(actor, qnet, num_qvalue_nets=2, action_spec=spec_, **common)
+        loss = FastSACLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec, actor_net=actor_net, **common)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
     actor_optim = net_spec.actor_optim_spec or net_spec.optim_spec
     optimizers = {
@@ -214,10 +263,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     return SACAgent(
         policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory, env=env),  # frames: once each
-        batch_size=spec.agent.memory.batch_size,
         target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef), lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        init_random_frames=algo_spec.training_start_step, algo_spec=algo_spec, beta=priority_beta(spec),
-        clip_grad_val=net_spec.clip_grad_val, huber=net_spec.loss_spec.name == "SmoothL1Loss",
-        compile=spec.meta.compile, terminated_key=learning_keys(env)[1], conv=conv,
-        actor_net=actor_net, discrete=info["discrete"], activation=activation, action_low=low, action_high=high,
+        init_random_frames=algo_spec.training_start_step, replay=ReplayPhase.from_spec(spec),
+        clip_grad_val=net_spec.clip_grad_val,
+        terminated_key=learning_keys(env)[1],
     )

@@ -1,44 +1,50 @@
 """TD3: Twin Delayed DDPG (Fujimoto et al. 2018).
 
-A deterministic tanh-bounded actor explored with Gaussian noise (TorchRL `AdditiveGaussianModule`, its
-sigma on the frame clock), twin critics whose target takes the minimum of both target critics at a
-smoothed target action (clipped Gaussian noise added to the target actor's action), actor and target
-networks updated every `policy_delay` critic steps.
+A deterministic tanh-bounded actor explored with Gaussian noise (`zoo.exploration.ScheduledGaussianNoise`, TorchRL's
+`AdditiveGaussianModule` with its sigma on the frame clock, annealed by `step(frames)`), twin critics whose target
+takes the minimum of both target critics at a smoothed target action (clipped Gaussian noise added to the target
+actor's action), actor and target networks updated every `policy_delay` critic steps.
 
-TorchRL's `TD3Loss` holds the parameters (actor, twin critics stacked on a leading dim of 2, and polyak
-targets of both maintained by `SoftUpdate`); the update reads them in plain torch for the same reason as
-SAC's (zoo/algos/sac.py, zoo/algos/off_policy.py; tests/unit/test_td3.py checks both give the same losses).
-Differences from `TD3Loss`: noise scales are fractions of each action dimension's half-range (as in the paper,
-whose actions span [-1, 1]); priorities are max_i |Q_i - target| rather than the squared error.
+The loss is zoo's subclass of TorchRL's `TD3Loss` (`FastTD3Loss`, below): TorchRL's parameters, targets and keys,
+with the forward in plain torch. Noise scales are fractions of each action dimension's half-range (as in the paper,
+whose actions span [-1, 1]), given to `TD3Loss` as per-dimension tensors.
 """
 
 import math
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torch.func import functional_call
 from torchrl.envs import EnvBase
-from torchrl.modules import AdditiveGaussianModule, ValueOperator
+from torchrl.modules import ValueOperator
 from torchrl.objectives import SoftUpdate, TD3Loss, ValueEstimators
 
 from zoo.agent import Agent, make_optimizer
 from zoo.algos.off_policy import (
-    OffPolicyAgent,
+    ReplayPhase,
     StateActionMLP,
     check_net,
-    ensemble_mlp,
+    count_step,
     frames_per_batch,
+    loss_function,
+    loss_output,
     maybe_compile,
-    priority_beta,
+    optimize,
+    polyak_lists,
     regression,
+    soft_update,
     stacked_layers,
+    state_action_ensemble,
+    trained_params,
+    transition_tensors,
     weighted_mean,
 )
 from zoo.envs import env_info
-from zoo.memory import make_replay_buffer
+from zoo.exploration import ScheduledGaussianNoise
+from zoo.memory import make_replay_buffer, store_transitions
 from zoo.nets import ACTIVATIONS, build_mlp
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
@@ -63,6 +69,7 @@ class TD3AlgorithmSpec(AlgorithmSpec):
     target_noise_clip: float = spec_field(0.5, "clip of the smoothing noise (fraction of the half-range)", low=0.0)
 
 
+# ---------------------------------------------------------------------------------------------- networks
 class TanhActor(nn.Module):
     """a = mid + half * tanh(MLP(s)): a deterministic action inside the bounds."""
 
@@ -76,72 +83,105 @@ class TanhActor(nn.Module):
         return self.action_mid + self.action_half * torch.tanh(self.mlp(observation))
 
 
-@dataclass(kw_only=True)
-class TD3Agent(OffPolicyAgent):
-    """TD3 gradient step in plain torch over the parameters held by TorchRL's `TD3Loss`."""
+# -------------------------------------------------------------------------------------------------- loss
+class FastTD3Loss(TD3Loss):
+    """TorchRL's `TD3Loss` with its forward in plain torch.
 
-    actor_net: TanhActor
-    activation: nn.Module
-    noise: AdditiveGaussianModule
+    Same inputs, outputs and settings as `TD3Loss` (TensorDict in; `loss_actor`, `loss_qvalue` out; |TD error|
+    written into the input under the `priority` key, `td_error`; `set_keys`, `make_value_estimator` for gamma,
+    `SoftUpdate` on its target actor and critics) and the same maths (tests/unit/test_td3.py keeps
+    `TD3Loss.forward` as the oracle): target policy smoothing, N(0, policy_noise^2) clipped at `noise_clip`,
+    drawn first and added to the target actor's action, then clipped to the action bounds; the target is the min
+    of the twin target critics there; the actor loss is -Q_1(s, pi(s)) through the first critic (paper).
+    Differences: importance weights enter as mean(w * loss), as in all of zoo's losses (zoo/algos/off_policy.py;
+    TorchRL divides by sum(w)); priorities are max_i |Q_i - target| rather than TorchRL's squared error.
+    `critic_loss(td)` is the critic term alone, for the steps between delayed actor updates.
 
-    def __post_init__(self):
-        super().__post_init__()
-        self.q_layers = stacked_layers(self.loss.qvalue_network_params)
-        self.target_q_layers = stacked_layers(self.loss.target_qvalue_network_params)
-        self.target_actor = {k.removeprefix("module."): v for k, v in
-                             self.loss.target_actor_network_params.flatten_keys(".").items()}
-        self.actor_params = list(self.actor_net.parameters())
-        self.q_params = [p for layer in self.q_layers for p in layer]
-        mid, half = self.actor_net.action_mid, self.actor_net.action_half
-        self.low, self.high = mid - half, mid + half
-        self.losses = maybe_compile(self.compute_losses, self.compile)
+    Why not `TD3Loss.forward`: per call it clones the input, builds TensorDicts for every network input and
+    output and runs the twin critics through vmap over functional parameter TensorDicts, three times; on CPU that
+    plumbing costs about as much as the maths. Here the same parameters are read as tensors (twin critics as
+    batched matmuls over TorchRL's stacked parameters, the target actor by `functional_call`). The tensor maths is
+    one method, `losses`, which `meta.compile` compiles.
+    """
 
-    def explore(self, frame: int) -> dict[str, torch.Tensor]:
-        sigma = self.schedules["explore_var"](frame)
-        self.noise.sigma.fill_(sigma)
-        return {"explore_var": torch.tensor(sigma)}
+    def __init__(self, actor: TensorDictModule, qvalue: TensorDictModule, *, actor_net: nn.Module,
+                 activation: nn.Module, policy_noise: torch.Tensor, noise_clip: torch.Tensor, compile: bool = False,
+                 **kwargs):
+        super().__init__(actor, qvalue, policy_noise=policy_noise, noise_clip=noise_clip, **kwargs)
+        del self.policy_noise, self.noise_clip  # per action dimension: buffers, so they follow the loss's device
+        self.register_buffer("policy_noise", policy_noise, persistent=False)
+        self.register_buffer("noise_clip", noise_clip, persistent=False)
+        targets = self._modules  # target_*_params (getattr warns: no SoftUpdate yet)
+        # plain attributes, not submodules: the actor's module is registered once, inside `actor_network`
+        self.__dict__.update(actor_net=actor_net, activation=activation,
+                             q_layers=stacked_layers(self.qvalue_network_params),
+                             target_q_layers=stacked_layers(targets["target_qvalue_network_params"]),
+                             target_actor={k.removeprefix("module."): v for k, v in
+                                           targets["target_actor_network_params"].flatten_keys(".").items()})
+        self.__dict__["compiled_losses"] = maybe_compile(self.losses, compile)
 
-    def q_values(self, layers, obs: torch.Tensor, action: torch.Tensor, detach: bool = False) -> torch.Tensor:
-        return ensemble_mlp(layers, torch.cat([obs, action], -1), self.activation, detach).squeeze(-1)
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        critic, actor, td_error = self.compiled_losses(*transition_tensors(self, tensordict), True)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        return loss_output(loss_actor=actor, loss_qvalue=critic)
 
-    def compute_losses(self, obs, action, reward, not_terminal, next_obs, weight, update_actor: bool):
-        """(critic loss, actor loss or None, |TD error|) with TD3Loss's maths."""
-        spec, half = self.algo_spec, self.actor_net.action_half
-        noise = (torch.randn_like(action) * spec.target_noise * half).clamp(
-            -spec.target_noise_clip * half, spec.target_noise_clip * half)
+    def critic_loss(self, tensordict: TensorDictBase) -> TensorDict:
+        """`loss_qvalue` alone (no actor pass); writes `td_error` as `forward` does."""
+        critic, _, td_error = self.compiled_losses(*transition_tensors(self, tensordict), False)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        return loss_output(loss_qvalue=critic)
+
+    def losses(self, obs, action, reward, not_terminal, next_obs, weight, update_actor: bool):
+        """(critic loss, actor loss or None without `update_actor`, |TD error|)."""
+        noise = (torch.randn_like(action) * self.policy_noise).clamp(-self.noise_clip, self.noise_clip)
         with torch.no_grad():
             next_action = (functional_call(self.actor_net, self.target_actor, (next_obs,)) + noise).clamp(
-                self.low, self.high)
-            next_value = self.q_values(self.target_q_layers, next_obs, next_action).min(0).values
-            target = reward + spec.gamma * not_terminal * next_value
-        q = self.q_values(self.q_layers, obs, action)
-        critic_loss = weighted_mean(regression(q, target.expand_as(q), self.huber).sum(0), weight)
+                self.min_action, self.max_action)
+            next_value = state_action_ensemble(self.target_q_layers, next_obs, next_action, self.activation)
+            target = reward + self.value_estimator.gamma * not_terminal * next_value.min(0).values
+        q = state_action_ensemble(self.q_layers, obs, action, self.activation)
+        critic_loss = weighted_mean(regression(q, target.expand_as(q), self.loss_function == "smooth_l1").sum(0),
+                                    weight)
         td_error = (q - target).detach().abs().max(0).values
         if not update_actor:
             return critic_loss, None, td_error
-        q1 = self.q_values(self.q_layers, obs, self.actor_net(obs), detach=True)[0]  # the first critic (paper)
+        q1 = state_action_ensemble(self.q_layers, obs, self.actor_net(obs), self.activation, detach=True)[0]
         return critic_loss, weighted_mean(-q1, weight), td_error
 
+
+# ------------------------------------------------------------------------------------------------ update
+@dataclass(kw_only=True)
+class TD3Agent(Agent):
+    """Stores each batch and anneals the exploration noise, then `training_iter` replayed gradient steps."""
+
+    replay: ReplayPhase
+    clip_grad_val: float | None = None
+
+    def __post_init__(self):
+        self.params = trained_params(self.loss)
+        self.polyak = polyak_lists(self.loss)
+
+    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
+        store_transitions(self.buffer, data)
+        self.exploration.step(data.numel())
+        metrics = {"explore_var": self.exploration.sigma.clone()}
+        if frame < self.replay.start:
+            return metrics
+        lr = self.set_lr(frame)
+        return {**metrics, **self.replay.run(self.buffer, frame, self.gradient_step), "lr_factor": torch.tensor(lr)}
+
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        update_actor = self.count_step()
-        critic_loss, actor_loss, td_error = self.losses(
-            batch["observation"], batch["action"], batch["next", "reward"].squeeze(-1),
-            (~batch["next", "terminated"]).squeeze(-1).float(), batch["next", "observation"],
-            batch.get("priority_weight", None), update_actor)
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        (critic_loss if actor_loss is None else critic_loss + actor_loss).backward()
-        self.step_optimizer("critic", self.q_params)
-        metrics = {"loss": critic_loss.detach()}
-        if actor_loss is not None:
-            self.step_optimizer("actor", self.actor_params)
-            self.soft_update()  # targets move with the delayed actor updates (paper, Algorithm 1)
-            metrics["loss_actor"] = actor_loss.detach()
-        return metrics, td_error
+        """Critics every step; actor and polyak targets every `policy_delay`-th (paper, Algorithm 1)."""
+        update_actor = count_step(self, self.replay.policy_delay)
+        out = self.loss(batch) if update_actor else self.loss.critic_loss(batch)
+        metrics = optimize(out, self.optimizers, self.params, self.clip_grad_val)
+        if update_actor:
+            soft_update(self.polyak, 1 - self.target_updater.eps)
+        return metrics, batch["td_error"]
 
 
 def build(spec: Spec, env: EnvBase) -> Agent:
-    """Assemble TD3: tanh actor with Gaussian exploration, twin critics in `TD3Loss`, polyak targets."""
+    """Assemble TD3: tanh actor with scheduled Gaussian exploration, twin critics in the loss, polyak targets."""
     check_net(spec)
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     info = env_info(env)
@@ -150,27 +190,24 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                         "(use SoftActorCritic or DQN)")
     action_spec, obs_dim = info["action_spec"], math.prod(info["obs_shape"])
     low, high = action_spec.space.low, action_spec.space.high
-    half = float(((high - low) / 2).mean())
     actor_net = TanhActor(build_mlp(obs_dim, info["action_dim"], net_spec), low, high)
     actor = TensorDictModule(actor_net, ["observation"], ["action"])
-    noise = AdditiveGaussianModule(action_spec, sigma_init=1.0, sigma_end=1.0, std=half)  # sigma set per frame
+    half = actor_net.action_half
+    noise = ScheduledGaussianNoise(action_spec, Schedule(algo_spec.explore_var_spec), std=float(half.mean()))
     qnet = ValueOperator(StateActionMLP(build_mlp(obs_dim + info["action_dim"], 1, net_spec)),
                          in_keys=["observation", "action"])
-    loss = TD3Loss(actor, qnet, action_spec=action_spec, num_qvalue_nets=2,
-                   policy_noise=algo_spec.target_noise * half, noise_clip=algo_spec.target_noise_clip * half,
-                   loss_function="smooth_l1" if net_spec.loss_spec.name == "SmoothL1Loss" else "l2")
+    loss = FastTD3Loss(actor, qnet, action_spec=action_spec, num_qvalue_nets=2, loss_function=loss_function(spec),
+                       policy_noise=algo_spec.target_noise * half, noise_clip=algo_spec.target_noise_clip * half,
+                       actor_net=actor_net, activation=ACTIVATIONS[net_spec.hid_layers_activation](),
+                       compile=spec.meta.compile)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
     optimizers = {"actor": make_optimizer(actor_net.parameters(), net_spec.actor_optim_spec or net_spec.optim_spec),
                   "critic": make_optimizer(loss.qvalue_network_params.values(True, True),
                                            net_spec.critic_optim_spec or net_spec.optim_spec)}
     return TD3Agent(
-        policy=TensorDictSequential(actor, noise), actor=actor, loss=loss, optimizers=optimizers,
+        policy=TensorDictSequential(actor, noise), actor=actor, loss=loss, exploration=noise, optimizers=optimizers,
         frames_per_batch=frames_per_batch(spec), max_frame=spec.env.max_frame,
-        buffer=make_replay_buffer(spec.agent.memory), batch_size=spec.agent.memory.batch_size,
-        target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef),
-        schedules={"explore_var": Schedule(algo_spec.explore_var_spec)}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        init_random_frames=algo_spec.training_start_step, algo_spec=algo_spec, beta=priority_beta(spec),
-        clip_grad_val=net_spec.clip_grad_val, huber=net_spec.loss_spec.name == "SmoothL1Loss",
-        compile=spec.meta.compile, actor_net=actor_net, activation=ACTIVATIONS[net_spec.hid_layers_activation](),
-        noise=noise,
+        buffer=make_replay_buffer(spec.agent.memory), target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef),
+        lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
+        replay=ReplayPhase.from_spec(spec), clip_grad_val=net_spec.clip_grad_val,
     )
