@@ -1,6 +1,8 @@
 """Replay buffers from the memory spec: TorchRL storages and samplers, uniform or prioritized."""
 
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,8 @@ from torchrl.data import (
 )
 from torchrl.envs import EnvBase, MultiStepTransform, Transform
 
-from zoo.spec import MemorySpec, SpecError
+from zoo.schedules import Schedule
+from zoo.spec import MemorySpec, ScheduleSpec, Spec, SpecError
 
 FRAME_STACK_FILE = "frame_stack.pt"  # FrameStackReplay's own state, next to what TorchRL's `dumps` writes
 # keys a one-step off-policy learner needs; everything else the collector writes is dropped before storing
@@ -117,6 +120,55 @@ def replay_updates(buffer: TensorDictReplayBuffer, batch_size: int, steps: int, 
             buffer.update_priority(batch["index"], td_error)
         results.append(result)
     return results
+
+
+def frames_per_batch(spec: Spec) -> int:
+    """Frames collected between training phases: `training_frequency` rounded up to whole vector-env steps."""
+    n = spec.env.num_envs
+    return max(n, -(-spec.agent.algorithm.training_frequency // n) * n)
+
+
+def priority_beta(spec: Spec) -> Schedule | None:
+    """Importance-sampling exponent annealed to 1 over the run (Schaul et al. 2016), for prioritized replay."""
+    mem_spec = spec.agent.memory
+    if mem_spec.name != "PrioritizedReplay":
+        return None
+    return Schedule(ScheduleSpec(name="linear_decay", start_val=mem_spec.beta, end_val=1.0,
+                                 end_step=spec.env.max_frame))
+
+
+
+
+@dataclass
+class ReplayPhase:
+    """When and how much an off-policy agent learns: `iters` gradient steps on replayed batches of `batch_size`
+    after each collected batch, from frame `start`, the actor every `policy_delay`-th step; prioritized replay
+    anneals its exponent on `beta`."""
+
+    batch_size: int
+    iters: int
+    start: int
+    policy_delay: int = 1
+    beta: Schedule | None = None
+
+    @classmethod
+    def from_spec(cls, spec: Spec) -> "ReplayPhase":
+        algo_spec = spec.agent.algorithm
+        return cls(spec.agent.memory.batch_size, algo_spec.training_iter, algo_spec.training_start_step,
+                   getattr(algo_spec, "policy_delay", 1), priority_beta(spec))
+
+    def run(self, buffer: TensorDictReplayBuffer, frame: int,
+            gradient_step: Callable[[TensorDictBase], tuple[dict[str, torch.Tensor], torch.Tensor]]
+            ) -> dict[str, torch.Tensor]:
+        """`iters` gradient steps through `zoo.memory.replay_updates`; each step's metrics averaged over the steps
+        that have them (actor metrics: every `policy_delay`-th step), and `time/updates_per_s`."""
+        start = time.perf_counter()
+        beta = None if self.beta is None else self.beta(frame)
+        steps = replay_updates(buffer, self.batch_size, self.iters, beta, gradient_step)
+        metrics = {key: torch.stack([s[key] for s in steps if key in s]).mean()
+                   for key in dict.fromkeys(k for step in steps for k in step)}
+        metrics["time/updates_per_s"] = torch.tensor(self.iters / (time.perf_counter() - start))
+        return metrics
 
 
 class FrameStackReplay(TensorDictReplayBuffer):

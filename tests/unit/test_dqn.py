@@ -206,7 +206,7 @@ def test_importance_weights_reach_the_loss():
     agent.update(data, frame=64)
     batch, size_times_p = seen[-1]  # sampled after the first steps set unequal priorities
     weight = batch["priority_weight"]
-    assert weight.shape == (agent.batch_size,) and weight.max().item() <= 1.0 + 1e-6
+    assert weight.shape == (agent.replay.batch_size,) and weight.max().item() <= 1.0 + 1e-6
     assert weight.min().item() < 0.999  # importance weights are not all one
     ratio = weight / size_times_p ** -sampler.beta  # w_i = (N P(i))^-beta / max_j w_j
     assert torch.allclose(ratio, ratio.mean().expand_as(ratio), rtol=1e-4)
@@ -215,7 +215,7 @@ def test_importance_weights_reach_the_loss():
 def test_beta_anneals_to_one_on_the_frame_clock():
     components, agent = per_agent("env.max_frame=10000", "agent.memory.beta=0.4")
     (data,) = collect(components)
-    assert agent.beta(0) == pytest.approx(0.4) and agent.beta(10000) == pytest.approx(1.0)
+    assert agent.replay.beta(0) == pytest.approx(0.4) and agent.replay.beta(10000) == pytest.approx(1.0)
     agent.update(data, frame=5000)
     assert agent.buffer.sampler.beta == pytest.approx(0.7)
 

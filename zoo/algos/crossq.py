@@ -31,11 +31,9 @@ from torchrl.objectives import CrossQLoss, ValueEstimators
 
 from zoo.agent import Agent, make_optimizer
 from zoo.algos.off_policy import (
-    ReplayPhase,
     StateActionMLP,
     check_net,
     count_step,
-    frames_per_batch,
     loss_function,
     loss_output,
     optimize,
@@ -43,7 +41,7 @@ from zoo.algos.off_policy import (
     trained_params,
 )
 from zoo.envs import env_info
-from zoo.memory import make_replay_buffer, store_transitions
+from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
 from zoo.nets import ACTIVATIONS, build_mlp
 from zoo.spec import AlgorithmSpec, Spec, SpecError, register_algorithm_spec, spec_field
 

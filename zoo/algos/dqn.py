@@ -27,10 +27,16 @@ from torchrl.modules import QValueActor
 from torchrl.objectives import HardUpdate, LossModule, SoftUpdate, ValueEstimators
 
 from zoo.agent import Agent, clip_grad, make_optimizer
-from zoo.algos.off_policy import frames_per_batch, priority_beta
 from zoo.envs import env_info, learning_keys
 from zoo.exploration import BoltzmannExploration, ScheduledEGreedy, exploration_value
-from zoo.memory import FrameStackReplay, NStepTransform, make_replay_buffer, replay_updates, store_transitions
+from zoo.memory import (
+    FrameStackReplay,
+    NStepTransform,
+    ReplayPhase,
+    frames_per_batch,
+    make_replay_buffer,
+    store_transitions,
+)
 from zoo.nets import build_q_net
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
@@ -175,19 +181,26 @@ def make_exploration(qactor: QValueActor, algo_spec: ValueExplorationSpec,
 class DQNAgent(Agent):
     """Stores each batch, then runs `training_iter` gradient steps on replayed transitions."""
 
-    algo_spec: DQNAlgorithmSpec
     q_net: nn.Module
-    batch_size: int  # replayed transitions per gradient step
+    replay: ReplayPhase  # when and how much to learn from the replay buffer
     clip_grad_val: float | None = None
-    beta: Schedule | None = None  # importance-sampling exponent, when replay is prioritized
     nstep: NStepTransform | None = None  # n-step windows, applied to each batch before storing
     terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
 
     def __post_init__(self):
         self.params = list(self.q_net.parameters())
 
-    def gradient_step(self, batch: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
-        """One TD step on a replayed batch: (loss, per-sample |TD error|)."""
+    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
+        store_transitions(self.buffer, data, self.terminated_key, self.nstep)
+        self.exploration.step(data.numel())
+        metrics = {"explore_var": exploration_value(self.exploration).clone()}
+        if frame < self.replay.start:
+            return metrics
+        lr = self.set_lr(frame)
+        return {**metrics, **self.replay.run(self.buffer, frame, self.gradient_step), "lr_factor": torch.tensor(lr)}
+
+    def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One TD step on a replayed batch: (metrics, per-sample |TD error|)."""
         loss = self.loss(batch)["loss"]
         opt = self.optimizers["q"]
         opt.zero_grad(set_to_none=True)
@@ -196,21 +209,8 @@ class DQNAgent(Agent):
         opt.step()
         if self.target_updater is not None:
             self.target_updater.step()
-        return loss.detach(), batch["td_error"]
-
-    def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        store_transitions(self.buffer, data, self.terminated_key, self.nstep)
-        self.exploration.step(data.numel())
-        metrics = {"explore_var": exploration_value(self.exploration).clone()}
-        if frame < self.algo_spec.training_start_step:
-            return metrics
-        lr = self.set_lr(frame)
-        iters = self.algo_spec.training_iter
-        beta = None if self.beta is None else self.beta(frame)
-        losses = replay_updates(self.buffer, self.batch_size, iters, beta, self.gradient_step)
-        self.num_updates += iters
-        metrics.update(loss=torch.stack(losses).mean(), lr_factor=torch.tensor(lr))
-        return metrics
+        self.num_updates += 1
+        return {"loss": loss.detach()}, batch["td_error"]
 
 
 def build(spec: Spec, env: EnvBase) -> Agent:
@@ -220,8 +220,6 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if not info["discrete"]:
         raise SpecError("agent.algorithm.name", f"{algo_spec.name} needs a discrete action space; "
                         f"{spec.env.name} has continuous actions (use SoftActorCritic, TD3 or PPO)")
-    if mem_spec.name not in ("Replay", "PrioritizedReplay"):
-        raise SpecError("agent.memory.name", f"{algo_spec.name} needs Replay or PrioritizedReplay, got {mem_spec.name}")
     q_net = build_q_net(info["obs_shape"], info["num_actions"], net_spec)
     qactor = QValueActor(q_net, in_keys=["observation"], spec=info["action_spec"],
                          action_space="one_hot" if info["one_hot"] else "categorical")
@@ -247,7 +245,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         frames_per_batch=frames_per_batch(spec), max_frame=spec.env.max_frame,
         buffer=buffer, target_updater=target_updater,
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
-        algo_spec=algo_spec, q_net=q_net, batch_size=mem_spec.batch_size, clip_grad_val=net_spec.clip_grad_val,
-        beta=priority_beta(spec), terminated_key=learning_keys(env)[1],
+        q_net=q_net, replay=ReplayPhase.from_spec(spec), clip_grad_val=net_spec.clip_grad_val,
+        terminated_key=learning_keys(env)[1],
         nstep=NStepTransform(algo_spec.n_step, algo_spec.gamma) if algo_spec.n_step > 1 else None,
     )

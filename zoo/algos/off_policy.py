@@ -1,30 +1,23 @@
-"""What SAC, TD3 and CrossQ share, as functions their agents call (no base class): the replayed training phase
-(`ReplayPhase`: prioritized replay's importance-sampling schedule, mean metrics, `time/updates_per_s`), the
-policy-delay phase (`count_step`), one optimisation step over a loss's output (`optimize`), polyak averaging
-over cached tensor lists (`soft_update`), twin Q-networks as batched matmuls over TorchRL's stacked parameters
-(`ensemble_mlp`, `conv_ensemble`), and spec checks. The DQN family also takes its collection batch
-(`frames_per_batch`) and importance-sampling schedule (`priority_beta`) from here.
+"""What SAC, TD3 and CrossQ share, as functions their agents call (no base class): the policy-delay phase
+(`count_step`), one optimisation step over a loss's output (`optimize`), polyak averaging over cached tensor
+lists (`soft_update`), twin Q-networks as batched matmuls over TorchRL's stacked parameters (`ensemble_mlp`,
+`conv_ensemble`), and spec checks. The replayed training phase they run (`ReplayPhase`) is the DQN family's
+too and lives in zoo/memory.py.
 
 Importance weights enter zoo's losses as mean(w * loss) (Schaul et al. 2016, as zoo's DQN); TorchRL's losses divide
 by sum(w), so with prioritized replay zoo's loss values are TorchRL's times mean(w).
 """
 
 import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
 from torch.nn import functional as F
-from torchrl.data import TensorDictReplayBuffer
 from torchrl.objectives import LossModule
 
 from zoo.agent import Agent, clip_grad
-from zoo.memory import replay_updates
-from zoo.schedules import Schedule
-from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError
+from zoo.spec import AlgorithmSpec, Spec, SpecError
 
 
 class StateActionMLP(nn.Module):
@@ -39,14 +32,11 @@ class StateActionMLP(nn.Module):
 
 
 def check_net(spec: Spec, conv: bool = False) -> None:
-    """MLPNet (and ConvNet where `conv`), on a one-step replay."""
+    """MLPNet (and ConvNet where `conv`: the env decides, so load_spec's declaration-based check cannot)."""
     allowed = ("MLPNet", "ConvNet") if conv else ("MLPNet",)
     if spec.agent.net.type not in allowed:
         raise SpecError("agent.net.type", f"{spec.agent.algorithm.name} supports {' or '.join(allowed)} here, "
                         f"got {spec.agent.net.type}")
-    if spec.agent.memory.name not in ("Replay", "PrioritizedReplay"):
-        raise SpecError("agent.memory.name", f"{spec.agent.algorithm.name} needs Replay or PrioritizedReplay, "
-                        f"got {spec.agent.memory.name}")
 
 
 def target_entropy(algo_spec: AlgorithmSpec, info: dict) -> float:
@@ -61,20 +51,6 @@ def target_entropy(algo_spec: AlgorithmSpec, info: dict) -> float:
 def loss_function(spec: Spec) -> str:
     """TorchRL's `loss_function` name for `agent.net.loss_spec`."""
     return "smooth_l1" if spec.agent.net.loss_spec.name == "SmoothL1Loss" else "l2"
-
-
-def priority_beta(spec: Spec) -> Schedule | None:
-    """Importance-sampling exponent annealed to 1 over the run (Schaul et al. 2016), for prioritized replay."""
-    mem_spec = spec.agent.memory
-    if mem_spec.name != "PrioritizedReplay":
-        return None
-    return Schedule(ScheduleSpec(name="linear_decay", start_val=mem_spec.beta, end_val=1.0,
-                                 end_step=spec.env.max_frame))
-
-
-def frames_per_batch(spec: Spec) -> int:
-    n = spec.env.num_envs
-    return max(n, -(-spec.agent.algorithm.training_frequency // n) * n)
 
 
 # ------------------------------------------------------------------------------------- the loss's tensor maths
@@ -138,38 +114,6 @@ def maybe_compile(fn, enabled: bool):
 
 
 # ---------------------------------------------------------------------------------------- the update's steps
-@dataclass
-class ReplayPhase:
-    """When and how much an off-policy agent learns: `iters` gradient steps on replayed batches of `batch_size`
-    after each collected batch, from frame `start`, the actor every `policy_delay`-th step; prioritized replay
-    anneals its exponent on `beta`."""
-
-    batch_size: int
-    iters: int
-    start: int
-    policy_delay: int = 1
-    beta: Schedule | None = None
-
-    @classmethod
-    def from_spec(cls, spec: Spec) -> "ReplayPhase":
-        algo_spec = spec.agent.algorithm
-        return cls(spec.agent.memory.batch_size, algo_spec.training_iter, algo_spec.training_start_step,
-                   algo_spec.policy_delay, priority_beta(spec))
-
-    def run(self, buffer: TensorDictReplayBuffer, frame: int,
-            gradient_step: Callable[[TensorDictBase], tuple[dict[str, torch.Tensor], torch.Tensor]]
-            ) -> dict[str, torch.Tensor]:
-        """`iters` gradient steps through `zoo.memory.replay_updates`; each step's metrics averaged over the steps
-        that have them (actor metrics: every `policy_delay`-th step), and `time/updates_per_s`."""
-        start = time.perf_counter()
-        beta = None if self.beta is None else self.beta(frame)
-        steps = replay_updates(buffer, self.batch_size, self.iters, beta, gradient_step)
-        metrics = {key: torch.stack([s[key] for s in steps if key in s]).mean()
-                   for key in dict.fromkeys(k for step in steps for k in step)}
-        metrics["time/updates_per_s"] = torch.tensor(self.iters / (time.perf_counter() - start))
-        return metrics
-
-
 def trained_params(loss: LossModule) -> dict[str, list[torch.Tensor]]:
     """The trainable tensors of a TorchRL actor-critic loss by the optimizer that steps them (`optimize` clips
     their gradients): `critic`, `actor`."""

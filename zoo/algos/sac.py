@@ -28,13 +28,11 @@ from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstima
 
 from zoo.agent import Agent, make_optimizer
 from zoo.algos.off_policy import (
-    ReplayPhase,
     StateActionMLP,
     check_net,
     conv_ensemble,
     count_step,
     ensemble_mlp,
-    frames_per_batch,
     loss_function,
     loss_output,
     maybe_compile,
@@ -50,7 +48,7 @@ from zoo.algos.off_policy import (
     weighted_mean,
 )
 from zoo.envs import env_info, learning_keys
-from zoo.memory import make_replay_buffer, store_transitions
+from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
 from zoo.nets import ACTIVATIONS, build_mlp, build_q_net
 from zoo.spec import AlgorithmSpec, Spec, register_algorithm_spec, spec_field
 

@@ -24,6 +24,7 @@ from zoo.agent import Agent, clip_grad, make_optimizer
 from zoo.algos.dqn import ValueExplorationSpec, make_exploration
 from zoo.envs import env_info, learning_keys
 from zoo.exploration import exploration_value
+from zoo.memory import frames_per_batch
 from zoo.nets import build_q_net
 from zoo.spec import Spec, SpecError, register_algorithm_spec, spec_field
 
@@ -155,24 +156,21 @@ class SARSAAgent(Agent):
 
 def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble the SARSA agent for `env` from the spec."""
-    algo_spec, net_spec, mem_spec = spec.agent.algorithm, spec.agent.net, spec.agent.memory
+    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     info = env_info(env)
     if not info["discrete"]:
         raise SpecError("agent.algorithm.name", f"SARSA needs a discrete action space; {spec.env.name} has "
                         "continuous actions (use SoftActorCritic, TD3 or PPO)")
-    if mem_spec.name != "OnPolicyBatchReplay":
-        raise SpecError("agent.memory.name", f"SARSA learns on-policy: needs OnPolicyBatchReplay, got {mem_spec.name}")
     q_net = build_q_net(info["obs_shape"], info["num_actions"], net_spec)
     qactor = QValueActor(q_net, in_keys=["observation"], spec=info["action_spec"], action_space="categorical")
     # the unbatched action spec lets the policy also act on [num_envs, T] batches (truncation draws)
     policy, exploration = make_exploration(qactor, algo_spec, info["action_spec"])
-    n = spec.env.num_envs
     return SARSAAgent(
         policy=policy, actor=qactor, exploration=exploration,
         loss=SARSALoss(q_net, gamma=algo_spec.gamma,
                        loss_function="smooth_l1" if net_spec.loss_spec.name == "SmoothL1Loss" else "l2"),
         optimizers={"q": make_optimizer(q_net.parameters(), net_spec.optim_spec)},
-        frames_per_batch=max(n, -(-algo_spec.training_frequency // n) * n), max_frame=spec.env.max_frame,
+        frames_per_batch=frames_per_batch(spec), max_frame=spec.env.max_frame,
         lr_scheduler_spec=net_spec.lr_scheduler_spec, algo_spec=algo_spec, q_net=q_net,
         clip_grad_val=net_spec.clip_grad_val, terminated_key=learning_keys(env)[1],
     )

@@ -24,11 +24,9 @@ from torchrl.objectives import SoftUpdate, TD3Loss, ValueEstimators
 
 from zoo.agent import Agent, make_optimizer
 from zoo.algos.off_policy import (
-    ReplayPhase,
     StateActionMLP,
     check_net,
     count_step,
-    frames_per_batch,
     loss_function,
     loss_output,
     maybe_compile,
@@ -44,7 +42,7 @@ from zoo.algos.off_policy import (
 )
 from zoo.envs import env_info
 from zoo.exploration import ScheduledGaussianNoise
-from zoo.memory import make_replay_buffer, store_transitions
+from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
 from zoo.nets import ACTIVATIONS, build_mlp
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
