@@ -17,56 +17,71 @@ from torchrl.modules import AdditiveGaussianModule, EGreedyModule
 from zoo.schedules import Schedule
 
 
-class ScheduledEGreedy(EGreedyModule):
+class FrameClock:
+    """What the modules below share: `step(frames)` adds to a frame count (a buffer) and sets the buffer named
+    `scheduled` (epsilon, sigma, temperature) to the schedule's value at that count."""
+
+    scheduled: str
+
+    def start_clock(self, schedule: Schedule) -> None:
+        self.schedule = schedule
+        self.register_buffer("frames", torch.zeros((), dtype=torch.int64))
+
+    def step(self, frames: int = 1) -> None:
+        self.frames += frames
+        self.scheduled_value.fill_(self.schedule(int(self.frames)))
+
+    @property
+    def scheduled_value(self) -> torch.Tensor:
+        return getattr(self, self.scheduled)
+
+
+def annealing(schedule: Schedule) -> tuple[float, float, int]:
+    """(start, lowest, frames) of a schedule, for TorchRL's linear-annealing arguments (informative only)."""
+    return float(schedule(0)), float(min(schedule.start, schedule.end)), max(int(schedule.spec.end_step), 1)
+
+
+class ScheduledEGreedy(FrameClock, EGreedyModule):
     """TorchRL's `EGreedyModule` with epsilon on a zoo schedule: `step(frames)` advances the frame clock.
 
     Draws stay `EGreedyModule`'s: one independent coin and random action per env, and no exploration under
     `set_exploration_type(DETERMINISTIC)`.
     """
 
+    scheduled = "eps"
+
     def __init__(self, spec: TensorSpec, schedule: Schedule):
-        super().__init__(spec, eps_init=float(schedule(0)), eps_end=float(min(schedule.start, schedule.end)),
-                         annealing_num_steps=max(int(schedule.spec.end_step), 1))
-        self.schedule = schedule
-        self.register_buffer("frames", torch.zeros((), dtype=torch.int64))
-
-    def step(self, frames: int = 1) -> None:
-        self.frames += frames
-        self.eps.fill_(self.schedule(int(self.frames)))
+        start, end, frames = annealing(schedule)
+        super().__init__(spec, eps_init=start, eps_end=end, annealing_num_steps=frames)
+        self.start_clock(schedule)
 
 
-class ScheduledGaussianNoise(AdditiveGaussianModule):
+class ScheduledGaussianNoise(FrameClock, AdditiveGaussianModule):
     """TorchRL's `AdditiveGaussianModule` with sigma on a zoo schedule: `step(frames)` advances the frame clock.
 
     The noise added to the action is sigma * N(0, std^2) (`std`: the action's scale), projected into the action
     spec; one independent draw per env and action dimension, none under `set_exploration_type(DETERMINISTIC)`.
     """
 
+    scheduled = "sigma"
+
     def __init__(self, spec: TensorSpec, schedule: Schedule, std: float = 1.0):
-        super().__init__(spec, sigma_init=float(schedule(0)), sigma_end=float(min(schedule.start, schedule.end)),
-                         annealing_num_steps=max(int(schedule.spec.end_step), 1), std=std)
-        self.schedule = schedule
-        self.register_buffer("frames", torch.zeros((), dtype=torch.int64))
-
-    def step(self, frames: int = 1) -> None:
-        self.frames += frames
-        self.sigma.fill_(self.schedule(int(self.frames)))
+        start, end, frames = annealing(schedule)
+        super().__init__(spec, sigma_init=start, sigma_end=end, annealing_num_steps=frames, std=std)
+        self.start_clock(schedule)
 
 
-class BoltzmannExploration(TensorDictModuleBase):
+class BoltzmannExploration(FrameClock, TensorDictModuleBase):
     """Samples `action` from softmax(action_value / temperature), one independent draw per env; the temperature
     follows a zoo schedule through `step(frames)`. Under DETERMINISTIC exploration it leaves the greedy action."""
+
+    scheduled = "temperature"
 
     def __init__(self, schedule: Schedule, action_value_key: str = "action_value", action_key: str = "action"):
         super().__init__()
         self.in_keys, self.out_keys = [action_value_key], [action_key]
-        self.schedule = schedule
         self.register_buffer("temperature", torch.tensor(float(schedule(0))))
-        self.register_buffer("frames", torch.zeros((), dtype=torch.int64))
-
-    def step(self, frames: int = 1) -> None:
-        self.frames += frames
-        self.temperature.fill_(self.schedule(int(self.frames)))
+        self.start_clock(schedule)
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         if exploration_type() not in (ExplorationType.RANDOM, None):
@@ -81,8 +96,6 @@ class BoltzmannExploration(TensorDictModuleBase):
         return tensordict
 
 
-def exploration_value(module: torch.nn.Module) -> torch.Tensor:
+def exploration_value(module: FrameClock) -> torch.Tensor:
     """The scheduled value an exploration module acts with now (epsilon, noise scale or temperature), for metrics."""
-    if isinstance(module, EGreedyModule):
-        return module.eps
-    return module.sigma if isinstance(module, AdditiveGaussianModule) else module.temperature
+    return module.scheduled_value
