@@ -13,11 +13,12 @@ import torch
 from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from torch import nn
+from torch.nn import functional as F
 from torchrl.data import ReplayBuffer
 from torchrl.objectives import LossModule, TargetNetUpdater
 
 from zoo.schedules import Schedule
-from zoo.spec import LRSchedulerSpec, OptimSpec
+from zoo.spec import LRSchedulerSpec, NetSpec, OptimSpec
 
 
 @dataclass
@@ -112,3 +113,19 @@ def clip_grad(params, max_norm: float | None) -> torch.Tensor | None:
     if max_norm is None:
         return None
     return nn.utils.clip_grad_norm_(params, max_norm)
+
+
+# ------------------------------------------------------------------------------------ loss maths zoo's losses share
+def loss_function(net_spec: NetSpec) -> str:
+    """TorchRL's name (`loss_function`, `loss_critic_type`) for the regression loss `agent.net.loss_spec` names."""
+    return "smooth_l1" if net_spec.loss_spec.name == "SmoothL1Loss" else "l2"
+
+
+def regression(pred: torch.Tensor, target: torch.Tensor, huber: bool) -> torch.Tensor:
+    """Elementwise l2 or smooth-l1 distance (TorchRL `distance_loss`)."""
+    return F.smooth_l1_loss(pred, target, reduction="none") if huber else (pred - target).pow(2)
+
+
+def weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """mean(w * x): prioritized replay's importance weights as Schaul et al. 2016 (TorchRL divides by sum(w))."""
+    return x.mean() if weight is None else (x * weight).mean()

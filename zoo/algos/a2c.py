@@ -19,11 +19,10 @@ from torchrl.envs import EnvBase
 from torchrl.objectives import A2CLoss
 from torchrl.objectives.value import ValueEstimatorBase
 
-from zoo.agent import Agent
+from zoo.agent import Agent, loss_function
 from zoo.algos.actor_critic import (
     build_actor_critic,
     build_optimizers,
-    loss_critic_type,
     make_advantage_module,
     optimizer_step,
 )
@@ -98,7 +97,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
     loss = A2CLoss(actor, critic, entropy_coeff=1.0, critic_coeff=algo_spec.val_loss_coef,
-                   loss_critic_type=loss_critic_type(net_spec))
+                   loss_critic_type=loss_function(net_spec))
     return A2CAgent(
         policy=actor, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=horizon * spec.env.num_envs, max_frame=spec.env.max_frame,

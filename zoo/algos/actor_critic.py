@@ -186,9 +186,3 @@ def make_advantage_module(gamma: float, lam: float | None, critic: TensorDictMod
         estimator = GAE(gamma=gamma, lmbda=lam, value_network=critic)
     estimator.set_keys(done=keys[0], terminated=keys[1])
     return estimator
-
-
-def loss_critic_type(net_spec: NetSpec) -> str:
-    """TorchRL's name for the value regression loss."""
-    return {"MSELoss": "l2", "SmoothL1Loss": "smooth_l1"}[net_spec.loss_spec.name]
-

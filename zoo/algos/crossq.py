@@ -29,12 +29,11 @@ from torchrl.envs import EnvBase
 from torchrl.modules import BatchRenorm1d, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import CrossQLoss, ValueEstimators
 
-from zoo.agent import Agent, make_optimizer
+from zoo.agent import Agent, loss_function, make_optimizer
 from zoo.algos.off_policy import (
     StateActionMLP,
     check_net,
     count_step,
-    loss_function,
     loss_output,
     optimize,
     target_entropy,
@@ -142,7 +141,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                               algo_spec)
     qnet = ValueOperator(StateActionMLP(critic), in_keys=["observation", "action"])
     loss = CrossQLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec,
-                      loss_function=loss_function(spec),
+                      loss_function=loss_function(net_spec),
                       alpha_init=algo_spec.alpha_init, fixed_alpha=algo_spec.fixed_alpha,
                       target_entropy=target_entropy(algo_spec, info))
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)

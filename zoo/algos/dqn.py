@@ -20,13 +20,12 @@ from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import TensorDictSequential
 from tensordict.utils import NestedKey
 from torch import nn
-from torch.nn import functional as F
 from torchrl.data import TensorSpec
 from torchrl.envs import EnvBase
 from torchrl.modules import QValueActor
 from torchrl.objectives import HardUpdate, LossModule, SoftUpdate, ValueEstimators
 
-from zoo.agent import Agent, clip_grad, make_optimizer
+from zoo.agent import Agent, clip_grad, loss_function, make_optimizer, regression, weighted_mean
 from zoo.envs import env_info, learning_keys
 from zoo.exploration import BoltzmannExploration, ScheduledEGreedy, exploration_value
 from zoo.memory import (
@@ -156,14 +155,9 @@ class DQNFamilyLoss(LossModule):
             steps = tensordict.get(keys.steps_to_next_obs, None)
             discount = self.gamma if steps is None else self.gamma ** steps.reshape(reward.shape).to(reward.dtype)
             target = reward + discount * not_terminal * next_value
-        if self.loss_function == "smooth_l1":
-            elementwise = F.smooth_l1_loss(q, target, reduction="none")
-        else:
-            elementwise = (q - target).pow(2)
         tensordict.set(keys.priority, (q - target).detach().abs())
-        weight = tensordict.get(keys.priority_weight, None)
-        loss = (elementwise * weight).mean() if weight is not None else elementwise.mean()
-        return TensorDict({"loss": loss})
+        elementwise = regression(q, target, self.loss_function == "smooth_l1")
+        return TensorDict({"loss": weighted_mean(elementwise, tensordict.get(keys.priority_weight, None))})
 
 
 def make_exploration(qactor: QValueActor, algo_spec: ValueExplorationSpec,
@@ -228,7 +222,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     use_target = algo_spec.name != "VanillaDQN"
     loss = DQNFamilyLoss(q_net, gamma=algo_spec.gamma, double_dqn=algo_spec.name == "DoubleDQN",
                          delay_value=use_target,
-                         loss_function="smooth_l1" if net_spec.loss_spec.name == "SmoothL1Loss" else "l2")
+                         loss_function=loss_function(net_spec))
     target_updater = None
     if use_target and net_spec.update_type == "polyak":
         target_updater = SoftUpdate(loss, tau=net_spec.polyak_coef)

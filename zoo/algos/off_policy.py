@@ -13,7 +13,6 @@ import math
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
-from torch.nn import functional as F
 from torchrl.objectives import LossModule
 
 from zoo.agent import Agent, clip_grad
@@ -46,11 +45,6 @@ def target_entropy(algo_spec: AlgorithmSpec, info: dict) -> float:
                             f"'{algo_spec.target_entropy}' is not allowed; a number or 'auto'")
         return 0.98 * math.log(info["num_actions"]) if info["discrete"] else -float(info["action_dim"])
     return float(algo_spec.target_entropy)
-
-
-def loss_function(spec: Spec) -> str:
-    """TorchRL's `loss_function` name for `agent.net.loss_spec`."""
-    return "smooth_l1" if spec.agent.net.loss_spec.name == "SmoothL1Loss" else "l2"
 
 
 # ------------------------------------------------------------------------------------- the loss's tensor maths
@@ -87,15 +81,6 @@ def conv_ensemble(module: nn.Module, params: TensorDictBase, x: torch.Tensor, de
         with (net_params.detach() if detach else net_params).to_module(module):
             outs.append(module(x))
     return torch.stack(outs)
-
-
-def weighted_mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
-    return x.mean() if weight is None else (x * weight).mean()
-
-
-def regression(pred: torch.Tensor, target: torch.Tensor, huber: bool) -> torch.Tensor:
-    """Elementwise l2 or smooth-l1 distance (TorchRL `distance_loss`)."""
-    return F.smooth_l1_loss(pred, target, reduction="none") if huber else (pred - target).pow(2)
 
 
 def transition_tensors(loss: LossModule, tensordict: TensorDictBase) -> tuple[torch.Tensor, ...]:

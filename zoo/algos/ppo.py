@@ -31,12 +31,11 @@ from torchrl.modules import ProbabilisticActor
 from torchrl.objectives import ClipPPOLoss, ValueEstimators
 from torchrl.objectives.value import ValueEstimatorBase
 
-from zoo.agent import Agent
+from zoo.agent import Agent, loss_function, regression
 from zoo.algos.actor_critic import (
     PlainNets,
     build_actor_critic,
     build_optimizers,
-    loss_critic_type,
     make_advantage_module,
     optimizer_step,
 )
@@ -142,12 +141,12 @@ class PPOLoss(ClipPPOLoss):
         gain = torch.min(log_weight.exp() * advantage, log_weight_clip.exp() * advantage)
         value = nets.value(features).squeeze(-1)
         target = tensordict.get(keys.value_target).squeeze(-1)
-        distance = F.smooth_l1_loss if self.loss_critic_type == "smooth_l1" else F.mse_loss
-        loss_value = distance(value, target, reduction="none")
+        huber = self.loss_critic_type == "smooth_l1"
+        loss_value = regression(value, target, huber)
         if self.clip_value is not None:
             old_value = tensordict.get(keys.value).squeeze(-1)
             clipped = old_value + (value - old_value).clamp(-self.clip_value, self.clip_value)
-            loss_value = torch.maximum(loss_value, distance(clipped, target, reduction="none"))
+            loss_value = torch.maximum(loss_value, regression(clipped, target, huber))
         with torch.no_grad():
             kl_approx, clip_fraction = (-log_weight).mean(), (log_weight_clip != log_weight).float().mean()
         return TensorDict({
@@ -257,7 +256,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     actor, critic, module, nets = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
     clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
     loss = PPOLoss(actor, critic, nets, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
-                   critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_critic_type(net_spec),
+                   critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_function(net_spec),
                    normalize_advantage=algo_spec.normalize_advantage, clip_value=algo_spec.clip_value)
     keys = learning_keys(env)
     loss.make_value_estimator(ValueEstimators.GAE, gamma=algo_spec.gamma, lmbda=algo_spec.lam)

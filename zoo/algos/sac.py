@@ -26,26 +26,23 @@ from torchrl.envs import EnvBase
 from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstimators
 
-from zoo.agent import Agent, make_optimizer
+from zoo.agent import Agent, loss_function, make_optimizer, regression, weighted_mean
 from zoo.algos.off_policy import (
     StateActionMLP,
     check_net,
     conv_ensemble,
     count_step,
     ensemble_mlp,
-    loss_function,
     loss_output,
     maybe_compile,
     optimize,
     polyak_lists,
-    regression,
     soft_update,
     stacked_layers,
     state_action_ensemble,
     target_entropy,
     trained_params,
     transition_tensors,
-    weighted_mean,
 )
 from zoo.envs import env_info, learning_keys
 from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
@@ -225,7 +222,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     conv = net_spec.type == "ConvNet"
     obs_dim = math.prod(info["obs_shape"])
-    common = dict(loss_function=loss_function(spec), alpha_init=algo_spec.alpha_init,
+    common = dict(loss_function=loss_function(net_spec), alpha_init=algo_spec.alpha_init,
                   fixed_alpha=algo_spec.fixed_alpha, target_entropy=target_entropy(algo_spec, info),
                   activation=ACTIVATIONS[net_spec.hid_layers_activation](), compile=spec.meta.compile)
     if info["discrete"]:

@@ -20,7 +20,7 @@ from torchrl.envs import EnvBase
 from torchrl.modules import QValueActor
 from torchrl.objectives import LossModule
 
-from zoo.agent import Agent, clip_grad, make_optimizer
+from zoo.agent import Agent, clip_grad, loss_function, make_optimizer
 from zoo.algos.dqn import ValueExplorationSpec, make_exploration
 from zoo.envs import env_info, learning_keys
 from zoo.exploration import exploration_value
@@ -168,7 +168,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     return SARSAAgent(
         policy=policy, actor=qactor, exploration=exploration,
         loss=SARSALoss(q_net, gamma=algo_spec.gamma,
-                       loss_function="smooth_l1" if net_spec.loss_spec.name == "SmoothL1Loss" else "l2"),
+                       loss_function=loss_function(net_spec)),
         optimizers={"q": make_optimizer(q_net.parameters(), net_spec.optim_spec)},
         frames_per_batch=frames_per_batch(spec), max_frame=spec.env.max_frame,
         lr_scheduler_spec=net_spec.lr_scheduler_spec, algo_spec=algo_spec, q_net=q_net,

@@ -22,23 +22,20 @@ from torchrl.envs import EnvBase
 from torchrl.modules import ValueOperator
 from torchrl.objectives import SoftUpdate, TD3Loss, ValueEstimators
 
-from zoo.agent import Agent, make_optimizer
+from zoo.agent import Agent, loss_function, make_optimizer, regression, weighted_mean
 from zoo.algos.off_policy import (
     StateActionMLP,
     check_net,
     count_step,
-    loss_function,
     loss_output,
     maybe_compile,
     optimize,
     polyak_lists,
-    regression,
     soft_update,
     stacked_layers,
     state_action_ensemble,
     trained_params,
     transition_tensors,
-    weighted_mean,
 )
 from zoo.envs import env_info
 from zoo.exploration import ScheduledGaussianNoise
@@ -194,7 +191,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     noise = ScheduledGaussianNoise(action_spec, Schedule(algo_spec.explore_var_spec), std=float(half.mean()))
     qnet = ValueOperator(StateActionMLP(build_mlp(obs_dim + info["action_dim"], 1, net_spec)),
                          in_keys=["observation", "action"])
-    loss = FastTD3Loss(actor, qnet, action_spec=action_spec, num_qvalue_nets=2, loss_function=loss_function(spec),
+    loss = FastTD3Loss(actor, qnet, action_spec=action_spec, num_qvalue_nets=2, loss_function=loss_function(net_spec),
                        policy_noise=algo_spec.target_noise * half, noise_clip=algo_spec.target_noise_clip * half,
                        actor_net=actor_net, activation=ACTIVATIONS[net_spec.hid_layers_activation](),
                        compile=spec.meta.compile)
