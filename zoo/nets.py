@@ -1,7 +1,12 @@
-"""Network torsos and heads built from `NetSpec`: MLPs, Nature-style ConvNets, dueling Q heads."""
+"""Network torsos and heads built from `NetSpec`: MLPs, Nature-style ConvNets, dueling Q heads; and the
+log-densities of the Gaussian policy heads' distributions, in plain torch, for the losses that skip TorchRL's
+distribution objects (PPO, SAC)."""
+
+import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchrl.modules import MLP
 
 from zoo.spec import NetSpec, SpecError
@@ -116,3 +121,19 @@ def build_q_net(obs_shape: tuple[int, ...], num_actions: int, net_spec: NetSpec)
     head = build_mlp(feat_dim, num_actions, net_spec)
     # vector observations: the bare MLP, so the actor's state dict matches TorchRL's `QValueActor(MLP(...))`
     return head if isinstance(torso, nn.Identity) else nn.Sequential(torso, head)
+
+
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def normal_log_prob(x: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Elementwise log-density of Normal(loc, scale) at `x`."""
+    return -((x - loc) / scale).pow(2) / 2 - scale.log() - HALF_LOG_2PI
+
+
+def tanh_normal_log_prob(u: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
+    """log-density of a = mid + half * tanh(u), u ~ Normal(loc, scale), summed over the action dims, as TorchRL's
+    `TanhNormal`: the change of variables log|da/du| = log(half) + 2 (log 2 - u - softplus(-2u))."""
+    normal = normal_log_prob(u, loc, scale)  # before the Jacobian: keeps autograd's summation order (bit-exact runs)
+    log_det = half.log() + 2 * (math.log(2) - u - F.softplus(-2 * u))
+    return (normal - log_det).sum(-1)

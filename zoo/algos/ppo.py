@@ -18,7 +18,6 @@ Where TorchRL differs from the paper, and what we chose:
   gradient step.
 """
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -40,11 +39,11 @@ from zoo.algos.actor_critic import (
     optimizer_step,
 )
 from zoo.envs import env_info, learning_keys
+from zoo.nets import HALF_LOG_2PI, normal_log_prob, tanh_normal_log_prob
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("PPO",)
-HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "state_value")
 
 
@@ -84,21 +83,13 @@ def log_prob_and_entropy(nets: PlainNets, features: torch.Tensor,
         return log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
     loc, scale = nets.policy(features)
     if nets.distribution == "normal":
-        log_prob = -((action - loc) / scale).pow(2) / 2 - scale.log() - HALF_LOG_2PI
-        return log_prob.sum(-1), (0.5 + HALF_LOG_2PI + scale.log()).sum(-1)
+        return normal_log_prob(action, loc, scale).sum(-1), (0.5 + HALF_LOG_2PI + scale.log()).sum(-1)
     mid, half = (nets.high + nets.low) / 2, (nets.high - nets.low) / 2
     lim = 1.0 - torch.finfo(action.dtype).resolution
     u = ((action - mid) / half).clamp(-lim, lim).atanh()
     sample = loc + scale * torch.randn_like(loc)
     log_prob, sample_log_prob = (tanh_normal_log_prob(x, loc, scale, half) for x in (u, sample))
     return log_prob, -sample_log_prob
-
-
-def tanh_normal_log_prob(u: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor, half: torch.Tensor) -> torch.Tensor:
-    """log-density of a = mid + half * tanh(u), u ~ Normal(loc, scale), summed over action dims."""
-    normal = -((u - loc) / scale).pow(2) / 2 - scale.log() - HALF_LOG_2PI
-    log_det = half.log() + 2 * (math.log(2) - u - F.softplus(-2 * u))
-    return (normal - log_det).sum(-1)
 
 
 class PPOLoss(ClipPPOLoss):

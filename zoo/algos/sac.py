@@ -21,7 +21,6 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import NormalParamExtractor, TensorDictModule
 from torch import nn
 from torch.distributions import Categorical
-from torch.nn import functional as F
 from torchrl.envs import EnvBase
 from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstimators
@@ -46,7 +45,7 @@ from zoo.algos.off_policy import (
 )
 from zoo.envs import env_info, learning_keys
 from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
-from zoo.nets import ACTIVATIONS, build_mlp, build_q_net
+from zoo.nets import ACTIVATIONS, build_mlp, build_q_net, tanh_normal_log_prob
 from zoo.spec import AlgorithmSpec, Spec, register_algorithm_spec, spec_field
 
 NAMES = ("SoftActorCritic",)
@@ -136,11 +135,8 @@ class FastSACMaths:
         # TorchRL's TanhNormal, by hand: constructing the distribution cost ~25% of the loss (cProfile)
         loc, scale = self.actor_net(obs)
         u = loc + scale * torch.randn_like(loc)
-        mid, half = self.action_mid, self.action_half
-        normal_log_prob = -((u - loc) / scale).pow(2) / 2 - scale.log() - math.log(math.sqrt(2 * math.pi))
-        # change of variables a = mid + half * tanh(u): log|da/du| = log(half) + 2 (log 2 - u - softplus(-2u))
-        log_det = half.log() + 2 * (math.log(2) - u - F.softplus(-2 * u))
-        return mid + half * torch.tanh(u), (normal_log_prob - log_det).sum(-1)
+        log_prob = tanh_normal_log_prob(u, loc, scale, self.action_half)  # first: autograd's order, bit-exact runs
+        return self.action_mid + self.action_half * torch.tanh(u), log_prob
 
     def losses(self, obs, action, reward, not_terminal, next_obs, weight, update_actor: bool):
         """(critic loss, actor loss, alpha loss, |TD error|, entropy); the last three None but |TD error| without
