@@ -11,7 +11,7 @@ from torchrl.envs import EnvBase
 from zoo.agent import Agent
 from zoo.algos import ALGORITHMS
 from zoo.envs import env_info, make_env, normalizers, sync_eval_env
-from zoo.spec import Spec, SpecError
+from zoo.spec import ALGORITHM_SUPPORT, Spec, SpecError
 
 
 @dataclass
@@ -143,11 +143,6 @@ def seed_everything(seed: int) -> dict[str, int]:
     return seeds
 
 
-# algorithms whose parts follow a one-hot discrete action spec (TorchRL's default for GymEnv) as well as an
-# integer-coded one; the others need integer actions
-ONE_HOT_ALGORITHMS = frozenset({"VanillaDQN", "DQN", "DoubleDQN", "PPO", "A2C", "Reinforce"})
-
-
 def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBase | None = None) -> Components:
     """Build the component graph of one session. `seed` defaults to `spec.meta.seed`.
 
@@ -167,7 +162,7 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
     if env is None:
         env = make_env(spec.env, seeds["env"], device=device, gamma=gamma)
     one_hot = env_info(env)["one_hot"]
-    if one_hot and spec.agent.algorithm.name not in ONE_HOT_ALGORITHMS:
+    if one_hot and not ALGORITHM_SUPPORT[spec.agent.algorithm.name].one_hot_actions:
         raise SpecError("agent.algorithm.name", f"{spec.agent.algorithm.name} needs integer-coded discrete actions; "
                         "the env given has one-hot actions (build it with categorical_action_encoding=True, or "
                         "use zoo.make_env)")

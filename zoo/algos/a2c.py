@@ -34,7 +34,7 @@ NAMES = ("A2C",)
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         shared=True, split_optims=True)
+                         shared=True, split_optims=True, one_hot_actions=True)
 @dataclass
 class A2CAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of A2C."""

@@ -55,7 +55,7 @@ class ValueExplorationSpec(AlgorithmSpec):
 
 @register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"),
                          nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet"),
-                         targets=("replace", "polyak"))
+                         targets=("replace", "polyak"), one_hot_actions=True)
 @dataclass
 class DQNAlgorithmSpec(ValueExplorationSpec):
     """Hyperparameters of the DQN family."""

@@ -48,7 +48,7 @@ TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_ta
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         shared=True, split_optims=True)
+                         shared=True, split_optims=True, one_hot_actions=True)
 @dataclass
 class PPOAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of PPO."""

@@ -29,7 +29,8 @@ from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, register_algorithm_spec,
 NAMES = ("Reinforce",)
 
 
-@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"))
+@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
+                         one_hot_actions=True)
 @dataclass
 class ReinforceAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of REINFORCE."""
