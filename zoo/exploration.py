@@ -33,6 +33,7 @@ class FrameClock:
 
     @property
     def scheduled_value(self) -> torch.Tensor:
+        """The value the module acts with now (epsilon, noise scale or temperature): the agents log it."""
         return getattr(self, self.scheduled)
 
 
@@ -94,8 +95,3 @@ class BoltzmannExploration(FrameClock, TensorDictModuleBase):
             action = torch.nn.functional.one_hot(action, probs.shape[-1]).to(greedy.dtype)
         tensordict.set(self.out_keys[0], action)
         return tensordict
-
-
-def exploration_value(module: FrameClock) -> torch.Tensor:
-    """The scheduled value an exploration module acts with now (epsilon, noise scale or temperature), for metrics."""
-    return module.scheduled_value

@@ -27,7 +27,7 @@ from torchrl.objectives import HardUpdate, LossModule, SoftUpdate, ValueEstimato
 
 from zoo.agent import Agent, clip_grad, loss_function, make_optimizer, regression, weighted_mean
 from zoo.envs import env_info, learning_keys
-from zoo.exploration import BoltzmannExploration, ScheduledEGreedy, exploration_value
+from zoo.exploration import BoltzmannExploration, ScheduledEGreedy
 from zoo.memory import (
     FrameStackReplay,
     NStepTransform,
@@ -187,7 +187,7 @@ class DQNAgent(Agent):
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         store_transitions(self.buffer, data, self.terminated_key, self.nstep)
         self.exploration.step(data.numel())
-        metrics = {"explore_var": exploration_value(self.exploration).clone()}
+        metrics = {"explore_var": self.exploration.scheduled_value.clone()}
         if frame < self.replay.start:
             return metrics
         lr = self.set_lr(frame)

@@ -23,7 +23,6 @@ from torchrl.objectives import LossModule
 from zoo.agent import Agent, clip_grad, loss_function, make_optimizer
 from zoo.algos.dqn import ValueExplorationSpec, make_exploration
 from zoo.envs import env_info, learning_keys
-from zoo.exploration import exploration_value
 from zoo.memory import frames_per_batch
 from zoo.nets import build_q_net
 from zoo.spec import Spec, SpecError, register_algorithm_spec, spec_field
@@ -124,7 +123,7 @@ class SARSAAgent(Agent):
         # pair with next actions before the schedule moves: a truncation's a' comes from the policy that acted
         transitions, self.carry = sarsa_pairs(batch, self.carry, self.policy)
         self.exploration.step(data.numel())
-        metrics = {"explore_var": exploration_value(self.exploration).clone()}
+        metrics = {"explore_var": self.exploration.scheduled_value.clone()}
         if transitions.shape[-1] == 0:  # a one-step first batch waits for its next actions
             return metrics
         lr = self.set_lr(frame)

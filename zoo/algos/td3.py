@@ -159,7 +159,7 @@ class TD3Agent(Agent):
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         store_transitions(self.buffer, data)
         self.exploration.step(data.numel())
-        metrics = {"explore_var": self.exploration.sigma.clone()}
+        metrics = {"explore_var": self.exploration.scheduled_value.clone()}
         if frame < self.replay.start:
             return metrics
         lr = self.set_lr(frame)
