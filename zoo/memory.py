@@ -158,16 +158,22 @@ class ReplayPhase:
                    getattr(algo_spec, "policy_delay", 1), priority_beta(spec))
 
     def run(self, buffer: TensorDictReplayBuffer, frame: int,
-            gradient_step: Callable[[TensorDictBase], tuple[dict[str, torch.Tensor], torch.Tensor]]
-            ) -> dict[str, torch.Tensor]:
-        """`iters` gradient steps through `zoo.memory.replay_updates`; each step's metrics averaged over the steps
-        that have them (actor metrics: every `policy_delay`-th step), and `time/updates_per_s`."""
+            gradient_step: Callable[[TensorDictBase], tuple[dict[str, torch.Tensor], torch.Tensor]],
+            set_lr: Callable[[int], float]) -> dict[str, torch.Tensor]:
+        """The training phase after a batch is stored: nothing before frame `start`; then the learning rate for
+        `frame` (`set_lr`, the agent's) and `iters` gradient steps through `replay_updates`. Returns each step's
+        metrics averaged over the steps that have them (actor metrics: every `policy_delay`-th step),
+        `lr_factor` and `time/updates_per_s`."""
+        if frame < self.start:
+            return {}
+        lr = set_lr(frame)
         start = time.perf_counter()
         beta = None if self.beta is None else self.beta(frame)
         steps = replay_updates(buffer, self.batch_size, self.iters, beta, gradient_step)
         metrics = {key: torch.stack([s[key] for s in steps if key in s]).mean()
                    for key in dict.fromkeys(k for step in steps for k in step)}
         metrics["time/updates_per_s"] = torch.tensor(self.iters / (time.perf_counter() - start))
+        metrics["lr_factor"] = torch.tensor(lr)
         return metrics
 
 

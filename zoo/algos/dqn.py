@@ -187,11 +187,8 @@ class DQNAgent(Agent):
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         store_transitions(self.buffer, data, self.terminated_key, self.nstep)
         self.exploration.step(data.numel())
-        metrics = {"explore_var": self.exploration.scheduled_value.clone()}
-        if frame < self.replay.start:
-            return metrics
-        lr = self.set_lr(frame)
-        return {**metrics, **self.replay.run(self.buffer, frame, self.gradient_step), "lr_factor": torch.tensor(lr)}
+        return {"explore_var": self.exploration.scheduled_value.clone(),
+                **self.replay.run(self.buffer, frame, self.gradient_step, self.set_lr)}
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """One TD step on a replayed batch: (metrics, per-sample |TD error|)."""

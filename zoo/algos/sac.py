@@ -198,10 +198,7 @@ class SACAgent(Agent):
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         store_transitions(self.buffer, data, self.terminated_key)
-        if frame < self.replay.start:
-            return {}
-        lr = self.set_lr(frame)
-        return {**self.replay.run(self.buffer, frame, self.gradient_step), "lr_factor": torch.tensor(lr)}
+        return self.replay.run(self.buffer, frame, self.gradient_step, self.set_lr)
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Critics every step; actor and temperature every `policy_delay`-th; then the polyak targets."""
