@@ -13,7 +13,7 @@ from torchrl.objectives import ClipPPOLoss
 
 from tests.conftest import SPECS
 from zoo.algos.actor_critic import GaussianHead, make_advantage_module
-from zoo.algos.reinforce import monte_carlo_returns
+from zoo.algos.reinforce import EpisodeCarry, monte_carlo_returns
 from zoo.components import build
 from zoo.envs import normalizers
 from zoo.spec import SpecError, load_spec
@@ -64,13 +64,47 @@ def test_nstep_returns_bootstrap_at_rollout_end_and_truncation_only():
     assert data["value_target"].flatten().tolist() == pytest.approx(targets, rel=1e-5)
 
 
-def test_monte_carlo_returns_stop_at_done_and_skip_unfinished_tails():
-    data = batch()
-    data["next", "truncated"][0, 3] = False
-    data["next", "done"][0, 3] = False
-    returns, complete = monte_carlo_returns(data, GAMMA)
-    assert returns.flatten()[:2].tolist() == pytest.approx([1 + GAMMA * 2, 2], rel=1e-6)
-    assert complete.flatten().tolist() == [True, True, False, False]
+def test_monte_carlo_returns_stop_at_done():
+    returns = monte_carlo_returns(batch(), GAMMA)
+    assert returns.flatten().tolist() == pytest.approx([1 + GAMMA * 2, 2, 3 + GAMMA * 4, 4], rel=1e-6)
+
+
+def carry_batch(rewards: list[list[float]], dones: list[list[bool]]) -> TensorDict:
+    """[envs, T] steps whose observation is the reward, so the test can tell which steps came back."""
+    reward = torch.tensor(rewards, dtype=torch.float32).unsqueeze(-1)
+    return TensorDict({"observation": reward.clone(), "action": torch.zeros(reward.shape[:2], dtype=torch.long),
+                       "next": {"reward": reward, "done": torch.tensor(dones).unsqueeze(-1)}},
+                      batch_size=reward.shape[:2])
+
+
+def test_episode_carry_learns_every_step_once_with_returns_across_batches():
+    """Two envs, two batches of 3 steps: env 0's episode runs 1 2 | 3 (ends in batch 2), then 4 5 6 (batch 2,
+    unfinished); env 1 ends at steps 1 and 3 of batch 1. Each step returns once, with its whole episode's
+    reward-to-go; the unfinished tails wait, also through a state_dict round trip."""
+    carry = EpisodeCarry()
+    first = carry.complete(carry_batch([[1, 2, 3], [10, 20, 30]], [[False, False, False], [True, False, True]]))
+    assert first["observation"].flatten().tolist() == [10, 20, 30]
+    assert monte_carlo_returns(first, GAMMA).flatten().tolist() == pytest.approx([10, 20 + GAMMA * 30, 30])
+    restored = EpisodeCarry()
+    restored.load_state_dict(carry.state_dict())
+    second = restored.complete(carry_batch([[4, 5, 6], [40, 50, 60]], [[True, False, False], [False, False, False]]))
+    assert second["observation"].flatten().tolist() == [1, 2, 3, 4]
+    expected = [1 + GAMMA * 2 + GAMMA**2 * 3 + GAMMA**3 * 4, 2 + GAMMA * 3 + GAMMA**2 * 4, 3 + GAMMA * 4, 4]
+    assert monte_carlo_returns(second, GAMMA).flatten().tolist() == pytest.approx(expected, rel=1e-6)
+    assert [row["observation"].flatten().tolist() for row in restored.waiting] == [[5, 6], [40, 50, 60]]
+    assert restored.complete(carry_batch([[7], [70]], [[False], [False]])).shape == (0,)  # nothing ended
+
+
+def test_reinforce_update_waits_for_episode_ends():
+    spec = load_spec(SPECS / "reinforce_cartpole.yaml", overrides=["env.num_envs=2", "agent.algorithm.time_horizon=8"])
+    components = build(spec, seed=0)
+    agent, data = components.agent, next(iter(components.collector))
+    data["next", "done"].zero_()  # no episode ended in this batch: no update
+    assert agent.update(data, data.numel()) == {} and agent.num_updates == 0
+    data["next", "done"][1, 3] = True
+    metrics = agent.update(data, 2 * data.numel())
+    assert agent.num_updates == 1 and metrics["learned_steps"] == 8 + 4  # env 1's two batches up to its done
+    assert [len(row) for row in agent.carry.waiting] == [16, 4]
 
 
 @pytest.mark.parametrize("shared", [True, False])

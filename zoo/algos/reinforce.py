@@ -1,20 +1,21 @@
 """REINFORCE (Williams 1992): Monte-Carlo policy gradient with an optional mean baseline and entropy bonus.
 
 Each batch is `time_horizon` steps of every env. The return of step t is the discounted reward-to-go to the
-end of its episode (`reward2go`), so only steps whose episode ends inside the batch have one; the tail of
-each env's unfinished episode is left out of the gradient (its later steps are learned from in the next
-batch, where their episode ends). Returns stop at truncation as well as termination: without a critic there
-is nothing to bootstrap from.
+end of its episode (`reward2go`), so a step is learned from once its episode has ended: the steps of each
+env's unfinished episode wait in `EpisodeCarry` and join the next batch (SLM-Lab's `OnPolicyReplay`: train on
+complete episodes), so every step of every episode enters the gradient once. Waiting steps were collected
+by the policy before the last update (as in SLM-Lab, whose episodes also span updates). Returns stop at
+truncation as well as termination: without a critic there is nothing to bootstrap from.
 
 Built from TorchRL: `ProbabilisticActor` and `A2CLoss` with `critic_coeff=None`, which computes exactly the
 REINFORCE objective `-log pi(a|s) * G` plus the entropy bonus and never calls a critic. `ReinforceLoss` is not
 used: it always trains a critic (TypeError without one) and has no entropy term.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torch import nn
 from torchrl.envs import EnvBase
 from torchrl.modules import ValueOperator
@@ -23,6 +24,7 @@ from torchrl.objectives.value.functional import reward2go
 
 from zoo.agent import Agent
 from zoo.algos.actor_critic import build_actor_critic, build_optimizers, optimizer_step
+from zoo.envs import learning_keys
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, register_algorithm_spec, spec_field
 
@@ -35,9 +37,12 @@ NAMES = ("Reinforce",)
 class ReinforceAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of REINFORCE."""
 
-    center_return: bool = spec_field(True, "subtract the batch's mean return (a constant baseline)")
+    center_return: bool = spec_field(False, "subtract the batch's mean return (a constant baseline; SLM-Lab's switch)")
+    normalize_advantage: bool = spec_field(False, "standardize the returns over each batch (after center_return; "
+                                           "SLM-Lab's REINFORCE always does)")
     entropy_coef_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.01), "entropy bonus on the frame clock")
-    time_horizon: int = spec_field(500, "steps per env in each batch (episodes must end inside it to count)", low=1)
+    time_horizon: int = spec_field(500, "steps per env in each batch; an episode is learned from in the batch where "
+                                   "it ends, its earlier steps carried over", low=1)
     tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds")
 
 
@@ -48,40 +53,86 @@ class NoCritic(nn.Module):
         return observation.new_zeros(*observation.shape[:-1], 1)
 
 
-def monte_carlo_returns(data: TensorDictBase, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Discounted reward-to-go `[N, T, 1]` of each step, and whether its episode ends inside the batch."""
-    done = data["next", "done"]
-    returns = reward2go(data["next", "reward"], done, gamma, time_dim=-2)
-    complete = done.flip(-2).cummax(-2).values.flip(-2)  # a done at or after t in the same env
-    return returns, complete
+def monte_carlo_returns(data: TensorDictBase, gamma: float, done_key: str = "done") -> torch.Tensor:
+    """Discounted reward-to-go `[..., T, 1]` of each step to the end of its episode (a done at or after it)."""
+    return reward2go(data["next", "reward"], data["next", done_key], gamma, time_dim=-2)
+
+
+@dataclass
+class EpisodeCarry:
+    """The steps of each env's unfinished episode, held until a later batch ends it.
+
+    `complete(batch)` joins each env's waiting steps to its `[T]` row of the batch and returns, flat `[M]`, every
+    step up to the env's last done (whole episodes, each ending in a done); the steps after it wait. Only the
+    keys REINFORCE learns from are kept. The waiting steps are part of the agent's state (`state_dict`): an
+    exact resume continues their episodes."""
+
+    done_key: str = "done"
+    waiting: list[TensorDictBase] = field(default_factory=list)  # one [L_i] TensorDict per env
+
+    def keys(self) -> tuple:
+        return "observation", "action", ("next", "reward"), ("next", self.done_key)
+
+    def complete(self, data: TensorDictBase) -> TensorDictBase:
+        steps = data.select(*self.keys())
+        num_envs, horizon = steps.shape
+        if not self.waiting:
+            self.waiting = [steps[i, :0] for i in range(num_envs)]
+        done = steps["next", self.done_key].reshape(num_envs, horizon)
+        # 1 + index of each env's last done in this batch, 0 without one (one host sync for all envs)
+        ends = (done * torch.arange(1, horizon + 1, device=done.device)).amax(-1).tolist()
+        finished = []
+        for i, end in enumerate(ends):
+            if end:
+                finished += [self.waiting[i], steps[i, :end]]
+                self.waiting[i] = steps[i, end:]
+            else:
+                self.waiting[i] = torch.cat([self.waiting[i], steps[i]], 0)
+        return torch.cat(finished, 0) if finished else steps[0, :0]
+
+    def state_dict(self) -> list[dict]:
+        return [row.to_dict() for row in self.waiting]
+
+    def load_state_dict(self, state: list[dict]) -> None:
+        self.waiting = [TensorDict(row, batch_size=[len(row["observation"])]) for row in state]
 
 
 @dataclass(kw_only=True)
 class ReinforceAgent(Agent):
-    """One gradient step per batch on the steps whose returns are complete."""
+    """One gradient step per batch on the episodes that ended in it (their earlier steps carried over)."""
 
     algo_spec: ReinforceAlgorithmSpec
     params: list[nn.Parameter]
+    carry: EpisodeCarry
     clip_grad_val: float | None = None
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
+        episodes = self.carry.complete(data)
+        if episodes.shape[0] == 0:  # no episode ended yet: nothing has a return
+            return {}
         lr = self.set_lr(frame)
         entropy_coef = self.schedules["entropy_coef"](frame)
         self.loss.entropy_coeff.fill_(entropy_coef)
         with torch.no_grad():
-            returns, complete = monte_carlo_returns(data, self.algo_spec.gamma)
-            mask = complete.to(returns.dtype)
-            count = mask.sum().clamp_min(1.0)
+            returns = monte_carlo_returns(episodes, self.algo_spec.gamma, self.carry.done_key)
             if self.algo_spec.center_return:
-                returns = returns - (returns * mask).sum() / count
-            # zero the incomplete steps and rescale so the loss's mean is a mean over complete steps
-            data["advantage"] = returns * mask * (mask.numel() / count)
-        out = self.loss(data)
+                returns = returns - returns.mean()
+            if self.algo_spec.normalize_advantage and returns.numel() > 1:
+                returns = (returns - returns.mean()) / (returns.std() + 1e-8)
+            episodes["advantage"] = returns
+        out = self.loss(episodes)
         loss = out["loss_objective"] + out["loss_entropy"]
         optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
         self.num_updates += 1
         return {"loss": loss.detach(), "entropy": out["entropy"], "entropy_coef": torch.tensor(entropy_coef),
-                "lr_factor": torch.tensor(lr)}
+                "lr_factor": torch.tensor(lr), "learned_steps": torch.tensor(float(episodes.shape[0]))}
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "waiting_steps": self.carry.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.carry.load_state_dict(state["waiting_steps"])
 
 
 def build(spec: Spec, env: EnvBase) -> Agent:
@@ -95,5 +146,6 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         policy=actor, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, None, module),
         frames_per_batch=algo_spec.time_horizon * spec.env.num_envs, max_frame=spec.env.max_frame,
         schedules={"entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val,
+        algo_spec=algo_spec, params=list(module.parameters()), carry=EpisodeCarry(learning_keys(env)[0]),
+        clip_grad_val=net_spec.clip_grad_val,
     )
