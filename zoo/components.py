@@ -161,8 +161,13 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
     # envs hand their outputs over on `device` (Atari frames stay uint8 until the net casts them there)
     if env is None:
         env = make_env(spec.env, seeds["env"], device=device, gamma=gamma)
-    one_hot = env_info(env)["one_hot"]
-    if one_hot and not ALGORITHM_SUPPORT[spec.agent.algorithm.name].one_hot_actions:
+    info, support = env_info(env), ALGORITHM_SUPPORT[spec.agent.algorithm.name]
+    one_hot = info["one_hot"]
+    if info["action_kind"] in ("MultiDiscrete", "MultiBinary") and not support.multi_actions:
+        takers = ", ".join(sorted(name for name, s in ALGORITHM_SUPPORT.items() if s.multi_actions))
+        raise SpecError("agent.algorithm.name", f"{spec.agent.algorithm.name} does not act in {info['action_kind']} "
+                        f"action spaces ({spec.env.name}); algorithms that do: {takers}")
+    if one_hot and not support.one_hot_actions:
         raise SpecError("agent.algorithm.name", f"{spec.agent.algorithm.name} needs integer-coded discrete actions; "
                         "the env given has one-hot actions (build it with categorical_action_encoding=True, or "
                         "use zoo.make_env)")

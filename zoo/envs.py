@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tensordict import TensorDictBase
 from torch import nn
-from torchrl.data import OneHot
+from torchrl.data import OneHot, TensorSpec
 from torchrl.envs import (
     ClipTransform,
     Compose,
@@ -67,16 +67,38 @@ class OneHotObservation(gym.ObservationWrapper):
         return one_hot
 
 
+FLAT_LEAVES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
+
+
+def _flattenable(space: gym.Space) -> bool:
+    """A Dict / Tuple (nested at will) of Box, Discrete, MultiDiscrete and MultiBinary spaces."""
+    if isinstance(space, gym.spaces.Dict):
+        return all(_flattenable(sub) for sub in space.spaces.values())
+    if isinstance(space, gym.spaces.Tuple):
+        return all(_flattenable(sub) for sub in space.spaces)
+    return isinstance(space, FLAT_LEAVES)
+
+
 def supported_spaces(env: gym.Env, env_name: str) -> gym.Env:
-    """`env` with Box observations (Discrete ones one-hot encoded) and Discrete or Box actions, else SpecError."""
-    if isinstance(env.observation_space, gym.spaces.Discrete):
+    """`env` with Box observations, else SpecError: Discrete ones one-hot encoded, Dict / Tuple ones flattened into
+    one float32 vector (gymnasium's `FlattenObservation`: Discrete parts one-hot, Box parts raveled); Discrete, Box,
+    MultiDiscrete or MultiBinary actions."""
+    obs = env.observation_space
+    if isinstance(obs, gym.spaces.Discrete):
         env = OneHotObservation(env)
+    elif isinstance(obs, gym.spaces.Dict | gym.spaces.Tuple | gym.spaces.MultiDiscrete | gym.spaces.MultiBinary):
+        if not _flattenable(obs):
+            raise SpecError("env.name", f"{env_name} has {type(obs).__name__} observations with parts that cannot be "
+                            "flattened into a vector; supported parts: Box, Discrete, MultiDiscrete, MultiBinary")
+        env = gym.wrappers.DtypeObservation(gym.wrappers.FlattenObservation(env), np.float32)  # one-hot parts: int
     obs, action = env.observation_space, env.action_space
     if not isinstance(obs, gym.spaces.Box):
-        raise SpecError("env.name", f"{env_name} has {type(obs).__name__} observations; supported: Box, and Discrete "
-                        "(one-hot encoded)")
-    if not isinstance(action, gym.spaces.Discrete | gym.spaces.Box):
-        raise SpecError("env.name", f"{env_name} has {type(action).__name__} actions; supported: Discrete, Box")
+        raise SpecError("env.name", f"{env_name} has {type(obs).__name__} observations; supported: Box, Discrete "
+                        "(one-hot encoded), Dict / Tuple / MultiDiscrete / MultiBinary (flattened)")
+    if not isinstance(action, ACTION_SPACES):
+        raise SpecError("env.name", f"{env_name} has {type(action).__name__} actions; supported: Discrete, Box, "
+                        "MultiDiscrete, MultiBinary")
     return env
 
 
@@ -250,12 +272,27 @@ def learning_keys(env: EnvBase) -> tuple[str, str]:
     return "done", "terminated"
 
 
+def action_kind(action_spec: TensorSpec) -> str:
+    """The gymnasium space an (unbatched) TorchRL action spec stands for: Discrete, Box, MultiDiscrete or MultiBinary.
+
+    `GymWrapper` maps both MultiDiscrete and MultiBinary to a `BoundedDiscrete` spec; MultiBinary's is int8."""
+    if hasattr(action_spec.space, "n"):
+        return "Discrete"
+    if action_spec.dtype.is_floating_point:
+        return "Box"
+    return "MultiBinary" if action_spec.dtype in (torch.int8, torch.uint8, torch.bool) else "MultiDiscrete"
+
+
 def env_info(env: EnvBase) -> dict[str, object]:
-    """Shapes and kinds of the env's observation and action spaces, for builders and --dry-run."""
+    """Shapes and kinds of the env's observation and action spaces, for builders and --dry-run.
+
+    `discrete`: one Discrete action (Categorical or one-hot); `action_kind` names the space, MultiDiscrete and
+    MultiBinary included (their `action_dim` is the number of components)."""
     obs_spec = env.observation_spec["observation"]
     action_spec = env.action_spec_unbatched if hasattr(env, "action_spec_unbatched") else env.action_spec
     discrete = hasattr(action_spec.space, "n")
     return {
+        "action_kind": action_kind(action_spec),
         "obs_shape": tuple(obs_spec.shape[len(env.batch_size):]),
         "obs_dtype": obs_spec.dtype,
         "discrete": discrete,

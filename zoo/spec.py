@@ -265,11 +265,12 @@ class AlgorithmSupport:
     compile: bool = False  # meta.compile: true (torch.compile of the update)
     targets: tuple[str, ...] = ()  # agent.net.update_type values (the first is the default); () = no target network
     one_hot_actions: bool = False  # its parts also follow a one-hot discrete action spec (zoo.build(spec, env=...))
+    multi_actions: bool = False  # it also acts in MultiDiscrete and MultiBinary action spaces
 
     def describe(self) -> str:
         extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
-                                        ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions))
-                  if on]
+                                        ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions),
+                                        ("MultiDiscrete / MultiBinary actions", self.multi_actions)) if on]
         targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
         return "; ".join([f"memory: {'|'.join(self.memories)}", f"net: {'|'.join(self.nets)}", targets, *extras])
 
@@ -280,7 +281,7 @@ ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 
 def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
                             split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = (),
-                            one_hot_actions: bool = False):
+                            one_hot_actions: bool = False, multi_actions: bool = False):
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
@@ -288,13 +289,14 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     `actor_optim_spec` / `critic_optim_spec` and `meta.compile`, and its target-network updates (`targets`:
     `agent.net.update_type` values, the first its default; none without target networks). Specs asking for
     anything else fail to load. `one_hot_actions`: its policy, actor and loss also work with an env whose discrete
-    actions are one-hot (TorchRL's `GymEnv` default); `zoo.build` refuses such an env otherwise."""
+    actions are one-hot (TorchRL's `GymEnv` default); `zoo.build` refuses such an env otherwise. `multi_actions`: it
+    also builds for MultiDiscrete and MultiBinary action spaces (`zoo.build` refuses them otherwise)."""
     unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
         t for t in targets if t not in TARGET_UPDATES]
     if unknown or not memories or not nets:
         raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
     support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets),
-                               one_hot_actions)
+                               one_hot_actions, multi_actions)
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:

@@ -200,8 +200,8 @@ def ppo_batch(agent, n: int = 32, seed: int = 0) -> TensorDict:
     return td.select("observation", "action", "action_log_prob", "advantage", "state_value", "value_target")
 
 
-def ppo_agent(spec_file: str, *overrides: str):
-    spec = load_spec(SPECS / spec_file, overrides=["env.num_envs=2", "agent.algorithm.minibatch_size=8",
+def ppo_agent(spec_file: str, *overrides: str, name: str | None = None):
+    spec = load_spec(SPECS / spec_file, name, overrides=["env.num_envs=2", "agent.algorithm.minibatch_size=8",
                                                    "agent.algorithm.entropy_coef_spec.start_val=0.01", *overrides])
     components = build(spec, seed=0)
     agent = components.agent
@@ -242,7 +242,7 @@ def test_ppo_loss_matches_torchrl_clipppoloss(clip_value):
 def test_ppo_loss_matches_clipppoloss_for_gaussian_policies(tanh_squash):
     agent = ppo_agent("ppo_pendulum.yaml", f"agent.algorithm.tanh_squash={str(tanh_squash).lower()}",
                       "env.normalize_obs=false", "env.normalize_reward=false")
-    assert agent.loss.nets.distribution == ("tanh_normal" if tanh_squash else "normal")
+    assert agent.loss.nets.distribution == ("TanhNormal" if tanh_squash else "Normal")
     agent.loss.clip_epsilon.fill_(0.2)
     # TanhNormal's entropy has no closed form: both estimate it from a sample, so only its scale is compared
     assert_matches_clipppoloss(agent, ppo_batch(agent), entropy_exact=not tanh_squash)

@@ -26,6 +26,7 @@ from zoo.algos.actor_critic import (
     make_advantage_module,
     optimizer_step,
 )
+from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import learning_keys
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
@@ -34,7 +35,7 @@ NAMES = ("A2C",)
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         shared=True, split_optims=True, one_hot_actions=True)
+                         shared=True, split_optims=True, one_hot_actions=True, multi_actions=True)
 @dataclass
 class A2CAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of A2C."""
@@ -46,7 +47,11 @@ class A2CAlgorithmSpec(AlgorithmSpec):
     val_loss_coef: float = spec_field(0.5, "weight of the value loss", low=0.0, low_open=True)
     entropy_coef_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.01), "entropy bonus on the frame clock")
     normalize_advantage: bool = spec_field(False, "standardize advantages over each batch")
-    tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds")
+    action_pdtype: str = spec_field("default", "action distribution, SLM-Lab's names (default: Categorical, Normal, "
+                                    "MultiCategorical or Bernoulli by action space; see zoo/distributions.py)",
+                                    choices=PDTYPE_CHOICES)
+    tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds "
+                                   "(the same as action_pdtype: TanhNormal)")
 
 
 def rollout_length(algo_spec: A2CAlgorithmSpec) -> int:
@@ -93,7 +98,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble A2C for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     horizon = rollout_length(algo_spec)
-    actor, critic, module, _ = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
+    actor, critic, module, _ = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
+                                                  tanh_squash=algo_spec.tanh_squash)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
     loss = A2CLoss(actor, critic, entropy_coeff=1.0, critic_coeff=algo_spec.val_loss_coef,

@@ -1,23 +1,25 @@
 """Actor and critic builders shared by the policy-gradient family (REINFORCE, A2C, PPO).
 
-Action distributions: `Categorical` over logits for discrete spaces (`OneHotCategorical` for a one-hot action
-spec); for continuous spaces a Gaussian whose
-log std is a free parameter (state-independent, the PPO paper's choice) or a second head
-(`agent.net.state_dependent_std`). Actions are rescaled to the env's bounds: the network works in [-1, 1]
-units and `loc = center + half_range * mu`, `scale = half_range * std`; with `tanh_squash` TorchRL's
-`TanhNormal` squashes samples into [low, high] instead (its log-prob includes the tanh Jacobian). Unsquashed
-samples can leave the box; the gymnasium envs in specs/ clip actions themselves (the stored action, and its
-log-prob, stay unclipped, as in SB3).
+Action distributions follow `agent.algorithm.action_pdtype` (zoo/distributions.py). By default: `Categorical`
+over logits for discrete spaces (`OneHotCategorical` for a one-hot action spec), `MultiCategorical` for
+MultiDiscrete, `Bernoulli` for MultiBinary, and for continuous spaces a Gaussian whose log std is a free
+parameter (state-independent, the PPO paper's choice) or a second head (`agent.net.state_dependent_std`).
+Gaussian actions are rescaled to the env's bounds: the network works in [-1, 1] units and
+`loc = center + half_range * mu`, `scale = half_range * std`; `TanhNormal` (or `tanh_squash`) squashes samples
+into [low, high] instead (TorchRL's, whose log-prob includes the tanh Jacobian), and `Beta` lives on the box.
+Unsquashed Gaussian samples can leave the box; the gymnasium envs in specs/ clip actions themselves (the stored
+action, and its log-prob, stay unclipped, as in SB3).
 
 With `agent.net.shared` one trunk feeds both heads (`ActorValueOperator`) and one optimizer trains it;
 otherwise actor and critic are separate networks with their own optimizers.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from tensordict.nn import TensorDictModule
+from torch import distributions as D
 from torch import nn
 from torch.distributions import Categorical
 from torchrl.envs import EnvBase
@@ -32,9 +34,19 @@ from torchrl.modules import (
 from torchrl.objectives.value import GAE, TD1Estimator, ValueEstimatorBase
 
 from zoo.agent import clip_grad, make_optimizer
+from zoo.distributions import (
+    Argmax,
+    Bernoulli,
+    Beta,
+    GumbelSoftmax,
+    MultiCategorical,
+    MultivariateNormal,
+    beta_concentrations,
+    resolve_pdtype,
+)
 from zoo.envs import env_info
 from zoo.nets import ACTIVATIONS, build_mlp, build_torso, init_weights
-from zoo.spec import NetSpec
+from zoo.spec import NetSpec, SpecError
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 
@@ -66,42 +78,107 @@ class GaussianHead(nn.Module):
         return self.center + self.half_range * mu, self.half_range * std
 
 
-def _policy_head(in_dim: int, info: dict, net_spec: NetSpec, tanh_squash: bool, hid_layers: list[int]) -> nn.Module:
-    """MLP over features, ending in logits (discrete) or a GaussianHead (continuous)."""
-    if info["discrete"]:
-        head = build_mlp(in_dim, info["num_actions"], net_spec, hid_layers)
-        init_weights(head[-1], "orthogonal" if net_spec.init_fn == "orthogonal" else "default", gain=0.01)
-        return head
-    space = info["action_spec"].space
+class BetaHead(nn.Module):
+    """features -> (concentration1, concentration0) >= 1 of a Beta policy per action dimension (Chou et al. 2017)."""
+
+    def __init__(self, in_dim: int, action_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(in_dim, 2 * action_dim)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return beta_concentrations(self.linear(features))
+
+
+class MultivariateNormalHead(nn.Module):
+    """features -> (loc, scale_tril): the GaussianHead's diagonal plus learned, state-independent correlations
+    (a strictly lower-triangular factor in [-1, 1] network units, rescaled to the action box; zero at init)."""
+
+    def __init__(self, gaussian: GaussianHead, action_dim: int):
+        super().__init__()
+        self.gaussian = gaussian
+        self.lower = nn.Parameter(torch.zeros(action_dim, action_dim))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc, scale = self.gaussian(features)
+        lower = self.gaussian.half_range.unsqueeze(-1) * self.lower.tril(-1)
+        return loc, torch.diag_embed(scale) + lower
+
+
+class PolicyHead(NamedTuple):
+    module: nn.Module  # features -> the distribution's parameters
+    param_keys: tuple[str, ...]  # their names, as the distribution class takes them
+    dist_class: type
+    dist_kwargs: dict
+
+
+def _policy_head(in_dim: int, info: dict, net_spec: NetSpec, pdtype: str, hid_layers: list[int]) -> PolicyHead:
+    """MLP over features ending in the parameters of the `pdtype` distribution (see zoo/distributions.py)."""
+    space, kind = info["action_spec"].space, info["action_kind"]
+    gain_init = "orthogonal" if net_spec.init_fn == "orthogonal" else "default"
+    if kind != "Box":  # logits: one per action, per component's choice, or per bit
+        if kind == "Discrete":
+            out_dim, dist_kwargs = info["num_actions"], {}
+            dist_class = {"Categorical": OneHotCategorical if info["one_hot"] else Categorical, "Argmax": Argmax,
+                          "GumbelSoftmax": GumbelSoftmax}[pdtype]
+        elif kind == "MultiDiscrete":
+            nvec = (space.high - space.low + 1).tolist()
+            out_dim, dist_class, dist_kwargs = sum(nvec), MultiCategorical, {"nvec": nvec, "start": space.low}
+        else:
+            out_dim, dist_class, dist_kwargs = info["action_dim"], Bernoulli, {"dtype": info["action_spec"].dtype}
+        head = build_mlp(in_dim, out_dim, net_spec, hid_layers)
+        init_weights(head[-1], gain_init, gain=0.01)
+        return PolicyHead(head, ("logits",), dist_class, dist_kwargs)
     body = build_mlp(in_dim, hid_layers[-1], net_spec, hid_layers[:-1]) if hid_layers else nn.Identity()
     act = ACTIVATIONS[net_spec.hid_layers_activation]() if hid_layers else nn.Identity()
-    gaussian = GaussianHead(hid_layers[-1] if hid_layers else in_dim, info["action_dim"], space.low, space.high,
+    feat_dim, action_dim = hid_layers[-1] if hid_layers else in_dim, info["action_dim"]
+    if pdtype == "Beta":
+        beta = BetaHead(feat_dim, action_dim)
+        init_weights(beta, gain_init, gain=0.01)
+        return PolicyHead(nn.Sequential(body, act, beta), ("concentration1", "concentration0"), Beta,
+                          {"low": space.low, "high": space.high})
+    tanh_squash = pdtype == "TanhNormal"
+    gaussian = GaussianHead(feat_dim, action_dim, space.low, space.high,
                             state_dependent_std=net_spec.state_dependent_std, log_std_init=net_spec.log_std_init,
                             tanh_squash=tanh_squash)
-    init_weights(gaussian.mean, "orthogonal" if net_spec.init_fn == "orthogonal" else "default", gain=0.01)
-    return nn.Sequential(body, act, gaussian)
+    init_weights(gaussian.mean, gain_init, gain=0.01)
+    if pdtype == "MultivariateNormal":
+        return PolicyHead(nn.Sequential(body, act, MultivariateNormalHead(gaussian, action_dim)),
+                          ("loc", "scale_tril"), MultivariateNormal, {})
+    dist_class, dist_kwargs = ((TanhNormal, {"low": space.low, "high": space.high}) if tanh_squash
+                               else (IndependentNormal, {}))
+    return PolicyHead(nn.Sequential(body, act, gaussian), ("loc", "scale"), dist_class, dist_kwargs)
 
 
-def _probabilistic_actor(module: nn.Module, info: dict, tanh_squash: bool, in_key: str) -> ProbabilisticActor:
-    if info["discrete"]:
-        td_module = TensorDictModule(module, [in_key], ["logits"])
-        dist_class, dist_kwargs = OneHotCategorical if info["one_hot"] else Categorical, {}
-    else:
-        td_module = TensorDictModule(module, [in_key], ["loc", "scale"])
-        space = info["action_spec"].space
-        dist_class, dist_kwargs = ((TanhNormal, {"low": space.low, "high": space.high}) if tanh_squash
-                                   else (IndependentNormal, {}))
-    return ProbabilisticActor(td_module, in_keys=list(td_module.out_keys), spec=info["action_spec"],
-                              distribution_class=dist_class, distribution_kwargs=dist_kwargs, return_log_prob=True)
+def _probabilistic_actor(module: nn.Module, head: PolicyHead, info: dict, in_key: str) -> ProbabilisticActor:
+    td_module = TensorDictModule(module, [in_key], list(head.param_keys))
+    return ProbabilisticActor(td_module, in_keys=list(head.param_keys), spec=info["action_spec"],
+                              distribution_class=head.dist_class, distribution_kwargs=head.dist_kwargs,
+                              return_log_prob=True)
+
+
+def action_pdtype(env: EnvBase, pdtype: str, tanh_squash: bool = False) -> str:
+    """The action distribution's name for `env` from `agent.algorithm.action_pdtype` (`tanh_squash` is the same as
+    `TanhNormal`); SpecError when it does not fit the env's action space."""
+    info = env_info(env)
+    if tanh_squash:
+        if pdtype not in ("default", "TanhNormal"):
+            raise SpecError("agent.algorithm.tanh_squash", f"contradicts action_pdtype: {pdtype}; remove one of them")
+        pdtype = "TanhNormal"
+    try:
+        return resolve_pdtype(pdtype, info["action_kind"], info["action_dim"])
+    except ValueError as err:
+        field = "tanh_squash" if tanh_squash else "action_pdtype"
+        raise SpecError(f"agent.algorithm.{field}", str(err)) from None
 
 
 @dataclass
 class PlainNets:
     """The actor's and critic's networks as plain torch modules, the very parameters of the TorchRL modules.
 
-    `trunk` maps observations to features (identity unless `agent.net.shared`); `policy` maps features to logits
-    (`distribution` "categorical") or to (loc, scale) of a Gaussian ("normal", or "tanh_normal": squashed into
-    [low, high] as TorchRL's `TanhNormal`); `value` maps features to V. Losses that compute in plain torch (PPO)
+    `trunk` maps observations to features (identity unless `agent.net.shared`); `policy` maps features to the
+    parameters (`param_keys`) of the action distribution `distribution` (an `action_pdtype` name: Categorical
+    logits, (loc, scale) of a Normal, or of a TanhNormal squashed into [low, high] as TorchRL's, ...), built as
+    `dist_class(**params, **dist_kwargs)`; `value` maps features to V. Losses that compute in plain torch (PPO)
     run these instead of the TensorDict modules: the same functions of the same parameters, without the
     per-call TensorDict and distribution plumbing.
     """
@@ -110,8 +187,17 @@ class PlainNets:
     policy: nn.Module
     value: nn.Module | None
     distribution: str
+    param_keys: tuple[str, ...] = ("logits",)
+    dist_class: type = Categorical
+    dist_kwargs: dict = field(default_factory=dict)
     low: torch.Tensor | None = None
     high: torch.Tensor | None = None
+
+    def dist(self, features: torch.Tensor) -> D.Distribution:
+        """The action distribution at `features`, as the actor builds it."""
+        params = self.policy(features)
+        params = params if isinstance(params, tuple) else (params,)
+        return self.dist_class(**dict(zip(self.param_keys, params, strict=True)), **self.dist_kwargs)
 
 
 class ActorCritic(NamedTuple):
@@ -121,33 +207,41 @@ class ActorCritic(NamedTuple):
     nets: PlainNets
 
 
-def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, tanh_squash: bool = False,
+def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, pdtype: str = "default", tanh_squash: bool = False,
                        critic: bool = True) -> ActorCritic:
-    """Actor, critic and the module holding every parameter for `env`; shared trunk when `net_spec.shared`."""
+    """Actor, critic and the module holding every parameter for `env`; shared trunk when `net_spec.shared`.
+
+    `pdtype` / `tanh_squash`: `agent.algorithm.action_pdtype` / `tanh_squash` (see `action_pdtype`)."""
     info = env_info(env)
-    distribution = "categorical" if info["discrete"] else "tanh_normal" if tanh_squash else "normal"
-    space = None if info["discrete"] else info["action_spec"].space
-    bounds = {"low": space.low, "high": space.high} if tanh_squash else {}
+    distribution = action_pdtype(env, pdtype, tanh_squash)
+    space = info["action_spec"].space
+    bounds = {"low": space.low, "high": space.high} if distribution == "TanhNormal" else {}
     torso, feat_dim = build_torso(info["obs_shape"], net_spec)
+
     if net_spec.shared and critic:
         widths = net_spec.hid_layers
         trunk = nn.Sequential(torso, build_mlp(feat_dim, widths[-1], net_spec, widths[:-1]),
                               ACTIVATIONS[net_spec.hid_layers_activation]())
-        policy_head = _policy_head(widths[-1], info, net_spec, tanh_squash, [])
+        head = _policy_head(widths[-1], info, net_spec, distribution, [])
         value_head = build_mlp(widths[-1], 1, net_spec, [])
         common = TensorDictModule(trunk, ["observation"], ["hidden"])
-        operator = ActorValueOperator(common, _probabilistic_actor(policy_head, info, tanh_squash, "hidden"),
+        operator = ActorValueOperator(common, _probabilistic_actor(head.module, head, info, "hidden"),
                                       ValueOperator(value_head, in_keys=["hidden"]))
-        nets = PlainNets(trunk, policy_head, value_head, distribution, **bounds)
+        nets = PlainNets(trunk, head.module, value_head, distribution, head.param_keys, head.dist_class,
+                         head.dist_kwargs, **bounds)
         return ActorCritic(operator.get_policy_operator(), operator.get_value_operator(), operator, nets)
-    actor_module = nn.Sequential(torso, _policy_head(feat_dim, info, net_spec, tanh_squash, net_spec.hid_layers))
-    actor = _probabilistic_actor(actor_module, info, tanh_squash, "observation")
+    head = _policy_head(feat_dim, info, net_spec, distribution, net_spec.hid_layers)
+    actor_module = nn.Sequential(torso, head.module)
+    actor = _probabilistic_actor(actor_module, head, info, "observation")
+    value_net = None
+    if critic:
+        critic_torso, _ = build_torso(info["obs_shape"], net_spec)
+        value_net = nn.Sequential(critic_torso, build_mlp(feat_dim, 1, net_spec))
+    nets = PlainNets(nn.Identity(), actor_module, value_net, distribution, head.param_keys, head.dist_class,
+                     head.dist_kwargs, **bounds)
     if not critic:
-        return ActorCritic(actor, None, actor, PlainNets(nn.Identity(), actor_module, None, distribution, **bounds))
-    critic_torso, _ = build_torso(info["obs_shape"], net_spec)
-    value_net = nn.Sequential(critic_torso, build_mlp(feat_dim, 1, net_spec))
+        return ActorCritic(actor, None, actor, nets)
     value = ValueOperator(value_net, in_keys=["observation"])
-    nets = PlainNets(nn.Identity(), actor_module, value_net, distribution, **bounds)
     return ActorCritic(actor, value, nn.ModuleList([actor, value]), nets)
 
 

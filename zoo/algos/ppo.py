@@ -38,6 +38,7 @@ from zoo.algos.actor_critic import (
     make_advantage_module,
     optimizer_step,
 )
+from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import env_info, learning_keys
 from zoo.nets import HALF_LOG_2PI, normal_log_prob, tanh_normal_log_prob
 from zoo.schedules import Schedule
@@ -48,7 +49,7 @@ TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_ta
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         shared=True, split_optims=True, one_hot_actions=True)
+                         shared=True, split_optims=True, one_hot_actions=True, multi_actions=True)
 @dataclass
 class PPOAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of PPO."""
@@ -64,25 +65,34 @@ class PPOAlgorithmSpec(AlgorithmSpec):
     normalize_advantage: bool = spec_field(True, "standardize advantages in each minibatch")
     target_kl: float | None = spec_field(None, "stop the epochs once the approx KL exceeds 1.5 x this (None: off)",
                                          low=0.0, low_open=True)
-    tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds")
+    action_pdtype: str = spec_field("default", "action distribution, SLM-Lab's names (default: Categorical, Normal, "
+                                    "MultiCategorical or Bernoulli by action space; see zoo/distributions.py)",
+                                    choices=PDTYPE_CHOICES)
+    tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds "
+                                   "(the same as action_pdtype: TanhNormal)")
 
 
 def log_prob_and_entropy(nets: PlainNets, features: torch.Tensor,
                          action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """log pi(action | features) and the policy's entropy per sample, as TorchRL's distributions compute them.
 
-    Categorical from logits; IndependentNormal from (loc, scale); TanhNormal squashed into [low, high], whose
-    log-prob inverts the squash (clamped as TorchRL's safe atanh) and subtracts the log-Jacobian, and whose
-    entropy has no closed form: one reparameterized sample's -log-prob, as `ClipPPOLoss` estimates it.
+    By hand for the common three: Categorical from logits; Normal from (loc, scale); TanhNormal squashed into
+    [low, high], whose log-prob inverts the squash (clamped as TorchRL's safe atanh) and subtracts the
+    log-Jacobian, and whose entropy has no closed form: one reparameterized sample's -log-prob, as `ClipPPOLoss`
+    estimates it. The other `action_pdtype`s build their torch distribution (`PlainNets.dist`), still without
+    the TensorDict plumbing.
     """
-    if nets.distribution == "categorical":
+    if nets.distribution == "Categorical":
         log_probs = nets.policy(features).log_softmax(-1)
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         if action.shape == log_probs.shape:  # one-hot actions
             return (log_probs * action).sum(-1), entropy
         return log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
+    if nets.distribution not in ("Normal", "TanhNormal"):
+        dist = nets.dist(features)
+        return dist.log_prob(action), dist.entropy()
     loc, scale = nets.policy(features)
-    if nets.distribution == "normal":
+    if nets.distribution == "Normal":
         return normal_log_prob(action, loc, scale).sum(-1), (0.5 + HALF_LOG_2PI + scale.log()).sum(-1)
     mid, half = (nets.high + nets.low) / 2, (nets.high - nets.low) / 2
     lim = 1.0 - torch.finfo(action.dtype).resolution
@@ -244,7 +254,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if algo_spec.minibatch_size > frames_per_batch:
         raise SpecError("agent.algorithm.minibatch_size", f"{algo_spec.minibatch_size} exceeds the batch of "
                         f"time_horizon x env.num_envs = {frames_per_batch} transitions")
-    actor, critic, module, nets = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash)
+    actor, critic, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
+                                                  tanh_squash=algo_spec.tanh_squash)
     clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
     loss = PPOLoss(actor, critic, nets, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
                    critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_function(net_spec),
@@ -252,7 +263,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     keys = learning_keys(env)
     loss.make_value_estimator(ValueEstimators.GAE, gamma=algo_spec.gamma, lmbda=algo_spec.lam)
     loss.value_estimator.set_keys(done=keys[0], terminated=keys[1])
-    discrete, shared = nets.distribution == "categorical", net_spec.shared
+    discrete, shared = nets.distribution == "Categorical", net_spec.shared
     one_hot = env_info(env)["one_hot"]
     eval_actor = actor
     if discrete:  # argmax of the logits, without the distribution plumbing

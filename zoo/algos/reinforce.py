@@ -24,6 +24,7 @@ from torchrl.objectives.value.functional import reward2go
 
 from zoo.agent import Agent
 from zoo.algos.actor_critic import build_actor_critic, build_optimizers, optimizer_step
+from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import learning_keys
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, register_algorithm_spec, spec_field
@@ -32,7 +33,7 @@ NAMES = ("Reinforce",)
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         one_hot_actions=True)
+                         one_hot_actions=True, multi_actions=True)
 @dataclass
 class ReinforceAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of REINFORCE."""
@@ -43,7 +44,11 @@ class ReinforceAlgorithmSpec(AlgorithmSpec):
     entropy_coef_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.01), "entropy bonus on the frame clock")
     time_horizon: int = spec_field(500, "steps per env in each batch; an episode is learned from in the batch where "
                                    "it ends, its earlier steps carried over", low=1)
-    tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds")
+    action_pdtype: str = spec_field("default", "action distribution, SLM-Lab's names (default: Categorical, Normal, "
+                                    "MultiCategorical or Bernoulli by action space; see zoo/distributions.py)",
+                                    choices=PDTYPE_CHOICES)
+    tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds "
+                                   "(the same as action_pdtype: TanhNormal)")
 
 
 class NoCritic(nn.Module):
@@ -138,7 +143,8 @@ class ReinforceAgent(Agent):
 def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble REINFORCE for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
-    actor, _, module, _ = build_actor_critic(env, net_spec, tanh_squash=algo_spec.tanh_squash, critic=False)
+    actor, _, module, _ = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
+                                             tanh_squash=algo_spec.tanh_squash, critic=False)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
     loss = A2CLoss(actor, ValueOperator(NoCritic(), in_keys=["observation"]), critic_coeff=None, entropy_coeff=1.0)
