@@ -7,6 +7,7 @@ compile=)`); fields the build would ignore are errors; sized fields are checked 
 import dataclasses
 import typing
 
+import gymnasium as gym
 import pytest
 import torch
 from torch import nn
@@ -121,7 +122,7 @@ def test_every_spec_file_loads_and_builds(spec_file, spec_name, tmp_path):
 
 def test_every_algorithm_declares_what_it_accepts():
     assert set(ALGORITHM_SUPPORT) == set(ALGORITHM_SPECS) == set(zoo.algos.ALGORITHMS)
-    on_policy = {"PPO", "A2C", "Reinforce", "SARSA"}
+    on_policy = {"PPO", "A2C", "Reinforce", "SARSA", "Random"}
     for name, support in ALGORITHM_SUPPORT.items():
         replay = {"Replay", "PrioritizedReplay"} & set(support.memories)
         assert bool(replay) == (name not in on_policy), name
@@ -215,10 +216,21 @@ def test_discrete_observations_are_one_hot():
     assert batch["observation"].shape[-1] == 16
 
 
-def test_unsupported_spaces_are_spec_errors_naming_env_name():
+def text_observation_env() -> gym.Env:
+    """CartPole whose observations are a Dict with a Text part: not flattenable into a vector."""
+    env = gym.make("CartPole-v1")
+    return gym.wrappers.TransformObservation(env, lambda obs: {"x": obs, "note": "a"}, gym.spaces.Dict(
+        {"x": env.observation_space, "note": gym.spaces.Text(4)}))
+
+
+def test_tuple_observations_are_flattened_and_unflattenable_ones_are_spec_errors_naming_env_name():
+    obs = make_env(EnvSpec(name="Blackjack-v1", num_envs=2, max_frame=1), seed=0).reset()["observation"]
+    assert obs.shape == (2, 32 + 11 + 2) and obs.dtype == torch.float32  # three Discrete parts, one-hot each
+    assert obs.sum(-1).tolist() == [3.0, 3.0]
     with pytest.raises(SpecError) as info:
-        make_env(EnvSpec(name="Blackjack-v1", max_frame=1), seed=0)
-    assert info.value.where == "env.name" and "Tuple observations" in str(info.value)
+        make_env(EnvSpec(name="tests.unit.test_validation:text_observation_env", max_frame=1), seed=0)
+    assert info.value.where == "env.name" and "Dict observations with parts that cannot be flattened" in str(
+        info.value)
 
 
 def test_cli_rejects_a_bad_combination_in_one_line_before_building(tmp_path):
