@@ -27,7 +27,7 @@ class Agent:
 
     policy: TensorDictModuleBase  # acts in the collector (explores)
     actor: TensorDictModuleBase  # acts in evaluation (greedy / deterministic)
-    loss: LossModule
+    loss: LossModule | None  # None: nothing is learned (Random)
     optimizers: dict[str, torch.optim.Optimizer]
     frames_per_batch: int
     max_frame: int
@@ -55,7 +55,7 @@ class Agent:
     def state_dict(self) -> dict:
         """Everything needed to continue learning (the replay buffer is saved separately)."""
         state = {
-            "loss": self.loss.state_dict(),
+            "loss": self.loss.state_dict() if self.loss is not None else {},
             "optimizers": {k: opt.state_dict() for k, opt in self.optimizers.items()},
             "num_updates": self.num_updates,
         }
@@ -66,7 +66,8 @@ class Agent:
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        self.loss.load_state_dict(state["loss"])
+        if self.loss is not None:
+            self.loss.load_state_dict(state["loss"])
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])
         self.num_updates = state["num_updates"]

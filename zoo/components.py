@@ -78,7 +78,7 @@ class Components:
             f"collector   {type(self.collector).__name__}(frames_per_batch={a.frames_per_batch}, "
             f"init_random_frames={a.init_random_frames})",
             f"buffer      {_buffer(a.buffer)}",
-            f"loss        {type(a.loss).__name__}, {sum(p.numel() for p in a.loss.parameters())} parameters",
+            f"loss        {_loss(a)}",
             f"target      {_target(a)}",
         ]
         for name, opt in a.optimizers.items():
@@ -101,6 +101,12 @@ def _oneline(obj) -> str:
         return " -> ".join(type(m).__name__ for m in obj.module)
     text = repr(obj).split("\n")[0]
     return text if len(text) < 100 else type(obj).__name__
+
+
+def _loss(agent: Agent) -> str:
+    if agent.loss is None:
+        return "none (nothing is learned)"
+    return f"{type(agent.loss).__name__}, {sum(p.numel() for p in agent.loss.parameters())} parameters"
 
 
 def _buffer(buffer) -> str:

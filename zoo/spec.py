@@ -259,7 +259,7 @@ class AlgorithmSupport:
     """What an algorithm's builder reads outside its own section; `validate` rejects the rest at load time."""
 
     memories: tuple[str, ...]  # agent.memory.name values; the first is taken when a spec names none
-    nets: tuple[str, ...]  # agent.net.type values
+    nets: tuple[str, ...]  # agent.net.type values; () = no networks (agent.net left at its defaults)
     shared: bool = False  # agent.net.shared: true (one trunk for actor and critic)
     split_optims: bool = False  # agent.net.actor_optim_spec / critic_optim_spec (separate actor and critic)
     compile: bool = False  # meta.compile: true (torch.compile of the update)
@@ -272,7 +272,8 @@ class AlgorithmSupport:
                                         ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions),
                                         ("MultiDiscrete / MultiBinary actions", self.multi_actions)) if on]
         targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
-        return "; ".join([f"memory: {'|'.join(self.memories)}", f"net: {'|'.join(self.nets)}", targets, *extras])
+        nets = f"net: {'|'.join(self.nets)}" if self.nets else "no networks"
+        return "; ".join([f"memory: {'|'.join(self.memories)}", nets, targets, *extras])
 
 
 ALGORITHM_SPECS: dict[str, type[AlgorithmSpec]] = {}
@@ -285,7 +286,8 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
-    names (the first is its default) and net types it builds, whether it honours `agent.net.shared`, separate
+    names (the first is its default) and net types it builds (none: it has no networks, and every `agent.net` field
+    must keep its default), whether it honours `agent.net.shared`, separate
     `actor_optim_spec` / `critic_optim_spec` and `meta.compile`, and its target-network updates (`targets`:
     `agent.net.update_type` values, the first its default; none without target networks). Specs asking for
     anything else fail to load. `one_hot_actions`: its policy, actor and loss also work with an env whose discrete
@@ -293,7 +295,7 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     also builds for MultiDiscrete and MultiBinary action spaces (`zoo.build` refuses them otherwise)."""
     unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
         t for t in targets if t not in TARGET_UPDATES]
-    if unknown or not memories or not nets:
+    if unknown or not memories:
         raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
     support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets),
                                one_hot_actions, multi_actions)
@@ -635,7 +637,9 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if mem.name not in support.memories:
         raise SpecError("agent.memory.name", f"{name} does not use '{mem.name}'; "
                         f"{_suggest(mem.name, support.memories, list_all=True)}")
-    if net.type not in support.nets:
+    if not support.nets:  # no networks: nothing in agent.net is read
+        _check_unused(net, (), "agent.net", f"by {name} (it has no networks)")
+    elif net.type not in support.nets:
         raise SpecError("agent.net.type", f"{name} does not build '{net.type}'; "
                         f"{_suggest(net.type, support.nets, list_all=True)}")
     if net.shared and not support.shared:
