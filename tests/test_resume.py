@@ -89,7 +89,13 @@ FAMILIES = {
     "ppo_normalized": ("ppo_pendulum", [*VECTOR, "agent.algorithm.training_epoch=2", "agent.algorithm.time_horizon=32",
                                         "agent.algorithm.minibatch_size=64", "env.normalize_obs=true",
                                         "env.normalize_reward=true"], 512, 1024),
+    # running statistics in the loss: the return normalizer and the percentile EMA
+    "ppo_switches": ("ppo_cartpole", [*VECTOR, "agent.algorithm.training_epoch=2", "agent.algorithm.minibatch_size=64",
+                                      "agent.algorithm.normalize_v_targets=true", "agent.algorithm.symlog=true",
+                                      "agent.algorithm.advantage_normalizer=percentile"], 512, 1024),
     "a2c": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8"], 512, 1024),
+    "a2c_normalized": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8", "agent.algorithm.normalize_v_targets=true"],
+                       512, 1024),
     "reinforce": ("reinforce_cartpole", [*VECTOR, "agent.algorithm.time_horizon=32"], 512, 1024),
     "sarsa": ("sarsa_cartpole", VECTOR, 512, 1024),
     # 5 training phases of 3 gradient steps before `half`: an odd count, so with policy_delay 2 the delayed

@@ -16,11 +16,12 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 from torchrl.envs import EnvBase
-from torchrl.objectives import A2CLoss
+from torchrl.objectives import A2CLoss, distance_loss
 from torchrl.objectives.value import ValueEstimatorBase
 
 from zoo.agent import Agent, loss_function
 from zoo.algos.actor_critic import (
+    ReturnNormalizer,
     build_actor_critic,
     build_optimizers,
     make_advantage_module,
@@ -47,11 +48,29 @@ class A2CAlgorithmSpec(AlgorithmSpec):
     val_loss_coef: float = spec_field(0.5, "weight of the value loss", low=0.0, low_open=True)
     entropy_coef_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.01), "entropy bonus on the frame clock")
     normalize_advantage: bool = spec_field(False, "standardize advantages over each batch")
+    normalize_v_targets: bool = spec_field(False, "value loss on predictions and targets divided by a running std "
+                                           "of the targets (SLM-Lab's; the statistics are checkpointed)")
     action_pdtype: str = spec_field("default", "action distribution, SLM-Lab's names (default: Categorical, Normal, "
                                     "MultiCategorical or Bernoulli by action space; see zoo/distributions.py)",
                                     choices=PDTYPE_CHOICES)
     tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds "
                                    "(the same as action_pdtype: TanhNormal)")
+
+
+class NormalizedValueA2CLoss(A2CLoss):
+    """TorchRL's `A2CLoss` whose value loss compares predictions and targets divided by the running std of the
+    targets (`ReturnNormalizer`, a submodule: its statistics are in the loss's state dict). Non-functional (the
+    critic runs as the module itself), which `A2CLoss` allows and zoo's A2C otherwise leaves at TorchRL's default."""
+
+    def __init__(self, *args, return_normalizer: ReturnNormalizer, **kwargs):
+        super().__init__(*args, functional=False, **kwargs)
+        self.return_normalizer = return_normalizer
+
+    def loss_critic(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, None]:
+        keys, normalize = self.tensor_keys, self.return_normalizer
+        value = self.critic_network(tensordict.select(*self.critic_network.in_keys, strict=False)).get(keys.value)
+        loss = distance_loss(normalize(tensordict.get(keys.value_target)), normalize(value), self.loss_critic_type)
+        return self.critic_coeff * loss, None
 
 
 def rollout_length(algo_spec: A2CAlgorithmSpec) -> int:
@@ -83,6 +102,8 @@ class A2CAgent(Agent):
         self.loss.entropy_coeff.fill_(entropy_coef)
         with torch.no_grad():
             self.advantage_module(data)
+            if self.algo_spec.normalize_v_targets:
+                self.loss.return_normalizer.update(data["value_target"])
             if self.algo_spec.normalize_advantage:
                 advantage = data["advantage"]
                 data["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
@@ -102,8 +123,9 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                                                   tanh_squash=algo_spec.tanh_squash)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
-    loss = A2CLoss(actor, critic, entropy_coeff=1.0, critic_coeff=algo_spec.val_loss_coef,
-                   loss_critic_type=loss_function(net_spec))
+    settings = dict(entropy_coeff=1.0, critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_function(net_spec))
+    loss = (NormalizedValueA2CLoss(actor, critic, return_normalizer=ReturnNormalizer(), **settings)
+            if algo_spec.normalize_v_targets else A2CLoss(actor, critic, **settings))
     return A2CAgent(
         policy=actor, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=horizon * spec.env.num_envs, max_frame=spec.env.max_frame,

@@ -245,6 +245,61 @@ def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, pdtype: str = "defaul
     return ActorCritic(actor, value, nn.ModuleList([actor, value]), nets)
 
 
+class ReturnNormalizer(nn.Module):
+    """Running statistics of value targets, by whose std the value loss sees predictions and targets (SLM-Lab's
+    `normalize_v_targets`, after SB3's RunningMeanStd): `x / max(std, 1)`, clamped to [-clip, clip].
+
+    The critic still predicts returns in the env's units (GAE reads them); only its loss is rescaled, so large
+    returns do not make large value gradients. Statistics are buffers: they are checkpointed with the loss."""
+
+    def __init__(self, clip: float = 10.0, eps: float = 1e-8):
+        super().__init__()
+        self.clip, self.eps = clip, eps
+        for name, value in (("mean", 0.0), ("var", 1.0), ("count", 0.0), ("m2", 0.0)):
+            self.register_buffer(name, torch.tensor(value))
+
+    @torch.no_grad()
+    def update(self, targets: torch.Tensor) -> None:
+        """Merge a batch of targets into the running mean and variance (Chan et al.'s parallel update)."""
+        batch = targets.flatten().to(self.mean.dtype)
+        n, batch_mean = batch.numel(), batch.mean()
+        batch_var = batch.var(correction=0) if n > 1 else torch.zeros_like(batch_mean)
+        delta, total = batch_mean - self.mean, self.count + n
+        self.m2.add_(batch_var * n + delta.pow(2) * self.count * n / total)
+        self.mean.add_(delta * n / total)
+        self.count.copy_(total)
+        if total > 1:
+            self.var.copy_(self.m2 / total)
+
+    def forward(self, values: torch.Tensor) -> torch.Tensor:
+        std = (self.var + self.eps).sqrt().clamp_min(1.0)
+        return (values / std).clamp(-self.clip, self.clip)
+
+
+class PercentileNormalizer(nn.Module):
+    """Advantages divided by max(1, P95 - P5), the percentiles tracked by an EMA over minibatches (DreamerV3's
+    return normalization, SLM-Lab's `normalize_advantages: percentile`): not centered, and small advantages are
+    left as they are. The EMA is a buffer, checkpointed with the loss."""
+
+    def __init__(self, decay: float = 0.99):
+        super().__init__()
+        self.decay = decay
+        self.register_buffer("low", torch.tensor(0.0))
+        self.register_buffer("high", torch.tensor(0.0))
+
+    def forward(self, advantage: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            quantiles = torch.quantile(advantage.detach().float(), torch.tensor([0.05, 0.95]))
+            self.low.lerp_(quantiles[0], 1 - self.decay)
+            self.high.lerp_(quantiles[1], 1 - self.decay)
+        return advantage / (self.high - self.low).clamp_min(1.0)
+
+
+def symlog(x: torch.Tensor) -> torch.Tensor:
+    """sign(x) log(1 + |x|): DreamerV3's compression of value targets (and predictions) before the value loss."""
+    return torch.sign(x) * torch.log1p(x.abs())
+
+
 def build_optimizers(net_spec: NetSpec, actor: nn.Module, critic: nn.Module | None,
                      all_params: nn.Module) -> dict[str, torch.optim.Optimizer]:
     """One optimizer over a shared net (or an actor alone); separate actor / critic optimizers otherwise."""

@@ -13,6 +13,9 @@ Where TorchRL differs from the paper, and what we chose:
 - `clip_value=True` in TorchRL fixes the value-clip range at construction; we refill it with the scheduled
   clip eps every batch, as SB3's `clip_range_vf` would with the same schedule.
 - TorchRL's `l2` critic loss has no 1/2 factor; `val_loss_coef` absorbs it (SB3 likewise uses plain MSE).
+- SLM-Lab's value-loss switches: `normalize_v_targets` (running std of the targets, updated once per batch where
+  SLM-Lab updates per minibatch: the same statistics up to how often each target is counted), `symlog`;
+  `clip_value` is SLM-Lab's `clip_vloss` (CleanRL's clipped value loss, around the old value).
 - target-KL early stopping (`target_kl`, SB3's rule: stop when approx KL > 1.5 x target) is checked after
   each epoch on the epoch's mean KL, not after every minibatch: one host sync per epoch instead of one per
   gradient step.
@@ -32,11 +35,14 @@ from torchrl.objectives.value import ValueEstimatorBase
 
 from zoo.agent import Agent, loss_function, regression
 from zoo.algos.actor_critic import (
+    PercentileNormalizer,
     PlainNets,
+    ReturnNormalizer,
     build_actor_critic,
     build_optimizers,
     make_advantage_module,
     optimizer_step,
+    symlog,
 )
 from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import env_info, learning_keys
@@ -62,7 +68,14 @@ class PPOAlgorithmSpec(AlgorithmSpec):
     clip_value: bool = spec_field(False, "clip value updates to the (scheduled) clip eps around the old value")
     val_loss_coef: float = spec_field(0.5, "weight of the value loss", low=0.0, low_open=True)
     entropy_coef_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.0), "entropy bonus on the frame clock")
-    normalize_advantage: bool = spec_field(True, "standardize advantages in each minibatch")
+    normalize_advantage: bool = spec_field(True, "normalize advantages in each minibatch (see advantage_normalizer)")
+    advantage_normalizer: str = spec_field("standardize", "how normalize_advantage normalizes: standardize (mean 0, "
+                                           "std 1) or percentile (divide by max(1, P95 - P5) tracked by an EMA, "
+                                           "DreamerV3; SLM-Lab's normalize_advantages)",
+                                           choices=("standardize", "percentile"))
+    normalize_v_targets: bool = spec_field(False, "value loss on predictions and targets divided by a running std "
+                                           "of the targets (SLM-Lab's; the statistics are checkpointed)")
+    symlog: bool = spec_field(False, "value loss on symlog-compressed predictions and targets (DreamerV3)")
     target_kl: float | None = spec_field(None, "stop the epochs once the approx KL exceeds 1.5 x this (None: off)",
                                          low=0.0, low_open=True)
     action_pdtype: str = spec_field("default", "action distribution, SLM-Lab's names (default: Categorical, Normal, "
@@ -119,9 +132,20 @@ class PPOLoss(ClipPPOLoss):
     step, which is much of PPO's update on CPU.
     """
 
-    def __init__(self, actor: ProbabilisticActor, critic: TensorDictModule, nets: PlainNets, **kwargs):
+    def __init__(self, actor: ProbabilisticActor, critic: TensorDictModule, nets: PlainNets, *, symlog: bool = False,
+                 return_normalizer: ReturnNormalizer | None = None, percentile: PercentileNormalizer | None = None,
+                 **kwargs):
         super().__init__(actor, critic, functional=False, **kwargs)
         self.__dict__["nets"] = nets  # the actor's and critic's own modules: not registered a second time
+        self.symlog = symlog
+        self.return_normalizer, self.percentile = return_normalizer, percentile  # their statistics: state_dict
+
+    def value_space(self, values: torch.Tensor) -> torch.Tensor:
+        """Values as the value loss compares them: symlog-compressed (`symlog`), then divided by the running std
+        of the targets (`return_normalizer`; `PPOAgent.update` feeds it each batch's targets, symlog-compressed
+        when `symlog`). Identity by default, as in `ClipPPOLoss`."""
+        values = symlog(values) if self.symlog else values
+        return self.return_normalizer(values) if self.return_normalizer is not None else values
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         keys, nets = self.tensor_keys, self.nets
@@ -132,20 +156,23 @@ class PPOLoss(ClipPPOLoss):
             advantage = tensordict.get(keys.advantage)
         advantage = advantage.squeeze(-1)
         if self.normalize_advantage and advantage.numel() > 1:
-            std = advantage.std().clamp_min(torch.finfo(advantage.dtype).resolution)
-            advantage = (advantage - advantage.mean()) / std
+            if self.percentile is not None:
+                advantage = self.percentile(advantage)
+            else:
+                std = advantage.std().clamp_min(torch.finfo(advantage.dtype).resolution)
+                advantage = (advantage - advantage.mean()) / std
         features = nets.trunk(tensordict.get("observation"))
         log_prob, entropy = log_prob_and_entropy(nets, features, tensordict.get(keys.action))
         log_weight = log_prob - tensordict.get(keys.sample_log_prob).reshape(log_prob.shape)
         clip_eps = self.clip_epsilon
         log_weight_clip = log_weight.clamp(torch.log1p(-clip_eps), torch.log1p(clip_eps))
         gain = torch.min(log_weight.exp() * advantage, log_weight_clip.exp() * advantage)
-        value = nets.value(features).squeeze(-1)
-        target = tensordict.get(keys.value_target).squeeze(-1)
+        value = self.value_space(nets.value(features).squeeze(-1))
+        target = self.value_space(tensordict.get(keys.value_target).squeeze(-1))
         huber = self.loss_critic_type == "smooth_l1"
         loss_value = regression(value, target, huber)
         if self.clip_value is not None:
-            old_value = tensordict.get(keys.value).squeeze(-1)
+            old_value = self.value_space(tensordict.get(keys.value).squeeze(-1))
             clipped = old_value + (value - old_value).clamp(-self.clip_value, self.clip_value)
             loss_value = torch.maximum(loss_value, regression(clipped, target, huber))
         with torch.no_grad():
@@ -212,6 +239,9 @@ class PPOAgent(Agent):
             if self.recorded_values:
                 data["next", "state_value"] = self.next_values(data)
             self.advantage_module(data)
+            if loss_module.return_normalizer is not None:
+                target = data["value_target"]
+                loss_module.return_normalizer.update(symlog(target) if loss_module.symlog else target)
         flat = data.select(*TRAIN_KEYS).reshape(-1)
         totals, epochs = [], 0
         for _ in range(spec.training_epoch):
@@ -254,12 +284,17 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if algo_spec.minibatch_size > frames_per_batch:
         raise SpecError("agent.algorithm.minibatch_size", f"{algo_spec.minibatch_size} exceeds the batch of "
                         f"time_horizon x env.num_envs = {frames_per_batch} transitions")
+    if algo_spec.advantage_normalizer == "percentile" and not algo_spec.normalize_advantage:
+        raise SpecError("agent.algorithm.advantage_normalizer", "percentile needs normalize_advantage: true")
     actor, critic, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
                                                   tanh_squash=algo_spec.tanh_squash)
     clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
     loss = PPOLoss(actor, critic, nets, clip_epsilon=clip_eps(0), entropy_coeff=entropy_coef(0),
                    critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_function(net_spec),
-                   normalize_advantage=algo_spec.normalize_advantage, clip_value=algo_spec.clip_value)
+                   normalize_advantage=algo_spec.normalize_advantage, clip_value=algo_spec.clip_value,
+                   symlog=algo_spec.symlog,
+                   return_normalizer=ReturnNormalizer() if algo_spec.normalize_v_targets else None,
+                   percentile=PercentileNormalizer() if algo_spec.advantage_normalizer == "percentile" else None)
     keys = learning_keys(env)
     loss.make_value_estimator(ValueEstimators.GAE, gamma=algo_spec.gamma, lmbda=algo_spec.lam)
     loss.value_estimator.set_keys(done=keys[0], terminated=keys[1])

@@ -1,0 +1,102 @@
+"""SLM-Lab's algorithm switches: value-target normalization, symlog, percentile advantages (PPO, A2C); by hand."""
+
+import math
+
+import pytest
+import torch
+
+from tests.conftest import SPECS
+from tests.unit.test_policy_gradient import ppo_agent, ppo_batch
+from zoo.algos.actor_critic import PercentileNormalizer, ReturnNormalizer, symlog
+from zoo.components import build
+from zoo.spec import SpecError, load_spec
+
+
+def test_return_normalizer_merges_batches_and_divides_by_a_std_of_at_least_one():
+    normalizer = ReturnNormalizer()
+    normalizer.update(torch.tensor([1.0, 2.0, 3.0]))
+    normalizer.update(torch.tensor([[40.0], [50.0]]))
+    values = torch.tensor([1.0, 2.0, 3.0, 40.0, 50.0])
+    assert normalizer.count == 5 and normalizer.mean.item() == pytest.approx(values.mean().item())
+    assert normalizer.var.item() == pytest.approx(values.var(correction=0).item(), rel=1e-6)
+    std = math.sqrt(values.var(correction=0).item())
+    torch.testing.assert_close(normalizer(torch.tensor([10.0, -1000.0])), torch.tensor([10.0 / std, -10.0]))
+    small = ReturnNormalizer()
+    small.update(torch.tensor([0.1, 0.2]))  # std 0.05: divided by 1, not blown up
+    torch.testing.assert_close(small(torch.tensor([0.3])), torch.tensor([0.3]))
+
+
+def test_percentile_normalizer_divides_by_the_ema_of_the_5_to_95_percent_range():
+    normalizer = PercentileNormalizer(decay=0.99)
+    advantage = torch.arange(10001.0) * 100  # P5 = 50,000, P95 = 950,000
+    out = normalizer(advantage)
+    assert normalizer.low.item() == pytest.approx(500.0) and normalizer.high.item() == pytest.approx(9500.0)
+    torch.testing.assert_close(out, advantage / 9000.0)
+    tiny = PercentileNormalizer()
+    torch.testing.assert_close(tiny(torch.tensor([0.5, -0.5])), torch.tensor([0.5, -0.5]))  # range < 1: unscaled
+
+
+def test_symlog_compresses_symmetrically():
+    torch.testing.assert_close(symlog(torch.tensor([0.0, math.e - 1, -(math.e - 1)])), torch.tensor([0.0, 1.0, -1.0]))
+
+
+@pytest.mark.parametrize("switch", ["symlog", "normalize_v_targets"])
+def test_ppo_value_loss_in_symlog_or_normalized_space(switch):
+    agent = ppo_agent("ppo_cartpole.yaml", f"agent.algorithm.{switch}=true")
+    batch = ppo_batch(agent)
+    batch["value_target"] = batch["value_target"] * 30  # returns far from the predictions' scale
+    loss = agent.loss
+    if switch == "normalize_v_targets":
+        loss.return_normalizer.update(batch["value_target"])
+        std = loss.return_normalizer.var.sqrt().clamp_min(1.0)
+        space = lambda x: (x / std).clamp(-10, 10)  # noqa: E731
+    else:
+        space = symlog
+    with torch.no_grad():
+        value = loss.nets.value(batch["observation"]).squeeze(-1)
+    expected = loss.critic_coeff * (space(value) - space(batch["value_target"].squeeze(-1))).pow(2).mean()
+    torch.testing.assert_close(loss(batch)["loss_critic"].detach(), expected)
+
+
+def test_ppo_update_feeds_the_return_normalizer_each_batch_and_checkpoints_it():
+    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=[
+        "env.num_envs=2", "agent.algorithm.time_horizon=16", "agent.algorithm.minibatch_size=8",
+        "agent.algorithm.normalize_v_targets=true", "agent.algorithm.advantage_normalizer=percentile"])
+    components = build(spec, seed=0)
+    agent, data = components.agent, next(iter(components.collector))
+    agent.update(data, data.numel())
+    assert agent.loss.return_normalizer.count == 32
+    torch.testing.assert_close(agent.loss.return_normalizer.mean, data["value_target"].mean())
+    state = agent.state_dict()["loss"]
+    assert {"return_normalizer.var", "percentile.low", "percentile.high"} <= set(state)
+    assert state["percentile.high"] != 0  # the EMA moved over the minibatches
+
+
+def test_percentile_needs_normalized_advantages():
+    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=["agent.algorithm.advantage_normalizer=percentile",
+                                                            "agent.algorithm.normalize_advantage=false"])
+    with pytest.raises(SpecError, match="agent.algorithm.advantage_normalizer: percentile needs"):
+        build(spec, seed=0)
+
+
+def test_a2c_value_loss_with_normalized_targets():
+    spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=["env.num_envs=2",
+                                                                "agent.algorithm.normalize_v_targets=true"])
+    components = build(spec, seed=0)
+    agent, data = components.agent, next(iter(components.collector))
+    with torch.no_grad():
+        agent.advantage_module(data)
+    data["value_target"] = data["value_target"] * 50
+    agent.loss.return_normalizer.update(data["value_target"])
+    std = agent.loss.return_normalizer.var.sqrt()
+    assert std > 1
+    with torch.no_grad():
+        value = agent.advantage_module.value_network(data.clone())["state_value"]
+        out = agent.loss(data)
+    expected = agent.loss.critic_coeff * ((value / std).clamp(-10, 10) - (data["value_target"] / std).clamp(-10, 10)
+                                          ).pow(2).mean()
+    torch.testing.assert_close(out["loss_critic"], expected)
+    before = agent.loss.return_normalizer.count.clone()
+    agent.update(data, data.numel())
+    assert agent.loss.return_normalizer.count == before + data.numel()
+    assert "return_normalizer.m2" in agent.state_dict()["loss"]
