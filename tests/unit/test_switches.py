@@ -1,4 +1,5 @@
-"""SLM-Lab's algorithm switches: value-target normalization, symlog, percentile advantages (PPO, A2C); by hand."""
+"""SLM-Lab's algorithm switches, by hand: value-target normalization, symlog, percentile advantages (PPO, A2C);
+the temperature's learning rate, clamp and annealing, and the annealed target entropy (SAC)."""
 
 import math
 
@@ -7,6 +8,8 @@ import torch
 
 from tests.conftest import SPECS
 from tests.unit.test_policy_gradient import ppo_agent, ppo_batch
+from tests.unit.test_sac import make_agent as make_sac_agent
+from tests.unit.test_sac import make_batch
 from zoo.algos.actor_critic import PercentileNormalizer, ReturnNormalizer, symlog
 from zoo.components import build
 from zoo.spec import SpecError, load_spec
@@ -100,3 +103,49 @@ def test_a2c_value_loss_with_normalized_targets():
     agent.update(data, data.numel())
     assert agent.loss.return_normalizer.count == before + data.numel()
     assert "return_normalizer.m2" in agent.state_dict()["loss"]
+
+
+# --------------------------------------------------------------------------------------------------------- SAC
+def test_sac_alpha_lr_sets_the_temperature_optimizer_only():
+    agent = make_sac_agent("agent.algorithm.alpha_lr=0.0003")
+    assert agent.optimizers["alpha"].param_groups[0]["lr"] == 0.0003
+    assert agent.optimizers["actor"].param_groups[0]["lr"] == agent.optimizers["critic"].param_groups[0]["lr"] != 0.0003
+
+
+def test_sac_log_alpha_is_clamped_after_each_temperature_step():
+    agent = make_sac_agent("agent.algorithm.log_alpha_min=-0.5", "agent.algorithm.log_alpha_max=-0.2",
+                           "agent.algorithm.alpha_lr=10.0")
+    batch = make_batch(16, 3, torch.rand(16, 1) * 4 - 2)
+    for _ in range(3):  # lr 10: unclamped, log alpha would leave [-0.5, -0.2] at once
+        agent.gradient_step(batch)
+        assert -0.5 <= agent.loss.log_alpha.item() <= -0.2
+    assert agent.loss.log_alpha.item() in (pytest.approx(-0.5), pytest.approx(-0.2))
+
+
+def test_sac_fixed_alpha_anneals_linearly_to_zero():
+    agent = make_sac_agent("agent.algorithm.fixed_alpha=true", "agent.algorithm.alpha_init=0.4",
+                           "agent.algorithm.alpha_anneal_frames=1000")
+    for frame, alpha in ((0, 0.4), (250, 0.3), (1000, 0.0), (5000, 0.0)):
+        agent.anneal(frame)
+        assert agent.loss.log_alpha.exp().item() == pytest.approx(alpha, abs=1e-7)
+
+
+def test_discrete_sac_target_entropy_anneals_as_a_share_of_log_actions():
+    agent = make_sac_agent("env.name=CartPole-v1", "agent.algorithm.entropy_anneal={start_ratio: 0.6, end_ratio: 0.2, "
+                           "frames: 1000}")
+    assert agent.loss.target_entropy.item() == pytest.approx(0.6 * math.log(2))
+    agent.anneal(500)
+    assert agent.loss.target_entropy.item() == pytest.approx(0.4 * math.log(2))
+    agent.anneal(2000)
+    assert agent.loss.target_entropy.item() == pytest.approx(0.2 * math.log(2))
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    (["agent.algorithm.alpha_anneal_frames=100"], "alpha_anneal_frames"),
+    (["agent.algorithm.fixed_alpha=true", "agent.algorithm.alpha_lr=0.001"], "alpha_lr"),
+    (["agent.algorithm.log_alpha_min=1", "agent.algorithm.log_alpha_max=0"], "log_alpha_min"),
+    (["agent.algorithm.entropy_anneal={frames: 100}"], "entropy_anneal"),  # continuous actions
+])
+def test_sac_temperature_switches_without_effect_are_spec_errors(overrides, field):
+    with pytest.raises(SpecError, match=f"agent.algorithm.{field}"):
+        make_sac_agent(*overrides)

@@ -13,6 +13,7 @@ stores each batch, then runs replayed gradient steps (zoo/algos/off_policy.py, z
 temperature every `policy_delay` critic steps, the polyak targets after every step.
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -46,9 +47,25 @@ from zoo.algos.off_policy import (
 from zoo.envs import env_info, learning_keys
 from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
 from zoo.nets import ACTIVATIONS, build_mlp, build_q_net, tanh_normal_log_prob
-from zoo.spec import AlgorithmSpec, Spec, register_algorithm_spec, spec_field
+from zoo.spec import AlgorithmSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("SoftActorCritic",)
+
+
+@dataclass
+class EntropyAnnealSpec:
+    """Discrete SAC's target entropy as a share of its maximum, log(num_actions), annealed linearly on the frame
+    clock (SLM-Lab's `entropy_anneal`)."""
+
+    start_ratio: float = spec_field(0.6, "share of log(num_actions) at frame 0", low=0.0, high=1.0)
+    end_ratio: float | None = spec_field(None, "share at `frames` and after (default: start_ratio)", low=0.0,
+                                         high=1.0)
+    frames: int = spec_field(0, "frames over which start_ratio anneals to end_ratio (0: constant)", low=0)
+
+    def ratio(self, frame: int) -> float:
+        end = self.start_ratio if self.end_ratio is None else self.end_ratio
+        progress = min(frame / self.frames, 1.0) if self.frames else 0.0
+        return self.start_ratio + progress * (end - self.start_ratio)
 
 
 @register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"), nets=("MLPNet", "ConvNet"),
@@ -67,6 +84,16 @@ class SACAlgorithmSpec(AlgorithmSpec):
         "(the paper's; with few actions it keeps the policy near uniform: use ~0.2 log(num_actions))")
     alpha_init: float = spec_field(1.0, "initial temperature", low=0.0, low_open=True)
     fixed_alpha: bool = spec_field(False, "keep the temperature at alpha_init instead of tuning it")
+    alpha_lr: float | None = spec_field(None, "learning rate of the temperature's optimizer (None: the actor's)",
+                                        low=0.0, low_open=True)
+    log_alpha_min: float | None = spec_field(None, "clamp log(temperature) from below after each temperature step "
+                                             "(SLM-Lab uses -5; None: no clamp)")
+    log_alpha_max: float | None = spec_field(None, "clamp log(temperature) from above after each temperature step "
+                                             "(SLM-Lab uses 2; None: no clamp)")
+    alpha_anneal_frames: int = spec_field(0, "with fixed_alpha: anneal the temperature linearly from alpha_init to "
+                                          "0 over this many frames (0: constant)", low=0)
+    entropy_anneal: EntropyAnnealSpec | None = spec_field(None, "discrete actions, target_entropy: auto: the target "
+                                                          "as an annealed share of log(num_actions) (None: 0.98)")
 
 
 # -------------------------------------------------------------------------------------------------- loss
@@ -189,6 +216,8 @@ class SACAgent(Agent):
     """Stores each batch, then `training_iter` replayed gradient steps on the loss."""
 
     replay: ReplayPhase
+    algo_spec: SACAlgorithmSpec
+    max_entropy: float | None = None  # log(num_actions) of discrete actions (the scale of entropy_anneal)
     clip_grad_val: float | None = None
     terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
 
@@ -198,14 +227,48 @@ class SACAgent(Agent):
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         store_transitions(self.buffer, data, self.terminated_key)
+        self.anneal(frame)
         return self.replay.run(self.buffer, frame, self.gradient_step, self.set_lr)
+
+    def anneal(self, frame: int) -> None:
+        """The frame clock's temperature (`alpha_anneal_frames`) and target entropy (`entropy_anneal`)."""
+        spec, loss = self.algo_spec, self.loss
+        with torch.no_grad():
+            if spec.alpha_anneal_frames:  # down to 1e-8, not 0: log(alpha) stays finite
+                alpha = spec.alpha_init * max(1.0 - frame / spec.alpha_anneal_frames, 1e-8)
+                loss.log_alpha.fill_(math.log(alpha))
+            if spec.entropy_anneal is not None:
+                loss.target_entropy.fill_(spec.entropy_anneal.ratio(frame) * self.max_entropy)
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Critics every step; actor and temperature every `policy_delay`-th; then the polyak targets."""
         out = self.loss(batch) if count_step(self, self.replay.policy_delay) else self.loss.critic_loss(batch)
         metrics = optimize(out, self.optimizers, self.params, self.clip_grad_val)
+        if "loss_actor" in out and (self.algo_spec.log_alpha_min is not None or self.algo_spec.log_alpha_max
+                                    is not None):
+            with torch.no_grad():
+                self.loss.log_alpha.clamp_(self.algo_spec.log_alpha_min, self.algo_spec.log_alpha_max)
         soft_update(self.polyak, 1 - self.target_updater.eps)
         return metrics, batch["td_error"]
+
+
+def check_temperature_switches(algo_spec: SACAlgorithmSpec, discrete: bool) -> None:
+    """SpecError for a temperature or target-entropy switch that the rest of the spec leaves without effect."""
+    tuned = {"alpha_lr": algo_spec.alpha_lr, "log_alpha_min": algo_spec.log_alpha_min,
+             "log_alpha_max": algo_spec.log_alpha_max, "entropy_anneal": algo_spec.entropy_anneal}
+    for key, value in tuned.items():
+        if algo_spec.fixed_alpha and value is not None:
+            raise SpecError(f"agent.algorithm.{key}", "has no effect with fixed_alpha: true (the temperature is not "
+                            "tuned); remove it")
+    if algo_spec.alpha_anneal_frames and not algo_spec.fixed_alpha:
+        raise SpecError("agent.algorithm.alpha_anneal_frames", "anneals a fixed temperature: needs fixed_alpha: true")
+    if None not in (algo_spec.log_alpha_min, algo_spec.log_alpha_max) and \
+            algo_spec.log_alpha_min >= algo_spec.log_alpha_max:
+        raise SpecError("agent.algorithm.log_alpha_min", f"{algo_spec.log_alpha_min} must be below log_alpha_max "
+                        f"{algo_spec.log_alpha_max}")
+    if algo_spec.entropy_anneal is not None and (not discrete or algo_spec.target_entropy != "auto"):
+        raise SpecError("agent.algorithm.entropy_anneal", "sets the target entropy of discrete actions with "
+                        "target_entropy: auto; remove it (or target_entropy)")
 
 
 def build(spec: Spec, env: EnvBase) -> Agent:
@@ -213,10 +276,14 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     info = env_info(env)
     check_net(spec, conv=info["discrete"])
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
+    check_temperature_switches(algo_spec, info["discrete"])
     conv = net_spec.type == "ConvNet"
     obs_dim = math.prod(info["obs_shape"])
+    max_entropy = math.log(info["num_actions"]) if info["discrete"] else None
+    entropy = target_entropy(algo_spec, info) if algo_spec.entropy_anneal is None else \
+        algo_spec.entropy_anneal.ratio(0) * max_entropy
     common = dict(loss_function=loss_function(net_spec), alpha_init=algo_spec.alpha_init,
-                  fixed_alpha=algo_spec.fixed_alpha, target_entropy=target_entropy(algo_spec, info),
+                  fixed_alpha=algo_spec.fixed_alpha, target_entropy=entropy,
                   activation=ACTIVATIONS[net_spec.hid_layers_activation](), compile=spec.meta.compile)
     if info["discrete"]:
         n = info["num_actions"]
@@ -247,12 +314,14 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                                  net_spec.critic_optim_spec or net_spec.optim_spec),
     }
     if not algo_spec.fixed_alpha:
-        optimizers["alpha"] = make_optimizer([loss.log_alpha], actor_optim)
+        alpha_optim = actor_optim if algo_spec.alpha_lr is None else dataclasses.replace(actor_optim,
+                                                                                         lr=algo_spec.alpha_lr)
+        optimizers["alpha"] = make_optimizer([loss.log_alpha], alpha_optim)
     return SACAgent(
         policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory, env=env),  # frames: once each
         target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef), lr_scheduler_spec=net_spec.lr_scheduler_spec,
         init_random_frames=algo_spec.training_start_step, replay=ReplayPhase.from_spec(spec),
-        clip_grad_val=net_spec.clip_grad_val,
+        algo_spec=algo_spec, max_entropy=max_entropy, clip_grad_val=net_spec.clip_grad_val,
         terminated_key=learning_keys(env)[1],
     )
