@@ -101,6 +101,10 @@ FAMILIES = {
     # 5 training phases of 3 gradient steps before `half`: an odd count, so with policy_delay 2 the delayed
     # actor updates resume out of phase unless the step counter is checkpointed
     "sac": ("sac_pendulum", [*PENDULUM, "agent.algorithm.policy_delay=2"], 300, 600),
+    # spectral norm's power-iteration vectors live in the loss
+    "sac_switches": ("sac_pendulum", [*PENDULUM, "agent.algorithm.spectral_norm=true",
+                                      "agent.algorithm.alpha_lr=0.0003", "agent.algorithm.log_alpha_min=-5",
+                                      "agent.algorithm.log_alpha_max=2"], 300, 600),
     "td3": ("td3_pendulum", [*PENDULUM, "agent.algorithm.policy_delay=2"], 300, 600),
     "crossq": ("crossq_pendulum", [*PENDULUM, "agent.algorithm.policy_delay=2", "agent.algorithm.brn_warmup_steps=10"],
                300, 600),

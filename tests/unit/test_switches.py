@@ -5,12 +5,16 @@ import math
 
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils.parametrizations import spectral_norm
 
 from tests.conftest import SPECS
 from tests.unit.test_policy_gradient import ppo_agent, ppo_batch
 from tests.unit.test_sac import make_agent as make_sac_agent
 from tests.unit.test_sac import make_batch
 from zoo.algos.actor_critic import PercentileNormalizer, ReturnNormalizer, symlog
+from zoo.algos.off_policy import spectral_normalized, state_action_ensemble
 from zoo.components import build
 from zoo.spec import SpecError, load_spec
 
@@ -149,3 +153,47 @@ def test_discrete_sac_target_entropy_anneals_as_a_share_of_log_actions():
 def test_sac_temperature_switches_without_effect_are_spec_errors(overrides, field):
     with pytest.raises(SpecError, match=f"agent.algorithm.{field}"):
         make_sac_agent(*overrides)
+
+
+def test_spectral_normalized_matches_torch_spectral_norm_and_converges_to_unit_norm():
+    torch.manual_seed(0)
+    weights = torch.randn(2, 6, 5)
+    u, v = F.normalize(torch.randn(2, 6), dim=-1), F.normalize(torch.randn(2, 5), dim=-1)
+    layers = [(torch.randn(2, 5, 3), torch.zeros(2, 5)), (weights, torch.zeros(2, 6)),
+              (torch.randn(2, 1, 6), torch.zeros(2, 1))]
+    expected = []
+    for k in range(2):  # one training-mode forward of torch's spectral norm, from the same singular vectors
+        linear = spectral_norm(nn.Linear(5, 6))
+        with torch.no_grad():
+            linear.parametrizations.weight.original.copy_(weights[k])
+            linear.parametrizations.weight[0]._u.copy_(u[k])
+            linear.parametrizations.weight[0]._v.copy_(v[k])
+        expected.append(linear.weight.detach())
+    u_ours, v_ours = u.clone(), v.clone()
+    torch.testing.assert_close(spectral_normalized(layers, u_ours, v_ours, update=True)[1][0], torch.stack(expected))
+    assert not torch.equal(u_ours, u) and not torch.equal(v_ours, v)
+    for _ in range(100):
+        normalized = spectral_normalized(layers, u_ours, v_ours, update=True)[1][0]
+    torch.testing.assert_close(torch.linalg.matrix_norm(normalized, ord=2), torch.ones(2), rtol=1e-4, atol=1e-4)
+    frozen = u_ours.clone()
+    spectral_normalized(layers, u_ours, v_ours, update=False)
+    assert torch.equal(frozen, u_ours)
+
+
+def test_sac_spectral_norm_normalizes_online_and_target_critics_and_checkpoints_its_vectors():
+    agent = make_sac_agent("agent.algorithm.spectral_norm=true")
+    loss = agent.loss
+    state = loss.state_dict()
+    assert {"sn_u", "sn_v", "target_sn_u", "target_sn_v"} <= set(state)
+    u, target_u = loss.sn_u.clone(), loss.target_sn_u.clone()
+    agent.gradient_step(make_batch(16, 3, torch.rand(16, 1) * 4 - 2))
+    assert not torch.equal(u, loss.sn_u) and not torch.equal(target_u, loss.target_sn_u)  # both refreshed
+    obs, action = torch.randn(4, 3), torch.rand(4, 1)
+    normalized = spectral_normalized(loss.q_layers, loss.sn_u, loss.sn_v, update=False)
+    expected = state_action_ensemble(normalized, obs, action, loss.activation)
+    torch.testing.assert_close(loss.q_values(loss.q_layers, obs, action, detach=True), expected)
+
+
+def test_sac_spectral_norm_needs_an_mlp_hidden_layer():
+    with pytest.raises(SpecError, match="agent.algorithm.spectral_norm"):
+        make_sac_agent("agent.algorithm.spectral_norm=true", "agent.net.hid_layers=[]")

@@ -13,6 +13,7 @@ import math
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import nn
+from torch.nn import functional as F
 from torchrl.objectives import LossModule
 
 from zoo.agent import Agent, clip_grad
@@ -65,6 +66,21 @@ def ensemble_mlp(layers: list[tuple[torch.Tensor, torch.Tensor]], x: torch.Tenso
         if i < len(layers) - 1:
             x = activation(x)
     return x
+
+
+def spectral_normalized(layers: list[tuple[torch.Tensor, torch.Tensor]], u: torch.Tensor, v: torch.Tensor,
+                        update: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """`layers` with the penultimate Linear's weights `[K, out, in]` divided by their spectral norms (Miyato et al.
+    2018; Gogianu et al. 2021 on the critic's penultimate layer), estimated as `torch.nn.utils.parametrizations.
+    spectral_norm` does from the singular-vector estimates `u` `[K, out]` and `v` `[K, in]`: sigma = u^T W v, after
+    one power-iteration step that refreshes `u` and `v` in place when `update` (torch's training mode)."""
+    weight, bias = layers[-2]
+    if update:
+        with torch.no_grad():
+            u.copy_(F.normalize(torch.bmm(weight, v.unsqueeze(-1)).squeeze(-1), dim=-1, eps=1e-12))  # W v
+            v.copy_(F.normalize(torch.bmm(u.unsqueeze(1), weight).squeeze(1), dim=-1, eps=1e-12))  # W^T u
+    sigma = torch.einsum("ko,koi,ki->k", u, weight, v)
+    return [*layers[:-2], (weight / sigma[:, None, None], bias), layers[-1]]
 
 
 def state_action_ensemble(layers: list[tuple[torch.Tensor, torch.Tensor]], obs: torch.Tensor, action: torch.Tensor,

@@ -22,6 +22,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import NormalParamExtractor, TensorDictModule
 from torch import nn
 from torch.distributions import Categorical
+from torch.nn import functional as F
 from torchrl.envs import EnvBase
 from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstimators
@@ -38,6 +39,7 @@ from zoo.algos.off_policy import (
     optimize,
     polyak_lists,
     soft_update,
+    spectral_normalized,
     stacked_layers,
     state_action_ensemble,
     target_entropy,
@@ -92,6 +94,8 @@ class SACAlgorithmSpec(AlgorithmSpec):
                                              "(SLM-Lab uses 2; None: no clamp)")
     alpha_anneal_frames: int = spec_field(0, "with fixed_alpha: anneal the temperature linearly from alpha_init to "
                                           "0 over this many frames (0: constant)", low=0)
+    spectral_norm: bool = spec_field(False, "spectral normalization of the critics' penultimate layer, targets "
+                                     "included (Gogianu et al. 2021; MLP critics)")
     entropy_anneal: EntropyAnnealSpec | None = spec_field(None, "discrete actions, target_entropy: auto: the target "
                                                           "as an annealed share of log(num_actions) (None: 0.98)")
 
@@ -119,7 +123,8 @@ class FastSACMaths:
     discrete = False
 
     def __init__(self, actor: ProbabilisticActor, qvalue: TensorDictModule, *, actor_net: nn.Module,
-                 activation: nn.Module, conv: bool = False, compile: bool = False, **kwargs):
+                 activation: nn.Module, conv: bool = False, compile: bool = False, spectral_norm: bool = False,
+                 **kwargs):
         super().__init__(actor, qvalue, **kwargs)
         # plain attributes, not submodules: the actor's module is registered once, inside `actor_network`
         self.__dict__.update(actor_net=actor_net, activation=activation, conv=conv)
@@ -127,6 +132,13 @@ class FastSACMaths:
         target_params = self._modules["target_qvalue_network_params"]  # (getattr warns: no SoftUpdate yet)
         self.__dict__["q_layers"] = params if conv else stacked_layers(params)
         self.__dict__["target_q_layers"] = target_params if conv else stacked_layers(target_params)
+        self.spectral_norm = spectral_norm
+        if spectral_norm:  # power-iteration vectors of the online and target critics (checkpointed)
+            weight = self.q_layers[-2][0]
+            for prefix in ("", "target_"):
+                for name, size in (("sn_u", weight.shape[1]), ("sn_v", weight.shape[2])):
+                    self.register_buffer(prefix + name, F.normalize(
+                        torch.randn(weight.shape[0], size, device=weight.device), dim=-1))
         if not self.discrete:
             space = kwargs["action_spec"].space
             self.register_buffer("action_mid", (space.high + space.low) / 2, persistent=False)
@@ -150,6 +162,9 @@ class FastSACMaths:
         """Twin Q: `[2, B]` for continuous (s, a); `[2, B, num_actions]` for discrete s."""
         if self.conv:
             return conv_ensemble(self.qvalue_network.module, layers["module"], obs, detach)
+        if self.spectral_norm:  # refresh the power iteration on the passes that train or target the critics
+            u, v = (self.target_sn_u, self.target_sn_v) if layers is self.target_q_layers else (self.sn_u, self.sn_v)
+            layers = spectral_normalized(layers, u, v, update=not detach)
         if self.discrete:
             return ensemble_mlp(layers, obs, self.activation, detach)
         return state_action_ensemble(layers, obs, action, self.activation, detach)
@@ -252,8 +267,8 @@ class SACAgent(Agent):
         return metrics, batch["td_error"]
 
 
-def check_temperature_switches(algo_spec: SACAlgorithmSpec, discrete: bool) -> None:
-    """SpecError for a temperature or target-entropy switch that the rest of the spec leaves without effect."""
+def check_switches(algo_spec: SACAlgorithmSpec, discrete: bool, conv: bool, hid_layers: list[int]) -> None:
+    """SpecError for a temperature, target-entropy or critic switch that the rest of the spec leaves without effect."""
     tuned = {"alpha_lr": algo_spec.alpha_lr, "log_alpha_min": algo_spec.log_alpha_min,
              "log_alpha_max": algo_spec.log_alpha_max, "entropy_anneal": algo_spec.entropy_anneal}
     for key, value in tuned.items():
@@ -262,6 +277,9 @@ def check_temperature_switches(algo_spec: SACAlgorithmSpec, discrete: bool) -> N
                             "tuned); remove it")
     if algo_spec.alpha_anneal_frames and not algo_spec.fixed_alpha:
         raise SpecError("agent.algorithm.alpha_anneal_frames", "anneals a fixed temperature: needs fixed_alpha: true")
+    if algo_spec.spectral_norm and (conv or not hid_layers):
+        raise SpecError("agent.algorithm.spectral_norm", "normalizes the penultimate layer of MLP critics: needs "
+                        "agent.net.type MLPNet and at least one hidden layer")
     if None not in (algo_spec.log_alpha_min, algo_spec.log_alpha_max) and \
             algo_spec.log_alpha_min >= algo_spec.log_alpha_max:
         raise SpecError("agent.algorithm.log_alpha_min", f"{algo_spec.log_alpha_min} must be below log_alpha_max "
@@ -276,7 +294,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     info = env_info(env)
     check_net(spec, conv=info["discrete"])
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
-    check_temperature_switches(algo_spec, info["discrete"])
+    check_switches(algo_spec, info["discrete"], net_spec.type == "ConvNet", net_spec.hid_layers)
     conv = net_spec.type == "ConvNet"
     obs_dim = math.prod(info["obs_shape"])
     max_entropy = math.log(info["num_actions"]) if info["discrete"] else None
@@ -284,7 +302,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         algo_spec.entropy_anneal.ratio(0) * max_entropy
     common = dict(loss_function=loss_function(net_spec), alpha_init=algo_spec.alpha_init,
                   fixed_alpha=algo_spec.fixed_alpha, target_entropy=entropy,
-                  activation=ACTIVATIONS[net_spec.hid_layers_activation](), compile=spec.meta.compile)
+                  activation=ACTIVATIONS[net_spec.hid_layers_activation](), compile=spec.meta.compile,
+                  spectral_norm=algo_spec.spectral_norm)
     if info["discrete"]:
         n = info["num_actions"]
         def make_net() -> nn.Module:  # observation -> one output per action (logits, or Q-values)
