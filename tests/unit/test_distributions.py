@@ -95,7 +95,7 @@ def test_multivariate_normal_head_learns_correlations_and_starts_diagonal():
 @pytest.mark.parametrize(("spec_file", "pdtype", "overrides"), [
     ("ppo_cartpole.yaml", "Argmax", []),
     ("ppo_cartpole.yaml", "GumbelSoftmax", []),
-    ("ppo_pendulum.yaml", "Beta", ["env.normalize_obs=false"]),
+    ("ppo_beta_pendulum.yaml", "Beta", []),
     ("ppo_lunar_continuous.yaml", "MultivariateNormal", ["agent.algorithm.time_horizon=32"]),
     ("ppo_match.yaml", "MultiCategorical", [f"env.kwargs={MATCH['MultiDiscrete']}"]),
     ("ppo_match.yaml", "Bernoulli", [f"env.kwargs={MATCH['MultiBinary']}"]),
@@ -140,6 +140,12 @@ def test_action_pdtype_that_does_not_fit_the_action_space_is_a_spec_error(spec_f
     with pytest.raises(SpecError, match=f"agent.algorithm.{field}") as err:
         build(load_spec(SPECS / spec_file, overrides=overrides), seed=0)
     assert "\n" not in str(err.value)
+
+
+def test_gaussian_std_settings_are_refused_for_other_distributions():
+    spec = load_spec(SPECS / "ppo_pendulum.yaml", overrides=["agent.algorithm.action_pdtype=Beta", "env.num_envs=2"])
+    with pytest.raises(SpecError, match="agent.net.log_std_init: is not used by a Beta policy"):
+        build(spec, seed=0)  # ppo_pendulum sets log_std_init: -0.5
 
 
 def test_off_policy_algorithms_refuse_multi_discrete_actions():

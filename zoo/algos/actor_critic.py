@@ -49,6 +49,7 @@ from zoo.nets import ACTIVATIONS, build_mlp, build_torso, init_weights
 from zoo.spec import NetSpec, SpecError
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
+GAUSSIANS = ("Normal", "TanhNormal", "MultivariateNormal")  # the action_pdtypes with a (log) std
 
 
 class GaussianHead(nn.Module):
@@ -214,6 +215,11 @@ def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, pdtype: str = "defaul
     `pdtype` / `tanh_squash`: `agent.algorithm.action_pdtype` / `tanh_squash` (see `action_pdtype`)."""
     info = env_info(env)
     distribution = action_pdtype(env, pdtype, tanh_squash)
+    if distribution not in GAUSSIANS:
+        for key in ("state_dependent_std", "log_std_init"):
+            if getattr(net_spec, key) != getattr(NetSpec(), key):
+                raise SpecError(f"agent.net.{key}", f"is not used by a {distribution} policy (Gaussian ones only: "
+                                f"{', '.join(GAUSSIANS)}); remove it")
     space = info["action_spec"].space
     bounds = {"low": space.low, "high": space.high} if distribution == "TanhNormal" else {}
     torso, feat_dim = build_torso(info["obs_shape"], net_spec)
