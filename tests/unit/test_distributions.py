@@ -5,7 +5,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torch import distributions as D
-from torchrl.envs import ExplorationType, set_exploration_type
+from torchrl.envs import ExplorationType, GymEnv, set_exploration_type
 
 from tests.conftest import SPECS
 from tests.unit.test_policy_gradient import assert_matches_clipppoloss, ppo_agent, ppo_batch
@@ -140,6 +140,12 @@ def test_action_pdtype_that_does_not_fit_the_action_space_is_a_spec_error(spec_f
     with pytest.raises(SpecError, match=f"agent.algorithm.{field}") as err:
         build(load_spec(SPECS / spec_file, overrides=overrides), seed=0)
     assert "\n" not in str(err.value)
+
+
+def test_integer_drawing_distributions_refuse_a_one_hot_env():
+    spec = load_spec(SPECS / "ppo_cartpole.yaml", overrides=["agent.algorithm.action_pdtype=GumbelSoftmax"])
+    with pytest.raises(SpecError, match="GumbelSoftmax draws integer actions; this env's are one-hot"):
+        build(spec, seed=0, env=GymEnv("CartPole-v1"))  # TorchRL's GymEnv codes actions one-hot
 
 
 def test_gaussian_std_settings_are_refused_for_other_distributions():

@@ -166,10 +166,14 @@ def action_pdtype(env: EnvBase, pdtype: str, tanh_squash: bool = False) -> str:
             raise SpecError("agent.algorithm.tanh_squash", f"contradicts action_pdtype: {pdtype}; remove one of them")
         pdtype = "TanhNormal"
     try:
-        return resolve_pdtype(pdtype, info["action_kind"], info["action_dim"])
+        name = resolve_pdtype(pdtype, info["action_kind"], info["action_dim"])
     except ValueError as err:
         field = "tanh_squash" if tanh_squash else "action_pdtype"
         raise SpecError(f"agent.algorithm.{field}", str(err)) from None
+    if info["one_hot"] and name != "Categorical":
+        raise SpecError("agent.algorithm.action_pdtype", f"{name} draws integer actions; this env's are one-hot "
+                        "(allowed: default, Categorical)")
+    return name
 
 
 @dataclass
