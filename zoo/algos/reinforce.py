@@ -4,8 +4,9 @@ Each batch is `time_horizon` steps of every env. The return of step t is the dis
 end of its episode (`reward2go`), so a step is learned from once its episode has ended: the steps of each
 env's unfinished episode wait in `EpisodeCarry` and join the next batch (SLM-Lab's `OnPolicyReplay`: train on
 complete episodes), so every step of every episode enters the gradient once. Waiting steps were collected
-by the policy before the last update (as in SLM-Lab, whose episodes also span updates). Returns stop at
-truncation as well as termination: without a critic there is nothing to bootstrap from.
+by earlier policies (as in SLM-Lab, whose episodes also span updates); an episode that never ends (no time
+limit, no termination) waits, and grows, for ever. Returns stop at truncation as well as termination: without
+a critic there is nothing to bootstrap from.
 
 Built from TorchRL: `ProbabilisticActor` and `A2CLoss` with `critic_coeff=None`, which computes exactly the
 REINFORCE objective `-log pi(a|s) * G` plus the entropy bonus and never calls a critic. `ReinforceLoss` is not
