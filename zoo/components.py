@@ -177,6 +177,7 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
         total_frames=-(-max(spec.env.max_frame - start_frame, 1) // fpb) * fpb,
         init_random_frames=-(-max(agent.init_random_frames - start_frame, 0) // fpb) * fpb,
         auto_register_policy_transforms=False,
+        track_traj_ids=False,  # no zoo learner reads ("collector", "traj_ids"), and tracking them costs per step
     )
     return Components(spec=spec, seed=seed, device=device, env=env, eval_env=eval_env, agent=agent,
                       collector=collector)
