@@ -30,10 +30,9 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from torchrl.collectors import Collector
 
 from zoo.cli import optimize_performance
-from zoo.components import build
+from zoo.components import build, make_collector
 from zoo.envs import make_vector_env
 from zoo.record import TIME_PHASES, read_metrics
 from zoo.spec import Spec, SpecError, load_spec
@@ -87,9 +86,7 @@ def collection_rate(spec: Spec, seed: int, seconds: float) -> float:
     """Frames/s of zoo's collector (the spec's env and exploration policy), no learning; first batch excluded."""
     components = build(spec, seed=seed)
     components.collector.shutdown()
-    agent = components.agent
-    collector = Collector(components.env, agent.policy, frames_per_batch=agent.frames_per_batch, total_frames=-1,
-                          auto_register_policy_transforms=False)
+    collector = make_collector(components.env, components.agent)
     frames, start = 0, None
     for data in collector:
         if start is None:  # warm-up batch (first calls, allocations)

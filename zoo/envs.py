@@ -143,6 +143,9 @@ class VectorGymEnv(GymWrapper):
         self.observation_spec["step_count"] = Bounded(low=0, high=torch.iinfo(torch.int64).max, shape=shape,
                                                       dtype=torch.int64, device=device)
         self.observation_spec["is_init"] = Categorical(2, shape=shape, dtype=torch.bool, device=device)
+        # the fused step converts actions with the leaf spec: `read_action` looks it up in the full spec per call
+        self._action_leaf_spec = self.full_action_spec["action"] if "action" in self.full_action_spec.keys() else None
+        self._fused = self._fused and self._action_leaf_spec is not None
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
         next_td = super()._step(tensordict)  # done / reward may lack the trailing 1 until `_step_proc_data`
@@ -162,10 +165,10 @@ class VectorGymEnv(GymWrapper):
         return out
 
     def _step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
-        if not self._fused or tensordict.device != self.device:
+        if not self._fused or tensordict.device not in (None, self.device):
             return super()._step_and_maybe_reset(tensordict)
         action = tensordict.get("action")
-        obs, reward, terminated, truncated, _ = self._env.step(self.read_action(action))
+        obs, reward, terminated, truncated, _ = self._env.step(self._action_leaf_spec.to_numpy(action, safe=False))
         shape, device = (*self.batch_size, 1), self.device
         obs_dtype = self.observation_spec["observation"].dtype
         observation = torch.as_tensor(obs, device=device).to(obs_dtype)
