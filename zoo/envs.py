@@ -144,7 +144,7 @@ class VectorGymEnv(GymWrapper):
                                                       dtype=torch.int64, device=device)
         self.observation_spec["is_init"] = Categorical(2, shape=shape, dtype=torch.bool, device=device)
         # the fused step converts actions with the leaf spec: `read_action` looks it up in the full spec per call
-        self._action_leaf_spec = self.full_action_spec["action"] if "action" in self.full_action_spec.keys() else None
+        self._action_leaf_spec = self.full_action_spec.get("action", None)
         self._fused = self._fused and self._action_leaf_spec is not None
 
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
