@@ -132,20 +132,23 @@ class PlainPolicy(TensorDictModuleBase):
     def __init__(self, actor: ProbabilisticActor, nets: "PlainNets", *, one_hot: bool = False,
                  record_value: bool = False):
         super().__init__()
-        self.actor, self.trunk, self.policy_head = actor, nets.trunk, nets.policy
-        self.value_head = nets.value if record_value else None
+        # the actor's parameters under the actor's own names, so the state dict is the actor's; the networks
+        # are the same modules, held unregistered (a tuple) so that they are not counted twice
+        self.module = actor.module
+        self.deferred, self.nets = (actor,), (nets.trunk, nets.policy, nets.value if record_value else None)
         self.distribution, self.one_hot = nets.distribution, one_hot
         if nets.distribution == "tanh_normal":
-            self.register_buffer("action_mid", (nets.high + nets.low) / 2)
-            self.register_buffer("action_half", (nets.high - nets.low) / 2)
+            self.register_buffer("action_mid", (nets.high + nets.low) / 2, persistent=False)
+            self.register_buffer("action_half", (nets.high - nets.low) / 2, persistent=False)
         self.in_keys = ["observation"]
         self.out_keys = ["action", "action_log_prob"] + (["state_value"] if record_value else [])
 
     def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
         if exploration_type() not in (ExplorationType.RANDOM, None):
-            return self.actor(tensordict)
-        features = self.trunk(tensordict.get("observation"))
-        out = self.policy_head(features)
+            return self.deferred[0](tensordict)
+        trunk, policy_head, value_head = self.nets
+        features = trunk(tensordict.get("observation"))
+        out = policy_head(features)
         if self.distribution == "categorical":
             log_probs = out.log_softmax(-1)
             flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
@@ -162,8 +165,8 @@ class PlainPolicy(TensorDictModuleBase):
                 log_prob = tanh_normal_log_prob(u, loc, scale, self.action_half)
         tensordict.set("action", action)
         tensordict.set("action_log_prob", log_prob)
-        if self.value_head is not None:
-            tensordict.set("state_value", self.value_head(features))
+        if value_head is not None:
+            tensordict.set("state_value", value_head(features))
         return tensordict
 
 
