@@ -64,7 +64,7 @@ def test_benchmark_cache_keeps_cells_of_a_benchmark_running_beside_it(tmp_path):
 
 def test_speed_prints_env_limit_collection_and_training_rates():
     result = run_tool(str(ROOT / "tools" / "speed.py"), str(SPECS / "dqn_cartpole.yaml"), "--max-frame", "300",
-                      "--eval-every", "300", "--eval-episodes", "2", "--seconds", "0.3")
+                      "--eval-every", "300", "--eval-episodes", "2", "--seconds", "0.3", "--profile-envs", "1", "4")
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     rates = {name: float(m.group(1).replace(",", "")) for name, pattern in (
@@ -73,6 +73,10 @@ def test_speed_prints_env_limit_collection_and_training_rates():
     assert set(rates) == {"env", "collection", "training"}, out
     assert all(rate > 0 for rate in rates.values()), rates
     assert "solved" in out and "0/1" in out  # 300 frames cannot reach 475
+    assert "evaluating" in out and "process seconds to threshold" in out
+    profile = re.findall(r"^\s+(\d+)((?:\s+[\d.]+){6})\s+([\d.]+)%$", out, re.M)  # envs, 6 parts, share
+    assert [int(envs) for envs, _, _ in profile] == [1, 4], out
+    assert all(float(x) > 0 for _, parts, _ in profile for x in parts.split()), profile
 
 
 def test_benchmark_report_keeps_rows_its_cache_cannot_back(tmp_path):

@@ -319,10 +319,11 @@ def main() -> None:
         "seed": args.seed,
         "solved": solved,
         "frames_to_solve": callback.solved_frames,
-        "train_seconds_to_solve": callback.solved_at - learn_start if solved else None,
+        # evaluation excluded, as from zoo's clocks (tools/speed.py): the solving evaluation ends at solved_at
+        "train_seconds_to_solve": callback.solved_at - learn_start - callback.eval_seconds if solved else None,
         "total_seconds": seconds_since_process_start(),
         "frames": model.num_timesteps,
-        "fps": model.num_timesteps / train_seconds,
+        "fps": model.num_timesteps / (train_seconds - callback.eval_seconds),
         "train_seconds": train_seconds,
         "eval_seconds": callback.eval_seconds,
         "final_eval_mean": callback.last_mean,

@@ -1,16 +1,22 @@
-"""Where the frames go for one spec: env limit, collection rate, training rate and time to a return.
+"""Where the frames go for one spec: env limit, collection, a per-frame profile, training rate, time to a return.
 
-    python tools/speed.py specs/dqn_cartpole.yaml [spec name] [--threshold 475] [--max-frame N]
+    python tools/speed.py specs/ppo_cartpole.yaml [spec name] [--threshold 475] [--max-frame N]
     python tools/speed.py specs/dqn_cartpole.yaml --vs-sb3 --sb3-python /work/sb3venv/bin/python --repeats 3
 
 Measures, on this machine:
   (a) env limit: the raw gymnasium vector env (the spec's env and num_envs, random actions), no TorchRL;
-  (b) collection: zoo's collector with the spec's exploration policy, no learning;
+  (b) collection: zoo's collector (`zoo.components.make_collector`) with the spec's exploration policy, no
+      learning, and its share of the env limit;
+  (p) a profile of one frame for 1, 8 and 32 envs (`--profile-envs`): microseconds per frame in the env step
+      (raw gymnasium), the policy forward, TorchRL / tensordict plumbing (the collector's time minus those
+      two), replay storage (off-policy) and the update (`agent.update` on collected batches);
   (c) training: `tools/train.py` end to end in a subprocess, evaluating every K frames (`--eval-every`) with
       `--eval-episodes` greedy episodes and stopping at the first evaluation whose mean return reaches the
-      threshold (`--target-return`). Read from metrics.csv: frames per second of the training loop
-      (evaluations included), frames and loop seconds to the threshold; the process time is measured
-      outside the process (interpreter start-up, imports and set-up included).
+      threshold (`--target-return`). Evaluation is excluded from every clock, zoo's and SB3's alike: frames
+      per second of the training loop, loop seconds to the threshold and process seconds to the threshold
+      (measured outside the process: interpreter start-up, imports and set-up included) all subtract the
+      seconds spent evaluating (zoo's `time/eval`; SB3's callback time). The process time with evaluation
+      is printed too.
 With --vs-sb3, Stable-Baselines3 with RL Zoo's tuned hyperparameters for the same env and algorithm runs
 through tools/sb3_baseline.py with the same evaluation settings and threshold, alternating with zoo runs
 (seed = --seed + repeat on both sides); medians and the ratios (zoo speed-up: SB3 time / zoo time, zoo fps /
@@ -30,11 +36,13 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from torchrl.collectors import Collector
+import torch
+from torchrl.envs import ExplorationType, set_exploration_type
 
 from zoo.cli import optimize_performance
-from zoo.components import build
+from zoo.components import build, make_collector
 from zoo.envs import make_vector_env
+from zoo.memory import TRANSITION_KEYS
 from zoo.record import TIME_PHASES, read_metrics
 from zoo.spec import Spec, SpecError, load_spec
 
@@ -57,7 +65,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time of (a) and (b) each (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first repeat (then +1 per repeat)")
     parser.add_argument("--repeats", type=int, default=1, help="training runs per library, alternating")
-    parser.add_argument("--no-train", action="store_true", help="only (a) and (b)")
+    parser.add_argument("--no-train", action="store_true", help="only (a), (b) and the profile")
+    parser.add_argument("--profile-envs", type=int, nargs="*", default=[1, 8, 32],
+                        help="env counts of the per-frame profile (default 1 8 32; none to skip)")
     parser.add_argument("--vs-sb3", action="store_true", help="also run Stable-Baselines3 (tools/sb3_baseline.py)")
     parser.add_argument("--sb3-python", default=sys.executable, help="python of the venv that has SB3 and rl_zoo3")
     parser.add_argument("--sb3-device", default="cpu")
@@ -87,9 +97,7 @@ def collection_rate(spec: Spec, seed: int, seconds: float) -> float:
     """Frames/s of zoo's collector (the spec's env and exploration policy), no learning; first batch excluded."""
     components = build(spec, seed=seed)
     components.collector.shutdown()
-    agent = components.agent
-    collector = Collector(components.env, agent.policy, frames_per_batch=agent.frames_per_batch, total_frames=-1,
-                          auto_register_policy_transforms=False)
+    collector = make_collector(components.env, components.agent)
     frames, start = 0, None
     for data in collector:
         if start is None:  # warm-up batch (first calls, allocations)
@@ -103,11 +111,71 @@ def collection_rate(spec: Spec, seed: int, seconds: float) -> float:
     return frames / elapsed
 
 
+# ------------------------------------------------------------------------------------------------ profile
+def _per_call_us(fn, seconds: float) -> float:
+    fn()  # warm-up
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        fn()
+        calls += 1
+    return elapsed / calls * 1e6
+
+
+def frame_profile(spec_file: str, spec_name: str | None, overrides: list[str], num_envs: int, seed: int,
+                  seconds: float) -> dict[str, float | None]:
+    """Microseconds per frame, at `num_envs` envs, in each part of a collect-and-learn cycle (see (p))."""
+    spec = load_spec(spec_file, spec_name, [*overrides, f"env.num_envs={num_envs}"])
+    optimize_performance(spec)
+    torch.set_num_threads(spec.meta.num_threads)
+    env_us = 1e6 / env_limit(spec, num_envs, seconds)
+    components = build(spec, seed=seed)
+    components.collector.shutdown()
+    agent, env = components.agent, components.env
+    td = env.reset()
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+        policy_us = _per_call_us(lambda: agent.policy(td.clone(False)), seconds / 2) / num_envs
+    collect_us = 1e6 / collection_rate(spec, seed, seconds)
+    collector = make_collector(env, agent)
+    batches = iter(collector)
+    storage_us = None
+    if agent.buffer is not None:
+        batch = next(batches).select(*TRANSITION_KEYS)
+        flat = batch.reshape(-1)
+        storage_us = _per_call_us(lambda: agent.buffer.extend(flat), seconds / 2) / flat.numel()
+    frame, update_seconds, update_frames = 10**9, 0.0, 0  # far past any learning-start gate
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or update_frames == 0:
+        data = next(batches)
+        tick = time.perf_counter()
+        agent.update(data, frame)
+        update_seconds += time.perf_counter() - tick
+        update_frames += data.numel()
+    collector.shutdown()
+    plumbing_us = max(collect_us - env_us - policy_us, 0.0)
+    return {"num_envs": num_envs, "env_us": env_us, "policy_us": policy_us, "plumbing_us": plumbing_us,
+            "collect_us": collect_us, "storage_us": storage_us, "update_us": update_seconds / update_frames * 1e6}
+
+
+def profile_lines(rows: list[dict]) -> list[str]:
+    header = (f"{'envs':>5s}{'env step':>10s}{'policy':>9s}{'plumbing':>10s}{'collect':>9s}{'storage':>9s}"
+              f"{'update':>9s}{'collect / env limit':>21s}")
+    lines = ["per-frame profile (microseconds per frame):", header]
+    for r in rows:
+        storage = f"{r['storage_us']:9.1f}" if r["storage_us"] is not None else f"{'-':>9s}"
+        lines.append(f"{r['num_envs']:5d}{r['env_us']:10.1f}{r['policy_us']:9.1f}{r['plumbing_us']:10.1f}"
+                     f"{r['collect_us']:9.1f}{storage}{r['update_us']:9.1f}{r['env_us'] / r['collect_us']:20.0%}")
+    return lines
+
+
 # ---------------------------------------------------------------------------------------------------- (c)
 def phase_seconds(row: dict[str, str]) -> float:
-    """Loop seconds up to the end of this row's evaluation: the sum of the time/<phase> columns."""
-    times = [float(row[k]) for k in TIME_PHASES if row.get(k) not in ("", None)]
-    return sum(times) if times else float(row["time/wall"])
+    """Loop seconds up to the end of this row, evaluation excluded: the time/<phase> columns but time/eval."""
+    times = [float(row[k]) for k in TIME_PHASES if k != "time/eval" and row.get(k) not in ("", None)]
+    return sum(times) if times else float(row["time/wall"]) - eval_seconds(row)
+
+
+def eval_seconds(row: dict[str, str]) -> float:
+    return float(row.get("time/eval") or 0.0)
 
 
 def zoo_run(args: argparse.Namespace, threshold: float, seed: int, work: Path) -> dict:
@@ -135,7 +203,8 @@ def zoo_run(args: argparse.Namespace, threshold: float, seed: int, work: Path) -
     return {"library": "zoo", "seed": seed, "solved": solved is not None,
             "frames_to_solve": int(solved["frame"]) if solved else None,
             "train_seconds_to_solve": phase_seconds(solved) if solved else None,
-            "total_seconds": process_seconds, "frames": int(last["frame"]),
+            "total_seconds": process_seconds - eval_seconds(last), "total_seconds_with_eval": process_seconds,
+            "eval_seconds": eval_seconds(last), "frames": int(last["frame"]),
             "fps": int(last["frame"]) / loop_seconds, "final_eval_mean": evals[-1] if evals else None}
 
 
@@ -154,14 +223,17 @@ def sb3_run(args: argparse.Namespace, algo: str, env_id: str, threshold: float, 
         raise RuntimeError(f"SB3 run failed (exit {proc.returncode}): {proc.stderr.strip()[-2000:]}")
     result = json.loads(lines[-1].removeprefix(RESULT_PREFIX))
     result.pop("hyperparams", None)
-    result["total_seconds_inside"], result["total_seconds"] = result["total_seconds"], process_seconds
+    result["total_seconds_inside"] = result["total_seconds"]
+    result["total_seconds"] = process_seconds - result["eval_seconds"]
+    result["total_seconds_with_eval"] = process_seconds
     return result
 
 
 # ------------------------------------------------------------------------------------------------- report
 METRICS = (("fps", "training frames/s", True), ("frames_to_solve", "frames to threshold", False),
            ("train_seconds_to_solve", "loop seconds to threshold", False),
-           ("total_seconds", "process seconds (total)", False))
+           ("total_seconds", "process seconds to threshold", False),
+           ("total_seconds_with_eval", "  (with evaluation)", False))
 
 
 def median(runs: list[dict], key: str) -> float | None:
@@ -206,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.vs_sb3 and algorithm not in SB3_ALGOS:
         print(f"error: no SB3 counterpart for {algorithm} (known: {', '.join(SB3_ALGOS)})", file=sys.stderr)
         return 2
+    torch.set_num_threads(spec.meta.num_threads)
     print(f"spec {spec.name}: {algorithm} on {env_id}, {spec.env.num_envs} envs, device {spec.meta.device}, "
           f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.2f}")
     record: dict = {"spec": spec.name, "env": env_id, "algorithm": algorithm, "threshold": threshold}
@@ -214,10 +287,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"env limit (gymnasium, random actions): {record['env_limit_fps']:,.0f} frames/s with "
           f"{spec.env.num_envs} envs, {record['env_limit_fps_single']:,.0f} frames/s with 1 env")
     record["collection_fps"] = collection_rate(spec, args.seed, args.seconds)
-    print(f"collection (zoo collector, spec policy, no learning): {record['collection_fps']:,.0f} frames/s")
+    print(f"collection (zoo collector, spec policy, no learning): {record['collection_fps']:,.0f} frames/s, "
+          f"{record['collection_fps'] / record['env_limit_fps']:.0%} of the env limit")
+    if args.profile_envs:
+        record["profile"] = [frame_profile(args.spec_file, args.spec_name, args.set, n, args.seed, args.seconds)
+                             for n in args.profile_envs]
+        for line in profile_lines(record["profile"]):
+            print(line)
     if not args.no_train:
         print(f"training to eval return >= {threshold:g} (eval every {args.eval_every} frames, "
-              f"{args.eval_episodes} episodes):")
+              f"{args.eval_episodes} episodes; evaluation excluded from every clock but the last line's):")
         runs: dict[str, list[dict]] = {"zoo": []} | ({"sb3": []} if args.vs_sb3 else {})
         with tempfile.TemporaryDirectory(prefix="zoo_speed_") as work:
             for repeat in range(args.repeats):
@@ -230,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                     solve = (f"threshold at {r['frames_to_solve']} frames, {r['train_seconds_to_solve']:.1f} s"
                              if r["solved"] else "threshold not reached")
                     print(f"  {lib:4s} seed {seed}: {r['fps']:,.0f} frames/s, {solve}, process "
-                          f"{r['total_seconds']:.1f} s, {r['frames']} frames, final eval {r['final_eval_mean']}")
+                          f"{r['total_seconds']:.1f} s (+ {r['eval_seconds']:.1f} s evaluating), {r['frames']} "
+                          f"frames, final eval {r['final_eval_mean']}")
         for line in summary_lines(runs):
             print(line)
         record["runs"] = runs

@@ -1,12 +1,27 @@
-"""zoo: deep RL algorithms assembled from TorchRL components, driven by SLM-style spec files."""
+"""zoo: deep RL algorithms assembled from TorchRL components, driven by SLM-style spec files.
 
-from zoo import algos  # registers every algorithm's spec dataclass
-from zoo.agent import Agent
-from zoo.components import Components, build
-from zoo.envs import make_env
-from zoo.session import Session, evaluate
-from zoo.spec import Spec, SpecError, load_spec
+The public names below load on first use (PEP 562), so `import zoo.spec` or `tools/train.py --help` do not
+pay for importing torch, tensordict and TorchRL (several seconds); `from zoo import build` works as before.
+"""
 
-__all__ = ["Agent", "Components", "Session", "Spec", "SpecError", "algos", "build", "evaluate", "load_spec",
-           "make_env"]
+import importlib
+
 __version__ = "0.3.0"
+
+_EXPORTS = {"Agent": "zoo.agent", "Components": "zoo.components", "build": "zoo.components", "make_env": "zoo.envs",
+            "Session": "zoo.session", "evaluate": "zoo.session", "Spec": "zoo.spec", "SpecError": "zoo.spec",
+            "load_spec": "zoo.spec", "algos": "zoo.algos"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+    module = importlib.import_module(_EXPORTS[name])
+    value = module if name == "algos" else getattr(module, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

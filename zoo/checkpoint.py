@@ -153,17 +153,16 @@ def load_env_state(env: EnvBase, state: dict) -> None:
 
 # ------------------------------------------------------------------------------------------ collector
 def collector_state(collector: Collector) -> dict:
-    """The collector's carry between batches (next root TensorDict) and trajectory-id counter.
+    """The collector's carry between batches (the next root TensorDict).
 
-    Read from private attributes: TorchRL's `Collector.state_dict` holds frame counters and transform state
+    Read from a private attribute: TorchRL's `Collector.state_dict` holds frame counters and transform state
     but not the carry, without which the episodes in flight could not continue after a resume.
     """
-    return {"carrier": collector._carrier.to_dict(), "traj_pool": collector._traj_pool.state_dict()}
+    return {"carrier": collector._carrier.to_dict()}
 
 
 def load_collector_state(collector: Collector, state: dict) -> None:
     collector._carrier.update(state["carrier"])
-    collector._traj_pool.load_state_dict(state["traj_pool"])
 
 
 # --------------------------------------------------------------------------------------------- replay

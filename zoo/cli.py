@@ -2,6 +2,9 @@
 
 Modes: `train` (default), `dev` (short, verbose), `train@latest` / `train@<run dir>` (resume),
 `enjoy@latest` / `enjoy@<run dir>` (replay the best checkpoint). Spec errors print one line and exit 2.
+
+torch, TorchRL and the modules built on them are imported inside the functions that run a spec: `--help`
+and argument errors then answer without several seconds of imports.
 """
 
 import argparse
@@ -10,14 +13,8 @@ import re
 import sys
 from pathlib import Path
 
-import numpy as np
-import torch
 import yaml
 
-from zoo.components import build
-from zoo.enjoy import enjoy
-from zoo.record import CheckpointError, RunDir, command_line, load_run_spec, resolve_run_dir
-from zoo.session import Session
 from zoo.spec import Spec, SpecError, field_docs, load_spec
 
 MODE = re.compile(r"^(dev|train|enjoy)(@.+)?$")
@@ -73,6 +70,7 @@ def apply_dev_mode(spec: Spec, overrides: list[str]) -> None:
 
 def optimize_performance(spec: Spec) -> None:
     """--optimize-perf: fit torch's intra-op threads to the machine and let CUDA use TF32 and cuDNN autotuning."""
+    import torch
     if spec.meta.num_threads is None:
         cores = len(os.sched_getaffinity(0))
         # small MLPs gain nothing from many intra-op threads; leave half the cores to env stepping
@@ -84,6 +82,10 @@ def optimize_performance(spec: Spec) -> None:
 
 
 def train(args: argparse.Namespace, spec: Spec) -> int:
+    from zoo.components import build
+    from zoo.record import RunDir, command_line, load_run_spec, resolve_run_dir
+    from zoo.session import Session
+
     data_dir = Path(args.data_dir)
     kind, _, target = args.mode.partition("@")
     if target:  # resume: the run's own spec (budget, seed, overrides it was started with)
@@ -132,6 +134,8 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
 
 def train_trial(args: argparse.Namespace, spec: Spec, seed: int | None) -> int:
     """meta.max_session > 1: the seeds run as parallel processes; prints the `trial_metrics:` line."""
+    import numpy as np
+
     from zoo.trial import format_trial_line, run_trial
 
     seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**31) if seed is None else seed
@@ -183,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
         for path, default, doc in field_docs():
             print(f"{path:48s} {default:24s} {doc}")
         return 0
+    from zoo.enjoy import enjoy
+    from zoo.record import CheckpointError
+
     try:
         spec = load_spec(args.spec_file, args.spec_name, args.set)
         kind = args.mode.partition("@")[0]

@@ -149,6 +149,16 @@ def seed_everything(seed: int) -> dict[str, int]:
     return seeds
 
 
+def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_random_frames: int = 0) -> Collector:
+    """TorchRL's `Collector` of `agent.policy` on `env`, batches of `agent.frames_per_batch` frames."""
+    return Collector(
+        env, agent.policy, frames_per_batch=agent.frames_per_batch, total_frames=total_frames,
+        init_random_frames=init_random_frames, auto_register_policy_transforms=False,
+        track_traj_ids=False,  # no zoo learner reads ("collector", "traj_ids"), and tracking them costs per step
+        device=env.device,  # one device for env, policy and storage: the collector then casts nothing per step
+    )
+
+
 def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBase | None = None) -> Components:
     """Build the component graph of one session. `seed` defaults to `spec.meta.seed`.
 
@@ -183,11 +193,7 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
         agent = ALGORITHMS[spec.agent.algorithm.name].build(spec, env)
     agent.normalizers = normalizers(env) or None
     fpb = agent.frames_per_batch
-    collector = Collector(
-        env, agent.policy, frames_per_batch=fpb,
-        total_frames=-(-max(spec.env.max_frame - start_frame, 1) // fpb) * fpb,
-        init_random_frames=-(-max(agent.init_random_frames - start_frame, 0) // fpb) * fpb,
-        auto_register_policy_transforms=False,
-    )
+    collector = make_collector(env, agent, total_frames=-(-max(spec.env.max_frame - start_frame, 1) // fpb) * fpb,
+                               init_random_frames=-(-max(agent.init_random_frames - start_frame, 0) // fpb) * fpb)
     return Components(spec=spec, seed=seed, device=device, env=env, eval_env=eval_env, agent=agent,
                       collector=collector)

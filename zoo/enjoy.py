@@ -18,6 +18,7 @@ from torchrl.envs import ExplorationType, set_exploration_type
 
 from zoo.checkpoint import gym_env_of
 from zoo.components import build
+from zoo.envs import load_transform_state
 from zoo.record import CheckpointError, RunDir, load_checkpoint, load_run_spec, resolve_run_dir
 from zoo.session import episode_returns
 from zoo.spec import Spec
@@ -56,7 +57,7 @@ def enjoy(args: argparse.Namespace, spec: Spec) -> int:
     try:
         components.agent.load_state_dict(state["agent"])
         components.agent.policy.load_state_dict(state["policy"])
-        components.eval_env.transform.load_state_dict(state["eval_env_transform"])
+        load_transform_state(components.eval_env, state["eval_env_transform"])
     except (KeyError, RuntimeError, ValueError) as err:
         raise CheckpointError(f"{path}: does not fit the run's spec ({type(err).__name__})") from None
     env, actor = components.eval_env, components.agent.actor

@@ -2,17 +2,19 @@
 
 TorchRL's per-step cost is its TensorDict plumbing, not the env, so we amortize it by stepping `num_envs`
 copies at once: one gymnasium `SyncVectorEnv` (autoreset DISABLED: TorchRL resets finished copies itself,
-and the terminal observation stays in `("next", "observation")`) under one `GymWrapper`. `GymEnv(num_envs=)`
-is avoided: with gymnasium 1.x it builds a next-step-autoreset env that corrupts terminal transitions.
+and the terminal observation stays in `("next", "observation")`) under zoo's `VectorGymEnv`, a `GymWrapper`
+subclass. `GymEnv(num_envs=)` is avoided: with gymnasium 1.x it builds a next-step-autoreset env that corrupts
+terminal transitions.
 
-Episode statistics come from `RewardSum` / `StepCounter` placed first, so returns are raw env rewards,
-whatever reward transforms follow. `InitTracker` marks each episode's first step (`is_init`): TorchRL's
-collectors look for it and, from torchrl 0.15, append one themselves to an env that lacks it.
+`VectorGymEnv` writes the keys of TorchRL's `RewardSum`, `StepCounter` and `InitTracker` itself
+(`episode_reward`, `step_count`, `is_init`: raw env rewards, whatever reward transforms follow) and fuses
+`step_and_maybe_reset` into one pass (see its docstring); TorchRL's collectors look for `is_init`.
 
-Normalization (`env.normalize_obs`, `env.clip_obs`, `env.normalize_reward`) is a chain of transforms after
-them: TorchRL's `VecNormV2` for observations (decay 1: an exact running mean / variance, as SB3's
-VecNormalize), `ClipTransform` for the clip, and `ReturnScaling` for rewards. The eval env gets a frozen
-copy of the observation statistics (synced from the train env before each evaluation) and no reward scaling.
+Normalization (`env.normalize_obs`, `env.clip_obs`, `env.normalize_reward`) is a chain of transforms on top:
+TorchRL's `VecNormV2` for observations (decay 1: an exact running mean / variance, as SB3's VecNormalize),
+`ClipTransform` for the clip, and `ReturnScaling` for rewards. The eval env gets a frozen copy of the
+observation statistics (synced from the train env before each evaluation) and no reward scaling. Without
+normalization the env is the bare `VectorGymEnv` (a `TransformedEnv` would bypass its fused step).
 """
 
 import copy
@@ -25,17 +27,14 @@ from functools import partial
 import gymnasium as gym
 import numpy as np
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torch import nn
-from torchrl.data import OneHot, TensorSpec
+from torchrl.data import Bounded, Categorical, OneHot, TensorSpec, Unbounded
 from torchrl.envs import (
     ClipTransform,
     Compose,
     EnvBase,
     GymWrapper,
-    InitTracker,
-    RewardSum,
-    StepCounter,
     Transform,
     TransformedEnv,
     VecNormV2,
@@ -139,6 +138,91 @@ def make_vector_env(env_spec: EnvSpec, num_envs: int) -> gym.vector.VectorEnv:
         raise SpecError("env.kwargs", f"rejected by the env constructor ({err})") from None
 
 
+EPISODE_KEYS = ("episode_reward", "step_count", "is_init")
+
+
+class VectorGymEnv(GymWrapper):
+    """TorchRL's `GymWrapper` over a gymnasium vector env, with `RewardSum`'s, `StepCounter`'s and
+    `InitTracker`'s keys built in and a fused `step_and_maybe_reset`.
+
+    Why: a collector step through `TransformedEnv(GymWrapper, Compose(RewardSum(), StepCounter(), InitTracker()))`
+    runs TorchRL's generic machinery (`EnvBase.step` with `_step_proc_data`, `step_mdp`, then, whenever a copy
+    finished, `reset` through every transform's `_reset` and `_update_during_reset`'s masked `where`), several
+    times the cost of the gymnasium step itself with a handful of cheap envs. The fused path does the same work
+    in one pass (gymnasium step, statistics, masked reset of the finished copies) and writes the same keys.
+    `step`, `reset` and `rollout` keep TorchRL's generic path; tests check that both agree. The statistics are
+    read from the input TensorDict (the collector's carry), as the transforms do, so the env holds no state of
+    its own beyond the gymnasium env's. Envs with observations other than one Box, or an info reader, use the
+    generic path for `step_and_maybe_reset` too.
+    """
+
+    def _make_specs(self, env: gym.Env, batch_size=None) -> None:
+        super()._make_specs(env, batch_size)
+        self._fused = (set(self.observation_spec.keys()) == {"observation"} and not self.info_dict_reader
+                       and self.wrapper_frame_skip == 1)
+        shape, device = (*self.batch_size, 1), self.device
+        self.observation_spec["episode_reward"] = Unbounded(shape=shape, dtype=torch.float32, device=device)
+        self.observation_spec["step_count"] = Bounded(low=0, high=torch.iinfo(torch.int64).max, shape=shape,
+                                                      dtype=torch.int64, device=device)
+        self.observation_spec["is_init"] = Categorical(2, shape=shape, dtype=torch.bool, device=device)
+        # the fused step converts actions with the leaf spec: `read_action` looks it up in the full spec per call
+        self._action_leaf_spec = self.full_action_spec.get("action", None)
+        self._fused = self._fused and self._action_leaf_spec is not None
+
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        next_td = super()._step(tensordict)  # done / reward may lack the trailing 1 until `_step_proc_data`
+        shape = (*self.batch_size, 1)
+        next_td.set("episode_reward", tensordict.get("episode_reward") + next_td.get("reward").reshape(shape))
+        next_td.set("step_count", tensordict.get("step_count") + 1)
+        next_td.set("is_init", torch.zeros(shape, dtype=torch.bool, device=self.device))
+        return next_td
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs) -> TensorDictBase:
+        # fresh statistics for every copy: TorchRL's reset keeps the copies not being reset (`_update_during_reset`)
+        out = super()._reset(tensordict, **kwargs)
+        shape = (*self.batch_size, 1)
+        out.set("episode_reward", torch.zeros(shape, dtype=torch.float32, device=self.device))
+        out.set("step_count", torch.zeros(shape, dtype=torch.int64, device=self.device))
+        out.set("is_init", torch.ones(shape, dtype=torch.bool, device=self.device))
+        return out
+
+    def _step_and_maybe_reset(self, tensordict: TensorDictBase) -> tuple[TensorDictBase, TensorDictBase]:
+        if not self._fused or tensordict.device not in (None, self.device):
+            return super()._step_and_maybe_reset(tensordict)
+        action = tensordict.get("action")
+        obs, reward, terminated, truncated, _ = self._env.step(self._action_leaf_spec.to_numpy(action, safe=False))
+        shape, device = (*self.batch_size, 1), self.device
+        obs_dtype = self.observation_spec["observation"].dtype
+        observation = torch.as_tensor(obs, device=device).to(obs_dtype)
+        reward = torch.as_tensor(reward, device=device).to(torch.float32).view(shape)
+        terminated = torch.as_tensor(terminated, device=device).view(shape)
+        truncated = torch.as_tensor(truncated, device=device).view(shape)
+        done = terminated | truncated
+        episode_reward = tensordict.get("episode_reward") + reward
+        step_count = tensordict.get("step_count") + 1
+        not_init = torch.zeros_like(done)
+        next_td = TensorDict._new_unsafe(
+            {"observation": observation, "reward": reward, "done": done, "terminated": terminated,
+             "truncated": truncated, "episode_reward": episode_reward, "step_count": step_count,
+             "is_init": not_init},
+            batch_size=self.batch_size, device=device)
+        tensordict.set("next", next_td)
+        if done.any():
+            reset_obs, _ = self._env.reset(options={"reset_mask": done.view(-1).cpu().numpy()})
+            observation = torch.as_tensor(reset_obs, device=device).to(obs_dtype)
+            episode_reward = episode_reward.masked_fill(done, 0)
+            step_count = step_count.masked_fill(done, 0)
+            is_init, done = done, not_init
+            terminated, truncated = not_init, not_init
+        else:
+            is_init = not_init
+        carry = TensorDict._new_unsafe(
+            {"observation": observation, "done": done, "terminated": terminated, "truncated": truncated,
+             "episode_reward": episode_reward, "step_count": step_count, "is_init": is_init, "action": action},
+            batch_size=self.batch_size, device=device)
+        return tensordict, carry
+
+
 class ObsNorm(VecNormV2):
     """`VecNormV2` whose variance cannot go negative.
 
@@ -203,9 +287,9 @@ def make_env(env_spec: EnvSpec | str, seed: int = 0, num_envs: int | None = None
     num_envs = env_spec.num_envs if num_envs is None else num_envs
     if is_atari(env_spec.name):  # ale-py's native vector env with DeepMind preprocessing (zoo/atari.py)
         return make_atari_env(env_spec, seed, num_envs, device)
-    base = GymWrapper(make_vector_env(env_spec, num_envs), categorical_action_encoding=categorical_action_encoding,
-                      device=device)
-    transforms: list[Transform] = [RewardSum(), StepCounter(), InitTracker()]
+    env = VectorGymEnv(make_vector_env(env_spec, num_envs), categorical_action_encoding=categorical_action_encoding,
+                       device=device)
+    transforms: list[Transform] = []
     if env_spec.normalize_obs:
         obs_norm = ObsNorm(in_keys=["observation"], decay=1.0, eps=1e-4, reduce_batch_dims=True)
         transforms.append(obs_norm.freeze() if evaluation else obs_norm)
@@ -213,10 +297,11 @@ def make_env(env_spec: EnvSpec | str, seed: int = 0, num_envs: int | None = None
             transforms.append(ClipTransform(in_keys=["observation"], low=-env_spec.clip_obs, high=env_spec.clip_obs))
     if env_spec.normalize_reward and not evaluation:
         transforms.append(ReturnScaling(num_envs, gamma))
-    with warnings.catch_warnings():  # VecNormV2 calls batched envs "experimental"; tested in tests/unit
-        warnings.filterwarnings("ignore", message="Support of ObsNorm", category=UserWarning)
-        env = TransformedEnv(base, Compose(*transforms))
-        _ = env.output_spec  # built (and cached) here: ClipTransform's spec rebuilds its parent, which warns again
+    if transforms:  # else the bare env, whose fused step_and_maybe_reset a TransformedEnv would bypass
+        with warnings.catch_warnings():  # VecNormV2 calls batched envs "experimental"; tested in tests/unit
+            warnings.filterwarnings("ignore", message="Support of ObsNorm", category=UserWarning)
+            env = TransformedEnv(env, Compose(*transforms))
+            _ = env.output_spec  # built (and cached) here: ClipTransform's spec rebuilds its parent, which warns again
     env.set_seed(seed)
     return env
 
@@ -242,6 +327,18 @@ def normalizers(env: EnvBase) -> nn.ModuleDict:
     return nn.ModuleDict(found)
 
 
+def transform_state(env: EnvBase) -> dict:
+    """State of the env's transforms (normalization statistics, Atari's), `{}` for zoo's bare `VectorGymEnv`."""
+    return env.transform.state_dict() if isinstance(env, TransformedEnv) else {}
+
+
+def load_transform_state(env: EnvBase, state: dict) -> None:
+    if isinstance(env, TransformedEnv):
+        env.transform.load_state_dict(state)
+    elif state:
+        raise ValueError("transform state given for an env without transforms")
+
+
 def sync_eval_env(env: EnvBase, eval_env: EnvBase) -> None:
     """Copy the train env's observation statistics into the eval env's frozen normalizer."""
     source, target = normalizers(env), normalizers(eval_env)
@@ -250,14 +347,11 @@ def sync_eval_env(env: EnvBase, eval_env: EnvBase) -> None:
 
 
 def plain_vector_env(env: EnvBase) -> gym.vector.VectorEnv | None:
-    """The gymnasium vector env under `env` when TorchRL adds nothing to its observations (only the episode
-    statistics and init-tracking transforms), else None. Evaluation steps such an env directly: see
-    `zoo.session.episode_returns`."""
-    if not isinstance(env, TransformedEnv) or not isinstance(env.base_env, GymWrapper):
+    """The gymnasium vector env under `env` when TorchRL adds nothing to its observations (zoo's bare
+    `VectorGymEnv`), else None. Evaluation steps such an env directly: see `zoo.session.episode_returns`."""
+    if not isinstance(env, VectorGymEnv):
         return None
-    if not all(isinstance(t, RewardSum | StepCounter | InitTracker) for t in env.transform):
-        return None
-    vector_env = env.base_env._env
+    vector_env = env._env
     return vector_env if isinstance(vector_env, gym.vector.VectorEnv) else None
 
 

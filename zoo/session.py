@@ -38,7 +38,7 @@ from zoo.checkpoint import (
     set_rng_state,
 )
 from zoo.components import Components
-from zoo.envs import plain_vector_env
+from zoo.envs import load_transform_state, plain_vector_env, transform_state
 from zoo.record import TIME_PHASES, CheckpointError, RunDir
 
 CHECKPOINT_FORMAT = 1
@@ -222,7 +222,7 @@ class Session:
                 "best_eval": self.best_eval, "episodes": self.episodes, "wall_time": self.wall_time,
                 "recent_returns": list(self.recent_returns), "agent": c.agent.state_dict(),
                 "policy": c.agent.policy.state_dict(),  # exploration state (epsilon, noise scale) lives here
-                "env_transform": c.env.transform.state_dict(), "eval_env_transform": c.eval_env.transform.state_dict(),
+                "env_transform": transform_state(c.env), "eval_env_transform": transform_state(c.eval_env),
                 "env": env_state(c.env), "eval_env": env_state(c.eval_env), "collector": collector_state(c.collector),
                 "metrics_csv": self.run.metrics_text(), "rng": rng_state()}
 
@@ -232,8 +232,8 @@ class Session:
         try:
             c.agent.load_state_dict(state["agent"])
             c.agent.policy.load_state_dict(state["policy"])
-            c.env.transform.load_state_dict(state["env_transform"])
-            c.eval_env.transform.load_state_dict(state["eval_env_transform"])
+            load_transform_state(c.env, state["env_transform"])
+            load_transform_state(c.eval_env, state["eval_env_transform"])
             load_env_state(c.eval_env, state["eval_env"])
             load_env_state(c.env, state["env"])
             if state["env"]["exact"]:

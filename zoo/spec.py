@@ -10,6 +10,7 @@ Every problem is reported as one `SpecError` naming the file, the dotted field a
 
 import dataclasses
 import difflib
+import importlib
 import json
 import re
 import types
@@ -465,7 +466,15 @@ def build_dataclass(cls: type, raw: Any, where: str) -> Any:
     return cls(**kwargs)
 
 
+def register_algorithms() -> None:
+    """Import `zoo.algos`, whose modules register their spec dataclasses here (they import torch: deferred
+    until a spec is read, so `import zoo.spec` and `--help` stay light)."""
+    if not ALGORITHM_SPECS:
+        importlib.import_module("zoo.algos")
+
+
 def _build_algorithm(raw: Any, where: str) -> AlgorithmSpec:
+    register_algorithms()
     if not isinstance(raw, dict):
         raise SpecError(where, f"expected a mapping, got {raw!r}")
     name = raw.get("name")
@@ -624,10 +633,12 @@ def _given(raw: dict[str, Any] | None, dotted: str) -> bool:
 
 
 def _supporting(what: typing.Callable[[AlgorithmSupport], bool]) -> str:
+    register_algorithms()
     return ", ".join(sorted(name for name, support in ALGORITHM_SUPPORT.items() if what(support))) or "none"
 
 
 def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
+    register_algorithms()
     name, net, mem = spec.agent.algorithm.name, spec.agent.net, spec.agent.memory
     support = ALGORITHM_SUPPORT.get(name)
     if support is None:
@@ -727,6 +738,7 @@ def field_docs(cls: type = Spec, prefix: str = "") -> list[tuple[str, str, str]]
         path = _join(prefix, f.name)
         tp = hints[f.name]
         if tp is AlgorithmSpec:
+            register_algorithms()
             rows.append((path + ".name", "required", "algorithm: " + ", ".join(sorted(ALGORITHM_SPECS))))
             for algo_name, algo_cls in sorted(ALGORITHM_SPECS.items()):
                 rows.append((f"{path}[{algo_name}]", "", "accepts " + ALGORITHM_SUPPORT[algo_name].describe()))

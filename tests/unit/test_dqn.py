@@ -4,15 +4,16 @@ exploration that anneals through `step(frames)`."""
 import pytest
 import torch
 from tensordict import TensorDict
-from torchrl.data import OneHot
+from tensordict.nn import TensorDictSequential
+from torchrl.data import Categorical, OneHot
 from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.modules import QValueActor
 from torchrl.objectives import DQNLoss, HardUpdate, ValueEstimators
 
 from tests.conftest import SPECS
-from zoo.algos.dqn import DQNFamilyLoss
+from zoo.algos.dqn import DQNFamilyLoss, QPolicy
 from zoo.components import build
-from zoo.exploration import BoltzmannExploration
+from zoo.exploration import BoltzmannExploration, ScheduledEGreedy
 from zoo.schedules import constant
 from zoo.spec import load_spec
 
@@ -250,3 +251,28 @@ def test_actions_follow_a_one_hot_action_spec():
     td = TensorDict({"action_value": torch.randn(5, 3), "action": OneHot(3).rand((5,))}, batch_size=[5])
     action = module(td)["action"]
     assert action.shape == (5, 3) and torch.equal(action.sum(-1), torch.ones(5, dtype=action.dtype))
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_q_policy_acts_as_the_greedy_sequence_with_epsilon_draws_per_env(one_hot):
+    q_net = torch.nn.Linear(4, 3)
+    spec = OneHot(3) if one_hot else Categorical(3)
+    qactor = QValueActor(q_net, in_keys=["observation"], spec=spec,
+                         action_space="one_hot" if one_hot else "categorical")
+    exploration = ScheduledEGreedy(spec, constant(0.0))
+    policy = QPolicy(qactor, exploration, q_net, one_hot=one_hot)
+    sequence = TensorDictSequential(qactor, exploration)
+    assert list(policy.state_dict()) == list(sequence.state_dict())  # checkpoints keep the sequence's names
+    td = TensorDict({"observation": torch.randn(64, 4)}, [64])
+    greedy = q_net(td["observation"]).argmax(-1)
+    with torch.no_grad(), set_exploration_type(ExplorationType.RANDOM):
+        action = policy(td.clone())["action"]
+        exploration.eps.fill_(1.0)
+        torch.manual_seed(0)
+        random_action = policy(td.clone())["action"]
+    index = lambda a: a.argmax(-1) if one_hot else a  # noqa: E731
+    assert torch.equal(index(action), greedy)  # epsilon 0: greedy
+    assert set(index(random_action).tolist()) == {0, 1, 2}  # epsilon 1: uniform, drawn per env
+    assert (index(random_action) != greedy).any()
+    with torch.no_grad(), set_exploration_type(ExplorationType.DETERMINISTIC):  # greedy whatever epsilon
+        assert torch.equal(index(policy(td.clone())["action"]), greedy)

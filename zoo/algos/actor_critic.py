@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
-from tensordict.nn import TensorDictModule
+import torch.nn.functional as F
+from tensordict import TensorDictBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import distributions as D
 from torch import nn
 from torch.distributions import Categorical
-from torchrl.envs import EnvBase
+from torchrl.envs import EnvBase, ExplorationType, exploration_type
 from torchrl.modules import (
     ActorValueOperator,
     IndependentNormal,
@@ -45,7 +47,7 @@ from zoo.distributions import (
     resolve_pdtype,
 )
 from zoo.envs import env_info
-from zoo.nets import ACTIVATIONS, build_mlp, build_torso, init_weights
+from zoo.nets import ACTIVATIONS, build_mlp, build_torso, init_weights, normal_log_prob, tanh_normal_log_prob
 from zoo.spec import NetSpec, SpecError
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -200,9 +202,70 @@ class PlainNets:
 
     def dist(self, features: torch.Tensor) -> D.Distribution:
         """The action distribution at `features`, as the actor builds it."""
-        params = self.policy(features)
+        return self.dist_from(self.policy(features))
+
+    def dist_from(self, params: torch.Tensor | tuple[torch.Tensor, ...]) -> D.Distribution:
+        """The action distribution of the policy head's outputs `params`."""
         params = params if isinstance(params, tuple) else (params,)
         return self.dist_class(**dict(zip(self.param_keys, params, strict=True)), **self.dist_kwargs)
+
+
+class PlainPolicy(TensorDictModuleBase):
+    """The collector's policy: the `ProbabilisticActor`'s draw in one plain-torch pass over its own networks.
+
+    Same parameters, distribution and draws as `actor` (Categorical through `torch.multinomial`, Gaussians
+    through `torch.normal`, as torch's distributions sample), writing `action` and `action_log_prob` (and, with
+    a shared trunk, `state_value`, which spares GAE a critic pass) as plain tensors. Why: per collector step
+    the actor's TensorDictModule / distribution plumbing costs more than a CartPole-sized MLP, and
+    tensordict 0.14 routes every `TensorDictModule` output through `TensorDictBase.from_any`, which calls
+    `importlib.util.find_spec("pandas")` (tensordict/base.py, `from_any`): file-system probes on every call
+    where pandas is not installed. Outside `ExplorationType.RANDOM` it defers to `actor` (greedy or mean
+    actions exactly as TorchRL defines them).
+    """
+
+    def __init__(self, actor: ProbabilisticActor, nets: "PlainNets", *, one_hot: bool = False,
+                 record_value: bool = False):
+        super().__init__()
+        # the actor's parameters under the actor's own names, so the state dict is the actor's; the networks
+        # are the same modules, held unregistered (a tuple) so that they are not counted twice
+        self.module = actor.module
+        self.deferred, self.nets = (actor,), (nets.trunk, nets.policy, nets.value if record_value else None)
+        self.distribution, self.one_hot, self.dist_from = nets.distribution, one_hot, nets.dist_from
+        if nets.distribution == "TanhNormal":
+            self.register_buffer("action_mid", (nets.high + nets.low) / 2, persistent=False)
+            self.register_buffer("action_half", (nets.high - nets.low) / 2, persistent=False)
+        self.in_keys = ["observation"]
+        self.out_keys = ["action", "action_log_prob"] + (["state_value"] if record_value else [])
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if exploration_type() not in (ExplorationType.RANDOM, None):
+            return self.deferred[0](tensordict)
+        trunk, policy_head, value_head = self.nets
+        features = trunk(tensordict.get("observation"))
+        out = policy_head(features)
+        if self.distribution not in ("Categorical", "Normal", "TanhNormal"):  # the rarer action_pdtypes
+            dist = self.dist_from(out)
+            action = dist.sample()  # as ProbabilisticActor's draw: sample, or rsample (no grad here) where it has one
+            log_prob = dist.log_prob(action)
+        elif self.distribution == "Categorical":
+            log_probs = out.log_softmax(-1)
+            flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
+            index = torch.multinomial(flat, 1, True).reshape(log_probs.shape[:-1])
+            log_prob = log_probs.gather(-1, index.unsqueeze(-1)).squeeze(-1)
+            action = F.one_hot(index, log_probs.shape[-1]) if self.one_hot else index
+        else:
+            loc, scale = out
+            u = torch.normal(loc, scale)
+            if self.distribution == "Normal":
+                action, log_prob = u, normal_log_prob(u, loc, scale).sum(-1)
+            else:
+                action = self.action_mid + self.action_half * u.tanh()
+                log_prob = tanh_normal_log_prob(u, loc, scale, self.action_half)
+        tensordict.set("action", action)
+        tensordict.set("action_log_prob", log_prob)
+        if value_head is not None:
+            tensordict.set("state_value", value_head(features))
+        return tensordict
 
 
 class ActorCritic(NamedTuple):

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase, TensorDictParams
-from tensordict.nn import TensorDictSequential
+from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
-from torchrl.data import TensorSpec
-from torchrl.envs import EnvBase
+from torch.nn import functional as F
+from torchrl.data import OneHot, TensorSpec
+from torchrl.envs import EnvBase, ExplorationType, exploration_type
 from torchrl.modules import QValueActor
 from torchrl.objectives import HardUpdate, LossModule, SoftUpdate, ValueEstimators
 
@@ -160,15 +161,49 @@ class DQNFamilyLoss(LossModule):
         return TensorDict({"loss": weighted_mean(elementwise, tensordict.get(keys.priority_weight, None))})
 
 
-def make_exploration(qactor: QValueActor, algo_spec: ValueExplorationSpec,
-                     action_spec: TensorSpec) -> tuple[TensorDictSequential, nn.Module]:
+class QPolicy(TensorDictModuleBase):
+    """The collector's policy of the value-based family: `TensorDictSequential(qactor, exploration)` in one
+    plain-torch pass.
+
+    Q-values, argmax and the exploration draw (epsilon-greedy: one independent coin and uniform action per env;
+    Boltzmann: one softmax draw per env), on the exploration module's own schedule, writing `action` as a plain
+    tensor. Why: per step the sequence's TensorDict plumbing (QValueModule, EGreedyModule's spec draw, and
+    tensordict's per-output `from_any` probe, see `zoo.algos.actor_critic.PlainPolicy`) costs several times a
+    small Q-net. Its parameters are those two modules under the sequence's own names (`module.0`, `module.1`),
+    so its state dict is the sequence's; outside `ExplorationType.RANDOM` it is the greedy `qactor`.
+    """
+
+    def __init__(self, qactor: QValueActor, exploration: nn.Module, q_net: nn.Module, one_hot: bool = False):
+        super().__init__()
+        self.module = nn.ModuleList([qactor, exploration])
+        self.nets, self.one_hot = (q_net,), one_hot  # qactor's own network, held unregistered (not counted twice)
+        self.in_keys, self.out_keys = ["observation"], ["action"]
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        qactor, exploration = self.module
+        if exploration_type() not in (ExplorationType.RANDOM, None):
+            return qactor(tensordict)
+        q = self.nets[0](tensordict.get("observation"))
+        batch, n = q.shape[:-1], q.shape[-1]
+        if isinstance(exploration, BoltzmannExploration):
+            probs = torch.softmax(q / exploration.temperature.clamp_min(1e-6), dim=-1)
+            action = torch.multinomial(probs.reshape(-1, n), 1).reshape(batch)
+        else:
+            explore = torch.rand(batch, device=q.device) < exploration.eps
+            action = torch.where(explore, torch.randint(n, batch, device=q.device), q.argmax(-1))
+        tensordict.set("action", F.one_hot(action, n) if self.one_hot else action)
+        return tensordict
+
+
+def make_exploration(qactor: QValueActor, q_net: nn.Module, algo_spec: ValueExplorationSpec,
+                     action_spec: TensorSpec) -> tuple[QPolicy, nn.Module]:
     """The exploration policy around the greedy actor, and its exploration module (`step(frames)` anneals it)."""
     schedule = Schedule(algo_spec.explore_var_spec)
     if algo_spec.action_policy == "boltzmann":
         exploration = BoltzmannExploration(schedule)
     else:
         exploration = ScheduledEGreedy(action_spec, schedule)
-    return TensorDictSequential(qactor, exploration), exploration
+    return QPolicy(qactor, exploration, q_net, one_hot=isinstance(action_spec, OneHot)), exploration
 
 
 @dataclass(kw_only=True)
@@ -214,7 +249,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     q_net = build_q_net(info["obs_shape"], info["num_actions"], net_spec)
     qactor = QValueActor(q_net, in_keys=["observation"], spec=info["action_spec"],
                          action_space="one_hot" if info["one_hot"] else "categorical")
-    policy, exploration = make_exploration(qactor, algo_spec, env.action_spec)
+    policy, exploration = make_exploration(qactor, q_net, algo_spec, env.action_spec)
 
     use_target = algo_spec.name != "VanillaDQN"
     loss = DQNFamilyLoss(q_net, gamma=algo_spec.gamma, double_dqn=algo_spec.name == "DoubleDQN",

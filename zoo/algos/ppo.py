@@ -37,6 +37,7 @@ from zoo.agent import Agent, loss_function, regression
 from zoo.algos.actor_critic import (
     PercentileNormalizer,
     PlainNets,
+    PlainPolicy,
     ReturnNormalizer,
     build_actor_critic,
     build_optimizers,
@@ -196,27 +197,6 @@ class GreedyAction(nn.Module):
         return F.one_hot(action, logits.shape[-1]) if self.one_hot else action
 
 
-class SharedCategoricalPolicy(nn.Module):
-    """obs -> (sampled action, its log-prob, V(obs)) through a shared trunk: the collector's policy, in plain torch.
-
-    Stands for the `ActorValueOperator` with a Categorical `ProbabilisticActor` (same modules, same draws), whose
-    TensorDict plumbing per module is a large share of collecting Atari frames; recording V(obs) here also
-    spares GAE a critic pass over every observation (`PPOAgent.next_values`)."""
-
-    def __init__(self, nets: PlainNets, one_hot: bool = False):
-        super().__init__()
-        self.trunk, self.policy_head, self.value_head = nets.trunk, nets.policy, nets.value
-        self.one_hot = one_hot
-
-    def forward(self, observation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        features = self.trunk(observation)
-        log_probs = self.policy_head(features).log_softmax(-1)
-        flat = log_probs.reshape(-1, log_probs.shape[-1]).exp()
-        action = torch.multinomial(flat, 1, True).reshape(log_probs.shape[:-1])  # as Categorical.sample
-        log_prob, value = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), self.value_head(features)
-        return F.one_hot(action, log_probs.shape[-1]) if self.one_hot else action, log_prob, value
-
-
 @dataclass(kw_only=True)
 class PPOAgent(Agent):
     """GAE on the batch, then epochs of clipped-objective minibatch steps."""
@@ -304,16 +284,14 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if discrete:  # argmax of the logits, without the distribution plumbing
         eval_actor = TensorDictModule(nn.Sequential(nets.trunk, nets.policy, GreedyAction(one_hot)),
                                       ["observation"], ["action"])
-    policy = actor
-    if discrete and shared:  # one trunk pass a step for both heads; also records state_value, for GAE
-        policy = TensorDictModule(SharedCategoricalPolicy(nets, one_hot), ["observation"],
-                                  ["action", "action_log_prob", "state_value"])
+    # plain-torch draws in the collector; with a shared trunk it also records V(obs), for GAE (next_values)
+    policy = PlainPolicy(actor, nets, one_hot=one_hot, record_value=shared)
     return PPOAgent(
         policy=policy, actor=eval_actor, loss=loss,
         optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, advantage_module=loss.value_estimator if not (discrete and shared) else
+        algo_spec=algo_spec, advantage_module=loss.value_estimator if not shared else
         make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys),
-        params=list(module.parameters()), recorded_values=discrete and shared, clip_grad_val=net_spec.clip_grad_val,
+        params=list(module.parameters()), recorded_values=shared, clip_grad_val=net_spec.clip_grad_val,
     )

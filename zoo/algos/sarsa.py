@@ -163,7 +163,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     q_net = build_q_net(info["obs_shape"], info["num_actions"], net_spec)
     qactor = QValueActor(q_net, in_keys=["observation"], spec=info["action_spec"], action_space="categorical")
     # the unbatched action spec lets the policy also act on [num_envs, T] batches (truncation draws)
-    policy, exploration = make_exploration(qactor, algo_spec, info["action_spec"])
+    policy, exploration = make_exploration(qactor, q_net, algo_spec, info["action_spec"])
     return SARSAAgent(
         policy=policy, actor=qactor, exploration=exploration,
         loss=SARSALoss(q_net, gamma=algo_spec.gamma,
