@@ -30,6 +30,7 @@ from torchrl.modules import BatchRenorm1d, ProbabilisticActor, TanhNormal, Value
 from torchrl.objectives import CrossQLoss, ValueEstimators
 
 from zoo.agent import Agent, loss_function, make_optimizer
+from zoo.algos.actor_critic import PlainNets, PlainPolicy
 from zoo.algos.off_policy import (
     StateActionMLP,
     check_net,
@@ -148,8 +149,9 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                                            net_spec.critic_optim_spec or net_spec.optim_spec)}
     if not algo_spec.fixed_alpha:
         optimizers["alpha"] = make_optimizer([loss.log_alpha], actor_optim)
+    policy = PlainPolicy(actor, PlainNets(nn.Identity(), actor_net, None, "tanh_normal", low, high))
     return CrossQAgent(
-        policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
+        policy=policy, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory),
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
         replay=ReplayPhase.from_spec(spec), clip_grad_val=net_spec.clip_grad_val,

@@ -26,6 +26,7 @@ from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstimators
 
 from zoo.agent import Agent, loss_function, make_optimizer, regression, weighted_mean
+from zoo.algos.actor_critic import PlainNets, PlainPolicy
 from zoo.algos.off_policy import (
     StateActionMLP,
     check_net,
@@ -248,8 +249,12 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     }
     if not algo_spec.fixed_alpha:
         optimizers["alpha"] = make_optimizer([loss.log_alpha], actor_optim)
+    nets = (PlainNets(nn.Identity(), actor_net, None, "categorical") if info["discrete"] else
+            PlainNets(nn.Identity(), actor_net, None, "tanh_normal", info["action_spec"].space.low,
+                      info["action_spec"].space.high))
     return SACAgent(
-        policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
+        policy=PlainPolicy(actor, nets), actor=actor, loss=loss, optimizers=optimizers,
+        frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory, env=env),  # frames: once each
         target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef), lr_scheduler_spec=net_spec.lr_scheduler_spec,
         init_random_frames=algo_spec.training_start_step, replay=ReplayPhase.from_spec(spec),
