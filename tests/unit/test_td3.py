@@ -4,7 +4,7 @@ exploration, CrossQ checks."""
 import pytest
 import torch
 from tensordict import TensorDict
-from torchrl.objectives import TD3Loss
+from torchrl.objectives import CrossQLoss, TD3Loss
 
 from tests.conftest import SPECS
 from zoo.components import build
@@ -90,6 +90,34 @@ def test_td3_exploration_follows_frame_clock_and_draws_per_env():
     differences = (noisy - greedy).flatten()
     assert differences.abs().min() > 0 and differences.std() > 0  # independent draws per env
     assert ((noisy >= -2) & (noisy <= 2)).all()
+
+
+@pytest.mark.parametrize("warmup", [0, 1000])
+def test_crossq_loss_matches_torchrl_crossqloss_forward(warmup):
+    loss = make_components("crossq_pendulum.yaml", f"agent.algorithm.brn_warmup_steps={warmup}").agent.loss
+    params = loss.qvalue_network_params
+    with torch.no_grad():  # running statistics away from their initial values, differing per critic
+        for key, value in params.items(True, True):
+            if key[-1] in ("running_mean", "running_var"):
+                value.copy_(torch.rand_like(value) + (0.5 if key[-1] == "running_var" else -0.5))
+            elif key[-1] == "num_batches_tracked":  # past warm-up: the renorm corrections r, d act
+                value.fill_(warmup)
+    start = params.clone()
+    batch = make_batch(16)
+    reference_batch = batch.clone()
+    torch.manual_seed(5)  # the same draws: the next actions first, then the actor's
+    ours = loss(batch)
+    ours_stats = params.clone()
+    params.update_(start)
+    torch.manual_seed(5)
+    reference = CrossQLoss.forward(loss, reference_batch)
+    for key in ("loss_qvalue", "loss_actor", "loss_alpha", "entropy"):
+        assert ours[key].item() == pytest.approx(reference[key].item(), rel=1e-4, abs=1e-6), key
+    torch.testing.assert_close(batch["td_error"], reference_batch["td_error"], rtol=1e-4, atol=1e-6)
+    for key, value in params.items(True, True):  # batch renorm statistics updated alike
+        torch.testing.assert_close(ours_stats[key], value, rtol=1e-5, atol=1e-6, msg=str(key))
+    for g, ref in zip(grads(loss, ours), grads(loss, reference), strict=True):
+        torch.testing.assert_close(g, ref, rtol=1e-4, atol=1e-5)
 
 
 def test_crossq_step_has_no_targets_and_rejects_prioritized_replay():

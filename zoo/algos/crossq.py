@@ -5,12 +5,12 @@ batch statistics are those of the mixture of both distributions; the next-state 
 (detached) as the bootstrap target. The actor is updated every `policy_delay` critic steps against the
 critics in evaluation mode (running statistics).
 
-Built on TorchRL's `CrossQLoss` and `BatchRenorm1d`, used as they are but for one fix (no plain-torch copy: the
-joint pass with batch statistics runs through `CrossQLoss`'s vmap over the twin critics). Checked against the paper:
+Built on TorchRL's `CrossQLoss` and `BatchRenorm1d`: `FastCrossQLoss` is a `CrossQLoss` whose forward runs the same
+maths in plain torch (TorchRL's forward is its test oracle). Checked against the paper:
 - same: joint forward of (s, a) and (s', a'), twin critics with the min in the target and in the actor loss,
   no target networks, critics in eval mode for the actor loss, entropy-tuned temperature, policy delay.
 - differences: `CrossQLoss` defaults to a smooth-l1 critic loss (we pass l2 by default, as the paper);
-  it ignores prioritized-replay weights (so CrossQ accepts uniform Replay only here); the paper's Adam
+  TorchRL's ignores prioritized-replay weights (CrossQ accepts uniform Replay only here); the paper's Adam
   beta1 = 0.5 is set in the spec (`optim_spec.betas`); the paper's critics are 2048 wide with BRN
   warm-up 100k steps and momentum 0.99 (here `hid_layers` and `brn_warmup_steps` from the spec; TorchRL's
   momentum 0.01 is the same update written as 1 - 0.99); BRN's input layer normalizes [s, a] as in the
@@ -22,14 +22,15 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import NormalParamExtractor, TensorDictModule
 from torch import nn
 from torchrl.envs import EnvBase
 from torchrl.modules import BatchRenorm1d, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import CrossQLoss, ValueEstimators
 
-from zoo.agent import Agent, loss_function, make_optimizer
+from zoo.agent import Agent, loss_function, make_optimizer, regression, weighted_mean
+from zoo.algos.actor_critic import PlainNets, PlainPolicy
 from zoo.algos.off_policy import (
     StateActionMLP,
     check_net,
@@ -38,10 +39,11 @@ from zoo.algos.off_policy import (
     optimize,
     target_entropy,
     trained_params,
+    transition_tensors,
 )
 from zoo.envs import env_info
 from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
-from zoo.nets import ACTIVATIONS, build_mlp
+from zoo.nets import ACTIVATIONS, build_mlp, tanh_normal_log_prob
 from zoo.spec import AlgorithmSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("CrossQ",)
@@ -91,6 +93,115 @@ def build_brn_critic(in_dim: int, hid_layers: list[int], activation: str, algo_s
     return nn.Sequential(*layers, nn.Linear(in_dim, 1))
 
 
+# -------------------------------------------------------------------------------------------------- loss
+class FastCrossQLoss(CrossQLoss):
+    """TorchRL's `CrossQLoss` with its forward in plain torch: the same inputs, outputs, parameters, buffers and
+    maths (tests/unit/test_td3.py keeps `CrossQLoss.forward` as the oracle, values, gradients and the batch
+    renorm statistics), but for importance weights, which enter as mean(w * loss) as in zoo's other losses.
+
+    Why: per step `CrossQLoss` builds TensorDicts for every network input and output, constructs `TanhNormal`
+    distributions and runs the twin critics through vmap over functional parameters, several times the cost
+    of the maths on CPU. Here the twin critics run as batched matmuls over TorchRL's stacked parameters, with
+    the batch renorm layers written out on the stacked statistics (`BatchRenorm1d.forward`'s maths, the running
+    statistics updated in place, the warm-up counter held as `WarmupBatchRenorm1d` holds it). `critic_loss(td)`
+    is the critic term alone, for the critic-only steps of `policy_delay`.
+    """
+
+    def __init__(self, actor: ProbabilisticActor, qvalue: TensorDictModule, *, actor_net: nn.Module,
+                 activation: nn.Module, **kwargs):
+        super().__init__(actor, qvalue, **kwargs)
+        params = self.qvalue_network_params["module", "mlp"]
+        layers = []  # ("brn" | "linear" | "act", stacked parameters or the activation, the module)
+        for index, module in enumerate(self.qvalue_network.module.mlp):
+            kind = ("brn" if isinstance(module, BatchRenorm1d) else "linear" if isinstance(module, nn.Linear)
+                    else "act")
+            layers.append((kind, params[str(index)] if kind != "act" else activation, module))
+        space = kwargs["action_spec"].space
+        # plain attributes, not submodules: the actor's module is registered once, inside `actor_network`
+        self.__dict__.update(actor_net=actor_net, q_layers=layers)
+        self.register_buffer("action_mid", (space.high + space.low) / 2, persistent=False)
+        self.register_buffer("action_half", (space.high - space.low) / 2, persistent=False)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        critic, actor, alpha_loss, td_error, entropy = self.losses(*transition_tensors(self, tensordict), True)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        return loss_output(loss_actor=actor, loss_qvalue=critic, loss_alpha=alpha_loss, alpha=self._alpha,
+                           entropy=entropy)
+
+    def critic_loss(self, tensordict: TensorDictBase) -> TensorDict:
+        """`loss_qvalue` alone (no actor pass); writes `td_error` as `forward` does."""
+        critic, *_, td_error, _ = self.losses(*transition_tensors(self, tensordict), False)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        return loss_output(loss_qvalue=critic)
+
+    def q_values(self, x: torch.Tensor, train: bool, detach: bool = False) -> torch.Tensor:
+        """Twin Q of `[B, obs + action]` -> `[2, B]`; `train`: batch statistics (updating the running ones)."""
+        x = x.expand(2, *x.shape)
+        for kind, p, module in self.q_layers:
+            if kind == "act":
+                x = p(x)
+                continue
+            weight, bias = (p["weight"].detach(), p["bias"].detach()) if detach else (p["weight"], p["bias"])
+            if kind == "linear":
+                x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+                continue
+            x = self.batch_renorm(x, p, module, train)
+            x = weight.unsqueeze(1) * x + bias.unsqueeze(1)
+        return x.squeeze(-1)
+
+    @staticmethod
+    def batch_renorm(x: torch.Tensor, p: TensorDictBase, module: BatchRenorm1d, train: bool) -> torch.Tensor:
+        """`BatchRenorm1d`'s normalization of `[2, B, F]` on the stacked statistics (no affine part)."""
+        running_mean, running_var, steps = p["running_mean"], p["running_var"], p["num_batches_tracked"]
+        running_std = (running_var + module.eps).sqrt()
+        if not train:
+            return (x - running_mean.unsqueeze(1)) / running_std.unsqueeze(1)
+        b_mean = x.mean(1)
+        centered = x - b_mean.unsqueeze(1)
+        b_var = centered.pow(2).mean(1)  # Tensor.var over the batch dim of [2, B, F] is ~10x slower on CPU
+        b_std = (b_var + module.eps).sqrt()
+        r = torch.clamp(b_std.detach() / running_std, 1 / module.max_r, module.max_r)
+        d = torch.clamp((b_mean.detach() - running_mean) / running_std, -module.max_d, module.max_d)
+        if module.warmup_steps > 0:
+            warmup = (steps / module.warmup_steps if module.smooth else steps // module.warmup_steps).unsqueeze(-1)
+            r, d = 1.0 + (r - 1.0) * warmup, d * warmup
+        out = centered / b_std.unsqueeze(1) * r.unsqueeze(1) + d.unsqueeze(1)
+        with torch.no_grad():
+            batch = x.shape[1]
+            running_var += module.momentum * (b_var.detach() * batch / (batch - 1) - running_var)
+            running_mean += module.momentum * (b_mean - running_mean)
+            steps.copy_((steps + 1).clamp(max=module.warmup_steps))  # WarmupBatchRenorm1d's stop
+        return out
+
+    def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A reparameterized tanh-Gaussian action and its log-prob (TorchRL's `TanhNormal`, by hand)."""
+        loc, scale = self.actor_net(obs)
+        u = loc + scale * torch.randn_like(loc)
+        log_prob = tanh_normal_log_prob(u, loc, scale, self.action_half)
+        return self.action_mid + self.action_half * torch.tanh(u), log_prob
+
+    def losses(self, obs, action, reward, not_terminal, next_obs, weight, update_actor: bool):
+        """(critic loss, actor loss, alpha loss, |TD error|, entropy), the actor's None without `update_actor`.
+        The critics see (s, a) and (s', a') in one pass in train mode; the actor loss, the critics in eval mode."""
+        alpha, huber = self._alpha, self.loss_function == "smooth_l1"
+        with torch.no_grad():
+            next_action, next_log_prob = self.act(next_obs)
+        both = torch.cat([torch.cat([obs, action], -1), torch.cat([next_obs, next_action], -1)])
+        q, next_q = self.q_values(both, train=True).split(obs.shape[0], dim=1)
+        next_value = (next_q.min(0).values - alpha * next_log_prob).detach()
+        target = reward + self.value_estimator.gamma * not_terminal * next_value
+        critic_loss = weighted_mean(regression(q, target.expand_as(q), huber).sum(0), weight)
+        td_error = (q - target).detach().abs().max(0).values
+        if not update_actor:
+            return critic_loss, None, None, td_error, None
+        new_action, log_prob = self.act(obs)
+        min_q = self.q_values(torch.cat([obs, new_action], -1), train=False, detach=True).min(0).values
+        actor_loss = weighted_mean(alpha * log_prob - min_q, weight)
+        log_prob = log_prob.detach()
+        alpha_loss = weighted_mean(-self.log_alpha * (log_prob + self.target_entropy), weight)
+        return critic_loss, actor_loss, alpha_loss, td_error, -log_prob.mean()
+
+
 # ------------------------------------------------------------------------------------------------ update
 @dataclass(kw_only=True)
 class CrossQAgent(Agent):
@@ -109,12 +220,7 @@ class CrossQAgent(Agent):
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Critics every step (`CrossQLoss.qvalue_loss`); critics, actor and temperature every `policy_delay`-th
         (`CrossQLoss.forward`, which writes `td_error`)."""
-        if count_step(self, self.replay.policy_delay):
-            out = self.loss(batch)
-        else:
-            loss_qvalue, metadata = self.loss.qvalue_loss(batch)
-            out = loss_output(loss_qvalue=loss_qvalue)
-            batch.set(self.loss.tensor_keys.priority, metadata["td_error"])
+        out = self.loss(batch) if count_step(self, self.replay.policy_delay) else self.loss.critic_loss(batch)
         return optimize(out, self.optimizers, self.params, self.clip_grad_val), batch["td_error"]
 
 
@@ -137,10 +243,10 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     critic = build_brn_critic(obs_dim + info["action_dim"], net_spec.hid_layers, net_spec.hid_layers_activation,
                               algo_spec)
     qnet = ValueOperator(StateActionMLP(critic), in_keys=["observation", "action"])
-    loss = CrossQLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec,
-                      loss_function=loss_function(net_spec),
-                      alpha_init=algo_spec.alpha_init, fixed_alpha=algo_spec.fixed_alpha,
-                      target_entropy=target_entropy(algo_spec, info))
+    loss = FastCrossQLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec, actor_net=actor_net,
+                          activation=ACTIVATIONS[net_spec.hid_layers_activation](),
+                          loss_function=loss_function(net_spec), alpha_init=algo_spec.alpha_init,
+                          fixed_alpha=algo_spec.fixed_alpha, target_entropy=target_entropy(algo_spec, info))
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
     actor_optim = net_spec.actor_optim_spec or net_spec.optim_spec
     optimizers = {"actor": make_optimizer(actor_net.parameters(), actor_optim),
@@ -148,8 +254,10 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                                            net_spec.critic_optim_spec or net_spec.optim_spec)}
     if not algo_spec.fixed_alpha:
         optimizers["alpha"] = make_optimizer([loss.log_alpha], actor_optim)
+    policy = PlainPolicy(actor, PlainNets(nn.Identity(), actor_net, None, "TanhNormal", ("loc", "scale"), TanhNormal,
+                                                     {"low": low, "high": high}, low=low, high=high))
     return CrossQAgent(
-        policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
+        policy=policy, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory),
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
         replay=ReplayPhase.from_spec(spec), clip_grad_val=net_spec.clip_grad_val,

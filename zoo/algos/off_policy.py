@@ -105,8 +105,9 @@ def transition_tensors(loss: LossModule, tensordict: TensorDictBase) -> tuple[to
     keys = loss.tensor_keys
     reward = tensordict.get(("next", keys.reward)).squeeze(-1)
     not_terminal = (~tensordict.get(("next", keys.terminated))).squeeze(-1).to(reward.dtype)
+    weight_key = getattr(keys, "priority_weight", None)  # CrossQLoss's keys have none
     return (tensordict.get("observation"), tensordict.get(keys.action), reward, not_terminal,
-            tensordict.get(("next", "observation")), tensordict.get(keys.priority_weight, None))
+            tensordict.get(("next", "observation")), tensordict.get(weight_key, None) if weight_key else None)
 
 
 def maybe_compile(fn, enabled: bool):

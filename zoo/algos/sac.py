@@ -28,6 +28,7 @@ from torchrl.modules import ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import DiscreteSACLoss, SACLoss, SoftUpdate, ValueEstimators
 
 from zoo.agent import Agent, loss_function, make_optimizer, regression, weighted_mean
+from zoo.algos.actor_critic import PlainNets, PlainPolicy
 from zoo.algos.off_policy import (
     StateActionMLP,
     check_net,
@@ -336,8 +337,13 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         alpha_optim = actor_optim if algo_spec.alpha_lr is None else dataclasses.replace(actor_optim,
                                                                                          lr=algo_spec.alpha_lr)
         optimizers["alpha"] = make_optimizer([loss.log_alpha], alpha_optim)
+    space = info["action_spec"].space
+    nets = (PlainNets(nn.Identity(), actor_net, None, "Categorical") if info["discrete"] else
+            PlainNets(nn.Identity(), actor_net, None, "TanhNormal", ("loc", "scale"), TanhNormal,
+                      {"low": space.low, "high": space.high}, low=space.low, high=space.high))
     return SACAgent(
-        policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
+        policy=PlainPolicy(actor, nets), actor=actor, loss=loss, optimizers=optimizers,
+        frames_per_batch=frames_per_batch(spec),
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory, env=env),  # frames: once each
         target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef), lr_scheduler_spec=net_spec.lr_scheduler_spec,
         init_random_frames=algo_spec.training_start_step, replay=ReplayPhase.from_spec(spec),
