@@ -166,6 +166,8 @@ class MemorySpec:
     beta: float = spec_field(0.4, "initial importance-sampling exponent, annealed to 1 (PrioritizedReplay)",
                              low=0.0, high=1.0)
     epsilon: float = spec_field(1e-6, "added to |TD error| so every priority is positive", low=0.0, low_open=True)
+    use_cer: bool = spec_field(False, "combined experience replay (Zhang & Sutton 2017): the transitions stored since "
+                               "the last draw join the next batch (Replay, PrioritizedReplay; not stacked frames)")
 
 
 @dataclass
@@ -252,6 +254,7 @@ class Spec:
     meta: MetaSpec = spec_field(MetaSpec(), "run control")
     search: dict[str, Any] = spec_field({}, "search space: dotted keys with a __distribution suffix")
     name: str = field(default="spec", init=False)
+    translation: list[str] = field(default_factory=list, init=False)  # notes of a file in another format (slm)
 
 
 @dataclass(frozen=True)
@@ -497,8 +500,31 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
 
 
 def spec_names(data: dict[str, Any]) -> list[str]:
-    """Names of the specs in a multi-spec file; empty for a single-spec file."""
-    return [] if "agent" in data or "env" in data else list(data)
+    """Names of the specs in a multi-spec file (not anchor blocks, `_name: &anchor`); empty for a single spec."""
+    return [] if "agent" in data or "env" in data else [k for k in data if not str(k).startswith("_")]
+
+
+@dataclass(frozen=True)
+class SpecFormat:
+    """Another project's spec format that zoo reads: `detect(data)` recognises a file's data by its shape,
+    `translate(raw, file)` turns one of its specs (templates filled) into zoo's raw spec data plus notes on where
+    zoo's behaviour differs (raising SpecError with every untranslatable field)."""
+
+    detect: typing.Callable[[Any], bool]
+    translate: typing.Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]]
+
+
+SPEC_FORMATS: dict[str, SpecFormat] = {}
+
+
+def register_spec_format(name: str, fmt: SpecFormat) -> None:
+    """Make `load_spec` read files of format `name` (chosen by `fmt=` or recognised by `fmt.detect`)."""
+    SPEC_FORMATS[name] = fmt
+
+
+def detect_format(data: Any) -> str:
+    """`zoo`, or the name of the registered format whose shape the file's data has."""
+    return next((name for name, fmt in SPEC_FORMATS.items() if fmt.detect(data)), "zoo")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -555,10 +581,19 @@ def _fill_templates(value: Any, variables: dict[str, Any]) -> Any:
     return TEMPLATE.sub(lambda m: str(variables[m.group(1)]) if m.group(1) in variables else m.group(0), value)
 
 
-def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Spec:
-    """Load, template, override and validate one spec from a file."""
+def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | dict[str, Any] | None = None,
+              fmt: str | None = None) -> Spec:
+    """Load, template, override and validate one spec from a file.
+
+    `fmt` names the file's format (`zoo` or a registered one such as `slm`); by default it is recognised by its
+    shape. A foreign spec is translated after its `${var}` templates are filled; dotted overrides then set zoo's
+    fields, and the translation notes land in `spec.translation`."""
     path = Path(path)
     data = read_spec_file(path)
+    fmt = fmt or detect_format(data)
+    if fmt != "zoo" and fmt not in SPEC_FORMATS:
+        raise SpecError("--format", f"unknown spec format '{fmt}'; allowed: zoo, " + ", ".join(SPEC_FORMATS))
+    notes: list[str] = []
     if isinstance(overrides, list):
         overrides = dict(parse_override(text) for text in overrides)
     overrides = overrides or {}
@@ -577,13 +612,23 @@ def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | 
                 raise SpecError("", f"file holds a single spec; no spec named '{name}'")
             raw, name = data, path.stem
         unused = [k for k in overrides if "." not in k and k not in _template_names(json.dumps(raw))]
-        if unused:
+        if fmt != "zoo":  # as SLM-Lab's `-s var=value`, a variable this spec has no template for is ignored
+            overrides = {k: v for k, v in overrides.items() if k not in unused}
+        elif unused:
             raise SpecError(unused[0], "is neither a dotted field nor a ${var} template in this spec")
-        raw = apply_overrides(json.loads(json.dumps(raw)), overrides)
+        raw = json.loads(json.dumps(raw))
+        if fmt != "zoo":
+            raw = apply_overrides(raw, {k: v for k, v in overrides.items() if "." not in k})
+            raw, notes = SPEC_FORMATS[fmt].translate(raw, str(path))
+            overrides = {k: v for k, v in overrides.items() if "." in k}
+        raw = apply_overrides(raw, overrides)
         spec = build_dataclass(Spec, raw, "")
     except SpecError as err:
+        if err.file:
+            raise
         raise SpecError(err.where, err.message, file=str(path)) from None
     spec.name = name
+    spec.translation = notes
     validate(spec, str(path), raw)
     return spec
 
@@ -656,8 +701,8 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     _check_unused(mem, MEMORY_FIELDS[mem.name], "agent.memory", f"by {mem.name}")
 
 
-MEMORY_FIELDS = {"Replay": ("max_size", "batch_size"),  # the fields each memory reads (name aside)
-                 "PrioritizedReplay": ("max_size", "batch_size", "alpha", "beta", "epsilon"),
+MEMORY_FIELDS = {"Replay": ("max_size", "batch_size", "use_cer"),  # the fields each memory reads (name aside)
+                 "PrioritizedReplay": ("max_size", "batch_size", "alpha", "beta", "epsilon", "use_cer"),
                  "OnPolicyReplay": (), "OnPolicyBatchReplay": ()}
 TARGET_FIELDS = {"replace": ("update_frequency",), "polyak": ("polyak_coef",)}
 
@@ -708,6 +753,7 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     """Plain-data form of a spec (round-trips through load_spec)."""
     data = dataclasses.asdict(spec)
     data.pop("name")
+    data.pop("translation")
     return data
 
 
