@@ -9,11 +9,21 @@ reports them all (`SlmSpecError`, one line per field). zoo's own validation then
 the one source of truth for what a spec may say.
 """
 
+import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from zoo.spec import ALGORITHM_SPECS, SpecError, SpecFormat, register_spec_format
+from zoo.spec import (
+    ALGORITHM_SPECS,
+    SpecError,
+    SpecFormat,
+    apply_overrides,
+    read_spec_file,
+    register_spec_format,
+    spec_names,
+)
 
 # SLM-Lab algorithm name -> zoo algorithm name
 ALGORITHMS = {"ActorCritic": "A2C", "VanillaDQN": "VanillaDQN", "DQN": "DoubleDQN", "DoubleDQN": "DoubleDQN",
@@ -125,8 +135,9 @@ def translate_slm(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[
             t.error(name, "missing or not a mapping")
     if t.errors:
         raise SlmSpecError(t.errors, file)
-    out["env"] = _env(t, dict(env))
-    out["agent"], device = _agent(t, dict(agent), out["env"])
+    zoo_env = _env(t, dict(env))
+    out["agent"], device = _agent(t, dict(agent), zoo_env)
+    out["env"] = zoo_env
     out["meta"] = _meta(t, dict(meta or {}), out)
     if device is not None:
         out["meta"]["device"] = device
@@ -250,7 +261,7 @@ def _action(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any]) -
         allowed_pd = {"epsilon_greedy": ("Argmax", "default"), "boltzmann": ("Categorical", "default"),
                       "random": ("Argmax", "Categorical", "default")}
         if policy not in allowed_pd:
-            t.error(f"{w}.action_policy", f"'{policy}' for {name}: zoo's value-based learners explore by "
+            t.error(f"{w}.action_policy", f"'{policy}' for zoo's {name}: its value-based learners explore by "
                     "epsilon_greedy, boltzmann or random")
             return
         if pdtype not in allowed_pd[policy]:
@@ -382,7 +393,7 @@ def _training_frequency(t: Translation, a: dict[str, Any], out: dict[str, Any], 
     frequency = _int(a.pop("training_frequency"))
     out["training_frequency"] = frequency
     t.same(w, w)
-    if isinstance(frequency, int) and frequency % num_envs:
+    if isinstance(frequency, int) and frequency > num_envs and frequency % num_envs:
         t.note(w, f"{frequency} frames rounds up to whole steps of the {num_envs} envs "
                f"({-(-frequency // num_envs) * num_envs} frames): SLM-Lab counts transitions one by one, zoo "
                "trains between vector steps")
@@ -440,6 +451,9 @@ def _memory(t: Translation, m: dict[str, Any], algorithm: str) -> dict[str, Any]
     w = "agent.memory"
     name = m.pop("name", None)
     allowed = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
+    if name is None and not m:
+        t.note(f"{w}.name", f"absent: zoo's default memory for {algorithm}")
+        return {}
     if name not in allowed:
         t.error(f"{w}.name", f"'{name}' has no zoo equivalent; allowed: " + ", ".join(allowed))
         return {}
@@ -828,6 +842,32 @@ def _search(t: Translation, search: Any) -> dict[str, Any]:
             out[f"{t.paths[path]}__{kind}"] = value
             if t.paths[path] != path:
                 t.note(where, f"searches zoo's {t.paths[path]}")
+    return out
+
+
+def translate_file(path: str | Path, names: list[str] | None = None,
+                   variables: dict[str, Any] | None = None) -> dict[str, tuple[dict[str, Any], list[str]]]:
+    """The named specs of an SLM-Lab file (default: all) as {name: (zoo raw spec, notes)}, `${var}` templates
+    filled from `variables` first. Raises `SlmSpecError` with every problem of every spec asked for."""
+    path = Path(path)
+    data = read_spec_file(path)
+    available = spec_names(data)
+    names = names or available or [path.stem]
+    out, errors = {}, []
+    for name in names:
+        if available and name not in available:
+            errors.append(f"{path}: no spec named '{name}'; allowed: " + ", ".join(available))
+            continue
+        raw = data[name] if available else data
+        try:
+            raw = apply_overrides(json.loads(json.dumps(raw)), dict(variables or {}))
+            out[name] = translate_slm(raw, str(path))
+        except SlmSpecError as err:
+            errors += err.lines
+        except SpecError as err:
+            errors.append(f"{path}: {name}: {err.line()}")
+    if errors:
+        raise SlmSpecError(errors, str(path))
     return out
 
 
