@@ -178,6 +178,10 @@ class NetSpec:
     hid_layers: list[int] = spec_field([64, 64], "hidden layer widths of the MLP (after the conv trunk if any)",
                                        low=1)
     hid_layers_activation: str = spec_field("relu", "activation between layers", choices=ACTIVATIONS)
+    layer_norm: bool = spec_field(False, "LayerNorm after each hidden Linear of the MLPs, before its activation (as "
+                                  "SLM-Lab's layer_norm; not in CrossQ's batch-renormalized critics)")
+    critic_hid_layers: list[int] | None = spec_field(None, "hidden widths of the critics when they differ from "
+                                                     "hid_layers (None: hid_layers)", low=1)
     conv_hid_layers: list[list[int]] = spec_field(
         [[32, 8, 4], [64, 4, 2], [64, 3, 1]],
         "conv layers as [out_channels, kernel, stride] or [out_channels, kernel, stride, padding, dilation] (ConvNet)",
@@ -268,10 +272,13 @@ class AlgorithmSupport:
     compile: bool = False  # meta.compile: true (torch.compile of the update)
     targets: tuple[str, ...] = ()  # agent.net.update_type values (the first is the default); () = no target network
     one_hot_actions: bool = False  # its parts also follow a one-hot discrete action spec (zoo.build(spec, env=...))
+    layer_norm: bool = True  # agent.net.layer_norm: true (false where a fast loss reads the MLPs' Linear layers)
+    critic_layers: bool = False  # agent.net.critic_hid_layers (critics of their own width)
 
     def describe(self) -> str:
         extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
-                                        ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions))
+                                        ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions),
+                                        ("layer norm", self.layer_norm), ("critic_hid_layers", self.critic_layers))
                   if on]
         targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
         return "; ".join([f"memory: {'|'.join(self.memories)}", f"net: {'|'.join(self.nets)}", targets, *extras])
@@ -283,7 +290,7 @@ ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 
 def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
                             split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = (),
-                            one_hot_actions: bool = False):
+                            one_hot_actions: bool = False, layer_norm: bool = True, critic_layers: bool = False):
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
@@ -291,13 +298,14 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     `actor_optim_spec` / `critic_optim_spec` and `meta.compile`, and its target-network updates (`targets`:
     `agent.net.update_type` values, the first its default; none without target networks). Specs asking for
     anything else fail to load. `one_hot_actions`: its policy, actor and loss also work with an env whose discrete
-    actions are one-hot (TorchRL's `GymEnv` default); `zoo.build` refuses such an env otherwise."""
+    actions are one-hot (TorchRL's `GymEnv` default); `zoo.build` refuses such an env otherwise. `layer_norm`: it
+    builds `agent.net.layer_norm` nets (default); `critic_layers`: its critics take `agent.net.critic_hid_layers`."""
     unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
         t for t in targets if t not in TARGET_UPDATES]
     if unknown or not memories or not nets:
         raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
     support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets),
-                               one_hot_actions)
+                               one_hot_actions, layer_norm, critic_layers)
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
@@ -694,6 +702,12 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if net.shared and not net.hid_layers:
         raise SpecError("agent.net.hid_layers", "a shared trunk (agent.net.shared: true) needs at least one hidden "
                         "layer; got []")
+    if net.layer_norm and not support.layer_norm:
+        raise SpecError("agent.net.layer_norm", f"{name}'s fast loss reads its MLPs' Linear layers directly; allowed: "
+                        f"false (layer norm: {_supporting(lambda s: s.layer_norm)})")
+    if net.critic_hid_layers is not None and not support.critic_layers:
+        raise SpecError("agent.net.critic_hid_layers", f"{name}'s critics use agent.net.hid_layers; remove it "
+                        f"(critics of their own width: {_supporting(lambda s: s.critic_layers)})")
     if spec.meta.compile and not support.compile:
         raise SpecError("meta.compile", f"{name} does not compile its update; allowed: false (compiled updates: "
                         f"{_supporting(lambda s: s.compile)})")

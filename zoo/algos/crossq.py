@@ -48,7 +48,7 @@ NAMES = ("CrossQ",)
 BRN_EPS = 1e-3  # the authors' and sb3-contrib's batch renorm epsilon (TorchRL's default is 1e-5)
 
 
-@register_algorithm_spec(*NAMES, memories=("Replay",), nets=("MLPNet",), split_optims=True)
+@register_algorithm_spec(*NAMES, memories=("Replay",), nets=("MLPNet",), split_optims=True, critic_layers=True)
 @dataclass
 class CrossQAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of CrossQ."""
@@ -134,8 +134,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
                                distribution_class=TanhNormal, distribution_kwargs={"low": low, "high": high},
                                spec=action_spec, return_log_prob=True)
-    critic = build_brn_critic(obs_dim + info["action_dim"], net_spec.hid_layers, net_spec.hid_layers_activation,
-                              algo_spec)
+    critic = build_brn_critic(obs_dim + info["action_dim"], net_spec.critic_hid_layers or net_spec.hid_layers,
+                              net_spec.hid_layers_activation, algo_spec)
     qnet = ValueOperator(StateActionMLP(critic), in_keys=["observation", "action"])
     loss = CrossQLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec,
                       loss_function=loss_function(net_spec),

@@ -52,7 +52,7 @@ NAMES = ("SoftActorCritic",)
 
 
 @register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"), nets=("MLPNet", "ConvNet"),
-                         split_optims=True, compile=True, targets=("polyak",))
+                         split_optims=True, compile=True, targets=("polyak",), layer_norm=False)
 @dataclass
 class SACAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of Soft Actor-Critic."""
