@@ -15,9 +15,10 @@ from tests.conftest import ROOT, only_run_dir, read_metrics, run_cli
 from tools.convert_slm import convert
 from zoo.components import build
 from zoo.memory import CombinedReplay, make_replay_buffer
+from zoo.nets import build_mlp
 from zoo.record import TIMING_COLUMNS
 from zoo.slm import SlmSpecError, is_slm_spec, translate_slm
-from zoo.spec import MemorySpec, load_spec, read_spec_file, spec_names, spec_to_dict
+from zoo.spec import MemorySpec, NetSpec, SpecError, load_spec, read_spec_file, spec_names, spec_to_dict
 
 FIXTURES = ROOT / "tests" / "fixtures" / "slm"
 TEMPLATES = ["-s", "env=ALE/Pong-v5", "-s", "max_frame=256"]  # as SLM-Lab's `-s` fills its ${var} templates
@@ -202,3 +203,22 @@ def test_slm_spec_runs_in_dev_mode(tmp_path, spec_file, spec_name):
     assert result.returncode == 0, result.stderr[-3000:]
     rows = read_metrics(only_run_dir(tmp_path))
     assert rows and rows[-1]["eval/return"] != ""
+
+
+# ---------------------------------------------------------------------------- zoo fields SLM-Lab needed
+def test_layer_norm_and_critic_widths(tmp_path):
+    mlp = build_mlp(4, 2, NetSpec(hid_layers=[8, 8], layer_norm=True))
+    assert [type(m).__name__ for m in mlp] == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU",
+                                              "Linear"]
+    path = tmp_path / "crossq.yaml"
+    path.write_text((FIXTURES / "crossq.yaml").read_text().replace("out_features: 32}\n        - LazyBatch",
+                                                                   "out_features: 64}\n        - LazyBatch"))
+    spec = load_spec(path)
+    assert spec.agent.net.critic_hid_layers == [64, 64] and spec.agent.net.hid_layers == [32, 32]
+    critic = build(spec, seed=0).loss.qvalue_network_params
+    assert any(p.shape[-2:] == (64, 64) for p in critic.values(True, True))  # twin critics stacked
+    sac = tmp_path / "sac.yaml"
+    sac.write_text("agent: {algorithm: {name: SoftActorCritic}, net: {layer_norm: true}}\n"
+                   "env: {name: Pendulum-v1, max_frame: 100}\n")
+    with pytest.raises(SpecError, match="agent.net.layer_norm"):
+        load_spec(sac)

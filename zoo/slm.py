@@ -586,10 +586,12 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     device = {True: "auto", "auto": "auto", False: "cpu", None: None}.get(gpu, "auto")
     if gpu is not None:
         t.note(f"{w}.gpu", f"{gpu!r}: zoo's meta.device {device}")
-    for key, off in (("batch_norm", False), ("layer_norm", False)):
-        value = n.pop(key, off)
-        if value != off:
-            t.error(f"{w}.{key}", f"{value!r}: zoo's nets have no {key.replace('_', ' ')} option yet; allowed: false")
+    if n.pop("batch_norm", False):
+        t.error(f"{w}.batch_norm", "zoo's nets have no batch norm option (CrossQ's critics batch-renormalize); "
+                "allowed: false")
+    if n.pop("layer_norm", False):
+        out["layer_norm"] = True
+        t.same(f"{w}.layer_norm", "agent.net.layer_norm")
     if n.pop("normalize", False):
         t.note(f"{w}.normalize", "true: zoo scales uint8 (Atari) frames to [0, 1] inside the net; other observations "
                "are not scaled")
@@ -645,7 +647,7 @@ def _arc(t: Translation, arc: Any, w: str, algorithm: str) -> dict[str, Any]:
     if not isinstance(layers, list):
         t.error(f"{w}.modules.{module_name}", "expected a Sequential list of layers")
         return {}
-    hid, conv, activations, brn, flat = [], [], set(), [], False
+    hid, conv, activations, brn, norms, flat = [], [], set(), [], 0, False
     for i, layer in enumerate(layers):
         where = f"{w}.modules.{module_name}.Sequential[{i}]"
         if isinstance(layer, str):
@@ -667,13 +669,20 @@ def _arc(t: Translation, arc: Any, w: str, algorithm: str) -> dict[str, Any]:
             flat = True
         elif kind == "LazyBatchRenorm1d" and algorithm == "CrossQ" and w.startswith("agent.critic_net"):
             brn.append(kwargs)
+        elif kind == "LayerNorm" and hid and not conv:
+            norms += 1
         else:
             t.error(where, f"{kind}: no zoo equivalent in this position; translated: LazyLinear, LazyConv2d, Flatten "
                     "(after convs), " + ", ".join(ARC_ACTIVATIONS) + " (one kind per net), LazyBatchRenorm1d "
                     "(CrossQ critics)")
     if len(activations) > 1:
         t.error(w, f"mixes activations {sorted(activations)}: zoo's nets use one hid_layers_activation")
+    if norms and norms != len(hid):
+        t.error(w, f"{norms} LayerNorm for {len(hid)} LazyLinear: zoo's agent.net.layer_norm puts one after each "
+                "hidden Linear")
     out: dict[str, Any] = {"type": "ConvNet" if conv else "MLPNet", "hid_layers": hid}
+    if norms:
+        out["layer_norm"] = True
     if conv:
         out["conv_hid_layers"] = conv
         if not flat:
@@ -693,6 +702,9 @@ def _critic_net(t: Translation, c: dict[str, Any], algorithm: str, out: dict[str
     critic, _ = _net(t, c, algorithm, w)
     net = out.get("net", {})
     brn = critic.pop("_brn", None)
+    if critic.get("hid_layers") != net.get("hid_layers") and algorithm == "CrossQ":
+        net["critic_hid_layers"] = critic.pop("hid_layers")
+        t.note(f"{w}.arc", f"critic widths {net['critic_hid_layers']}: zoo's agent.net.critic_hid_layers")
     for key in ("type", "hid_layers", "conv_hid_layers", "hid_layers_activation"):
         if critic.get(key) != net.get(key) and key in critic:
             t.error(f"{w}.{key if key != 'hid_layers' else 'arc'}", f"{critic.get(key)} differs from agent.net's "
