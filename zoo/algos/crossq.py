@@ -1,5 +1,9 @@
 """CrossQ (Bhatt et al. 2024): SAC without target networks, made stable by batch renormalization in the critics.
 
+Discrete action spaces (as SLM-Lab runs CrossQ on CartPole, LunarLander): `DiscreteCrossQLoss` below, twin
+state -> Q(s, .) critics over a Categorical policy, with SLM-Lab's target (the mean of the twin critics' next
+values, not their min).
+
 The critics see the current (s, a) and next (s', a' ~ pi(s')) pairs in one joint forward pass, so their
 batch statistics are those of the mixture of both distributions; the next-state values are then used
 (detached) as the bootstrap target. The actor is updated every `policy_delay` critic steps against the
@@ -22,14 +26,16 @@ import math
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDictBase, TensorDictParams
 from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict.utils import NestedKey
 from torch import nn
+from torch.distributions import Categorical
 from torchrl.envs import EnvBase
 from torchrl.modules import BatchRenorm1d, ProbabilisticActor, TanhNormal, ValueOperator
-from torchrl.objectives import CrossQLoss, ValueEstimators
+from torchrl.objectives import CrossQLoss, LossModule, ValueEstimators
 
-from zoo.agent import Agent, loss_function, make_optimizer
+from zoo.agent import Agent, loss_function, make_optimizer, regression, weighted_mean
 from zoo.algos.off_policy import (
     StateActionMLP,
     check_net,
@@ -38,6 +44,7 @@ from zoo.algos.off_policy import (
     optimize,
     target_entropy,
     trained_params,
+    transition_tensors,
 )
 from zoo.envs import env_info
 from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
@@ -81,14 +88,84 @@ class WarmupBatchRenorm1d(BatchRenorm1d):
         return out
 
 
-def build_brn_critic(in_dim: int, hid_layers: list[int], activation: str, algo_spec: CrossQAlgorithmSpec) -> nn.Module:
-    """[s, a] -> BRN -> (Linear -> activation -> BRN) per hidden layer -> Linear -> Q."""
+def build_brn_critic(in_dim: int, hid_layers: list[int], activation: str, algo_spec: CrossQAlgorithmSpec,
+                     out_dim: int = 1) -> nn.Module:
+    """[s, a] -> BRN -> (Linear -> activation -> BRN) per hidden layer -> Linear -> Q (discrete: s -> Q(s, .))."""
     brn = {"momentum": algo_spec.brn_momentum, "warmup_steps": algo_spec.brn_warmup_steps, "eps": BRN_EPS}
     layers: list[nn.Module] = [WarmupBatchRenorm1d(in_dim, **brn)]
     for width in hid_layers:
         layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation](), WarmupBatchRenorm1d(width, **brn)]
         in_dim = width
-    return nn.Sequential(*layers, nn.Linear(in_dim, 1))
+    return nn.Sequential(*layers, nn.Linear(in_dim, out_dim))
+
+
+class DiscreteCrossQLoss(LossModule):
+    """CrossQ for discrete actions, as SLM-Lab computes it (TorchRL's `CrossQLoss` is continuous only).
+
+    Each of the twin critics maps observations to Q(s, .); it sees the current and next observations in one
+    joint forward pass (train mode: batch statistics of both), and the next-state values are used detached:
+    V(s') = sum_a pi(a|s') (mean_k Q_k(s', a) - alpha log pi(a|s')) (SLM-Lab averages the twins here where
+    continuous CrossQ takes their min), target = r + gamma (1 - terminated) V(s'). The actor minimises
+    sum_a pi(a|s) (alpha log pi(a|s) - min_k Q_k(s, a)) against that pass's (detached) current values, and the
+    temperature is tuned toward `target_entropy`. Parameters live under `actor_network_params` /
+    `qvalue_network_params` as in TorchRL's losses; |TD error| of the twins' min goes under `td_error`."""
+
+    @dataclass
+    class _AcceptedKeys:
+        action: NestedKey = "action"
+        reward: NestedKey = "reward"
+        terminated: NestedKey = "terminated"
+        priority_weight: NestedKey = "priority_weight"
+        priority: NestedKey = "td_error"
+
+    actor_network: nn.Module
+    qvalue_network: nn.ModuleList
+    actor_network_params: TensorDictParams
+    qvalue_network_params: TensorDictParams
+    target_actor_network_params: TensorDictParams
+    target_qvalue_network_params: TensorDictParams
+
+    def __init__(self, actor_net: nn.Module, critics: nn.ModuleList, *, gamma: float, alpha_init: float,
+                 fixed_alpha: bool, target_entropy: float, loss_function: str = "l2"):
+        super().__init__()
+        self.convert_to_functional(actor_net, "actor_network")
+        self.convert_to_functional(critics, "qvalue_network")
+        self.gamma, self.target_entropy, self.huber = gamma, target_entropy, loss_function == "smooth_l1"
+        log_alpha = torch.tensor(math.log(alpha_init))
+        if fixed_alpha:
+            self.register_buffer("log_alpha", log_alpha)
+        else:
+            self.log_alpha = nn.Parameter(log_alpha)
+
+    def _critic_pass(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, ...]:
+        obs, action, reward, not_terminal, next_obs, weight = transition_tensors(self, tensordict)
+        q_cur, q_next = zip(*(q(torch.cat([obs, next_obs])).chunk(2) for q in self.qvalue_network), strict=True)
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            next_log_probs = torch.log_softmax(self.actor_network(next_obs), -1)
+            mean_next = torch.stack(q_next).detach().mean(0)
+            v_next = (next_log_probs.exp() * (mean_next - alpha * next_log_probs)).sum(-1)
+            target = reward + self.gamma * not_terminal * v_next
+        index = action.long().reshape(-1, 1)
+        preds = [q.gather(-1, index).squeeze(-1) for q in q_cur]
+        loss = sum(weighted_mean(regression(pred, target, self.huber), weight) for pred in preds)
+        td_error = (torch.min(*preds) - target).detach().abs()
+        return loss, td_error, obs, torch.min(*q_cur).detach(), weight
+
+    def qvalue_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, td_error, *_ = self._critic_pass(tensordict)
+        return loss, {"td_error": td_error}
+
+    def forward(self, tensordict: TensorDictBase):
+        loss_qvalue, td_error, obs, min_q, weight = self._critic_pass(tensordict)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        log_probs = torch.log_softmax(self.actor_network(obs), -1)
+        probs, alpha = log_probs.exp(), self.log_alpha.exp()
+        loss_actor = weighted_mean((probs * (alpha.detach() * log_probs - min_q)).sum(-1), weight)
+        entropy = -(probs * log_probs).sum(-1).detach()
+        loss_alpha = weighted_mean(self.log_alpha * (entropy - self.target_entropy), weight)
+        return loss_output(loss_qvalue=loss_qvalue, loss_actor=loss_actor, loss_alpha=loss_alpha,
+                           alpha=alpha.detach(), entropy=entropy.mean())
 
 
 # ------------------------------------------------------------------------------------------------ update
@@ -123,29 +200,42 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     check_net(spec)
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     info = env_info(env)
-    if info["discrete"]:
-        raise SpecError("agent.algorithm.name", f"CrossQ needs continuous actions; {spec.env.name} is discrete")
     if spec.agent.memory.name != "Replay":
         raise SpecError("agent.memory.name", "CrossQ supports Replay only (TorchRL's CrossQLoss ignores importance "
                         "weights)")
     action_spec, obs_dim = info["action_spec"], math.prod(info["obs_shape"])
+    critic_layers = net_spec.critic_hid_layers or net_spec.hid_layers
+    if info["discrete"]:
+        actor_net = build_mlp(obs_dim, info["num_actions"], net_spec)
+        actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["logits"]), in_keys=["logits"],
+                                   distribution_class=Categorical, spec=action_spec, return_log_prob=True)
+        critics = nn.ModuleList(build_brn_critic(obs_dim, critic_layers, net_spec.hid_layers_activation, algo_spec,
+                                                 out_dim=info["num_actions"]) for _ in range(2))
+        loss = DiscreteCrossQLoss(actor_net, critics, gamma=algo_spec.gamma, alpha_init=algo_spec.alpha_init,
+                                  fixed_alpha=algo_spec.fixed_alpha, target_entropy=target_entropy(algo_spec, info),
+                                  loss_function=loss_function(net_spec))
+        return _agent(spec, actor, actor_net, loss, loss.qvalue_network_params.values(True, True))
     low, high = action_spec.space.low, action_spec.space.high
     actor_net = nn.Sequential(build_mlp(obs_dim, 2 * info["action_dim"], net_spec), NormalParamExtractor())
     actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
                                distribution_class=TanhNormal, distribution_kwargs={"low": low, "high": high},
                                spec=action_spec, return_log_prob=True)
-    critic = build_brn_critic(obs_dim + info["action_dim"], net_spec.critic_hid_layers or net_spec.hid_layers,
-                              net_spec.hid_layers_activation, algo_spec)
+    critic = build_brn_critic(obs_dim + info["action_dim"], critic_layers, net_spec.hid_layers_activation, algo_spec)
     qnet = ValueOperator(StateActionMLP(critic), in_keys=["observation", "action"])
     loss = CrossQLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec,
                       loss_function=loss_function(net_spec),
                       alpha_init=algo_spec.alpha_init, fixed_alpha=algo_spec.fixed_alpha,
                       target_entropy=target_entropy(algo_spec, info))
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
+    return _agent(spec, actor, actor_net, loss, loss.qvalue_network_params.values(True, True))
+
+
+def _agent(spec: Spec, actor: ProbabilisticActor, actor_net: nn.Module, loss: LossModule, critic_params) -> Agent:
+    """The CrossQ agent around its loss: actor, critic and (tuned) temperature optimizers, uniform replay."""
+    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     actor_optim = net_spec.actor_optim_spec or net_spec.optim_spec
     optimizers = {"actor": make_optimizer(actor_net.parameters(), actor_optim),
-                  "critic": make_optimizer(loss.qvalue_network_params.values(True, True),
-                                           net_spec.critic_optim_spec or net_spec.optim_spec)}
+                  "critic": make_optimizer(critic_params, net_spec.critic_optim_spec or net_spec.optim_spec)}
     if not algo_spec.fixed_alpha:
         optimizers["alpha"] = make_optimizer([loss.log_alpha], actor_optim)
     return CrossQAgent(
