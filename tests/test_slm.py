@@ -107,7 +107,7 @@ def test_torcharc_arcs_become_zoo_nets():
     assert net.type == "ConvNet" and net.conv_hid_layers == [[16, 8, 4, 0, 1], [32, 4, 2, 0, 1]]
     assert net.hid_layers == [64] and net.hid_layers_activation == "relu" and net.init_fn == "orthogonal"
     assert net.shared and net.lr_scheduler_spec.name == "linear_to_zero"
-    crossq = load_spec(FIXTURES / "crossq.yaml")
+    crossq = load_spec(FIXTURES / "crossq.yaml", "crossq_pendulum")
     assert crossq.agent.net.hid_layers == [32, 32] and crossq.agent.algorithm.brn_warmup_steps == 500
     assert crossq.agent.net.critic_optim_spec.lr == 1e-3 and crossq.agent.net.actor_optim_spec.lr == 3e-4
 
@@ -213,7 +213,7 @@ def test_layer_norm_and_critic_widths(tmp_path):
     path = tmp_path / "crossq.yaml"
     path.write_text((FIXTURES / "crossq.yaml").read_text().replace("out_features: 32}\n        - LazyBatch",
                                                                    "out_features: 64}\n        - LazyBatch"))
-    spec = load_spec(path)
+    spec = load_spec(path, "crossq_pendulum")
     assert spec.agent.net.critic_hid_layers == [64, 64] and spec.agent.net.hid_layers == [32, 32]
     critic = build(spec, seed=0).loss.qvalue_network_params
     assert any(p.shape[-2:] == (64, 64) for p in critic.values(True, True))  # twin critics stacked
