@@ -65,7 +65,8 @@ class CrossQAlgorithmSpec(AlgorithmSpec):
     training_iter: int = spec_field(1, "gradient steps per training phase", low=1)
     training_start_step: int = spec_field(5000, "frames of uniform random actions before learning starts", low=0)
     policy_delay: int = spec_field(3, "critic steps per actor and temperature step", low=1)
-    target_entropy: float | str = spec_field("auto", "entropy the temperature is tuned toward; auto: -action_dim")
+    target_entropy: float | str = spec_field("auto", "entropy the temperature is tuned toward; auto: -action_dim "
+                                             "(discrete: 0.98 log n)")
     alpha_init: float = spec_field(1.0, "initial temperature", low=0.0, low_open=True)
     fixed_alpha: bool = spec_field(False, "keep the temperature at alpha_init instead of tuning it")
     brn_momentum: float = spec_field(0.01, "batch renormalization running-statistics rate (paper: 1 - 0.99)",
