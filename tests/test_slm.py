@@ -109,7 +109,7 @@ def test_torcharc_arcs_become_zoo_nets():
     assert net.shared and net.lr_scheduler_spec.name == "linear_to_zero"
     crossq = load_spec(FIXTURES / "crossq.yaml", "crossq_pendulum")
     assert crossq.agent.net.hid_layers == [32, 32] and crossq.agent.algorithm.brn_warmup_steps == 500
-    assert crossq.agent.net.critic_optim_spec.lr == 1e-3 and crossq.agent.net.actor_optim_spec.lr == 3e-4
+    assert crossq.agent.net.critic_optim_spec.lr == 1e-3 and crossq.agent.net.optim_spec.lr == 3e-4
 
 
 def test_env_kwargs_atari_life_loss_and_meta():

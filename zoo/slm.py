@@ -340,8 +340,16 @@ def _ppo(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
         if key in a:
             out[key] = _int(a.pop(key))
             t.same(f"{w}.{key}", f"{w}.{key}")
-    out["minibatch_size"] = _int(a.pop("minibatch_size", 4))
+    minibatch = _int(a.pop("minibatch_size", 4))
     t.same(f"{w}.minibatch_size", f"{w}.minibatch_size")
+    if isinstance(minibatch, int):  # SLM-Lab's autocorrection: whole env steps, at most the batch
+        batch = out.get("time_horizon", 128) * num_envs
+        fixed = min(-(-minibatch // num_envs) * num_envs, batch) if isinstance(batch, int) else minibatch
+        if fixed != minibatch:
+            t.note(f"{w}.minibatch_size", f"{minibatch} -> {fixed}, as SLM-Lab autocorrects it (a multiple of "
+                   "num_envs, at most time_horizon x num_envs)")
+        minibatch = fixed
+    out["minibatch_size"] = minibatch
     clip = _schedule(t, a.pop("clip_eps_spec", None), f"{w}.clip_eps_spec", f"{w}.clip_eps_spec")
     if clip is not None:
         out["clip_eps_spec"] = clip
@@ -553,14 +561,9 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
         if optim is not None:
             out[key] = optim
     same_optim = n.pop("use_same_optim", False)
-    if same_optim and ("critic_optim_spec" in out or "actor_optim_spec" in out):
+    if same_optim and "actor_optim_spec" in out:  # else both default to optim_spec, in SLM-Lab as in zoo
         t.note(f"{w}.use_same_optim", "true: the critic trains with the actor's optimizer spec, as SLM-Lab")
-        out["critic_optim_spec"] = out.get("actor_optim_spec", out.get("optim_spec"))
-    if not out.get("shared") and algorithm in ("A2C", "PPO") and "optim_spec" in out and (
-            "actor_optim_spec" not in out):
-        out["actor_optim_spec"] = out["optim_spec"]
-        out.setdefault("critic_optim_spec", out["optim_spec"])
-        del out["optim_spec"]
+        out["critic_optim_spec"] = out["actor_optim_spec"]
     if algorithm in ("A2C", "PPO") and out.get("shared"):
         for key in ("actor_optim_spec", "critic_optim_spec"):
             if key in out:
@@ -709,10 +712,8 @@ def _critic_net(t: Translation, c: dict[str, Any], algorithm: str, out: dict[str
         if critic.get(key) != net.get(key) and key in critic:
             t.error(f"{w}.{key if key != 'hid_layers' else 'arc'}", f"{critic.get(key)} differs from agent.net's "
                     f"{net.get(key)}: zoo's actor and critics share agent.net's layers")
-    if "optim_spec" in critic:
+    if "optim_spec" in critic:  # the actor keeps agent.net.optim_spec
         net["critic_optim_spec"] = critic["optim_spec"]
-        net.setdefault("actor_optim_spec", net.get("optim_spec"))
-        net.pop("optim_spec", None)
     if critic.get("clip_grad_val") != net.get("clip_grad_val"):
         t.note(f"{w}.clip_grad_val", "zoo clips every gradient with agent.net.clip_grad_val "
                f"({net.get('clip_grad_val')})")
