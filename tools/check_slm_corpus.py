@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="+", type=Path, help="SLM-Lab spec files or directories")
     parser.add_argument("--run", action="store_true", help="train each spec in dev mode (default: load and build)")
+    parser.add_argument("--one-per-file", action="store_true", help="only the first spec of each file")
     args = parser.parse_args(argv)
     ok = failed = 0
     with tempfile.TemporaryDirectory() as data_dir:
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"FAIL {path}: {err}")
                 failed += 1
                 continue
-            for name in names:
+            for name in names[:1] if args.one_per_file else names:
                 status, message = run_one(path, name, args.run, data_dir)
                 ok, failed = ok + (status == 0), failed + (status != 0)
                 print(f"{'ok  ' if status == 0 else 'FAIL'} {path}:{name or ''}" + (f"  [{status}] {message}"
