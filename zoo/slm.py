@@ -229,11 +229,11 @@ def _algorithm(t: Translation, a: dict[str, Any], name: str, memory: dict[str, A
     {"A2C": _a2c, "PPO": _ppo, "Reinforce": _reinforce, "SARSA": _sarsa, "VanillaDQN": _dqn, "DoubleDQN": _dqn,
      "SoftActorCritic": _sac, "CrossQ": _sac}[name](t, a, name, out, memory, num_envs)
     _leftover(t, a, w, tuple(sorted({"name", "gamma", "action_pdtype", "action_policy", "explore_var_spec",
-                                     *t_allowed(name)})))
+                                     *_allowed_keys(name)})))
     return out
 
 
-def t_allowed(name: str) -> tuple[str, ...]:
+def _allowed_keys(name: str) -> tuple[str, ...]:
     """The SLM-Lab algorithm keys translated for zoo algorithm `name` (for the unknown-key message)."""
     common = {"A2C": ("lam", "num_step_returns", "time_horizon", "training_frequency", "entropy_coef_spec",
                       "val_loss_coef", "policy_loss_coef", "normalize_v_targets"),
@@ -548,6 +548,9 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
         if key in n:
             out[key] = n.pop(key)
             t.same(f"{w}.{key}", f"{w}.{key}")
+    if out.get("clip_grad_val") is not None and algorithm in ("A2C", "PPO") and not out.get("shared"):
+        t.note(f"{w}.clip_grad_val", "zoo clips the gradient norm of actor and critic together; SLM-Lab clips each "
+               "net's own")
     loss = n.pop("loss_spec", None)
     if loss is not None:
         loss = dict(loss)
