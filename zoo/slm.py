@@ -523,6 +523,10 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
             if key in n:
                 out[key] = n.pop(key)
                 t.same(f"{w}.{key}", f"{w}.{key}")
+        if "fc_hid_layers" in n and net_type.endswith("ConvNet"):  # SLM-Lab's ConvNet: the MLP after the convs
+            out["hid_layers"] = n.pop("fc_hid_layers")
+            t.same(f"{w}.fc_hid_layers", f"{w}.hid_layers")
+            t.note(f"{w}.fc_hid_layers", "zoo's hid_layers (the layers after the conv trunk)")
     else:
         t.error(f"{w}.type", f"'{net_type}' has no zoo equivalent; allowed: MLPNet, ConvNet, DuelingMLPNet, "
                 "DuelingConvNet, TorchArcNet (RecurrentNet: not yet)")
@@ -548,6 +552,8 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
         if key in n:
             out[key] = n.pop(key)
             t.same(f"{w}.{key}", f"{w}.{key}")
+    if "shared" in out and algorithm not in ("A2C", "PPO") and out.pop("shared"):  # read by actor-critics only
+        t.note(f"{w}.shared", f"unused by {algorithm} (as in SLM-Lab)")
     if out.get("clip_grad_val") is not None and algorithm in ("A2C", "PPO") and not out.get("shared"):
         t.note(f"{w}.clip_grad_val", "zoo clips the gradient norm of actor and critic together; SLM-Lab clips each "
                "net's own")
@@ -607,10 +613,12 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
             if value != zoo_gain:
                 t.error(f"{w}.{key}", f"{value}: zoo initialises the {key.split('_')[0]} head with gain {zoo_gain}; "
                         f"allowed: {zoo_gain}")
-    for key in ("out_layer_activation",):
-        if n.get(key) is None:
-            n.pop(key, None)
-    _leftover(t, n, w, ("type", "arc", "hid_layers", "conv_hid_layers", "hid_layers_activation", "init_fn",
+    if "out_layer_activation" in n:
+        value = n.pop("out_layer_activation")
+        if value not in (None, "linear"):
+            t.error(f"{w}.out_layer_activation", f"'{value}': zoo's output layers are linear; allowed: null, linear")
+    _leftover(t, n, w, ("type", "arc", "hid_layers", "conv_hid_layers", "fc_hid_layers", "hid_layers_activation",
+                        "out_layer_activation", "init_fn",
                         "clip_grad_val", "shared", "loss_spec", "optim_spec", "actor_optim_spec",
                         "critic_optim_spec", "use_same_optim", "lr_scheduler_spec", "update_type",
                         "update_frequency", "polyak_coef", "gpu", "normalize", "batch_norm", "layer_norm",
@@ -804,6 +812,9 @@ def _meta(t: Translation, m: dict[str, Any], spec: dict[str, Any]) -> dict[str, 
     elif rigorous is not None:
         t.note(f"{w}.rigorous_eval", "0: SLM-Lab then reports training episodes; zoo always evaluates on a separate "
                "env (meta.eval_episodes, default 10)")
+    if "num_gpus" in m:
+        t.note(f"{w}.num_gpus", "unused: zoo places nets by meta.device")
+        m.pop("num_gpus")
     if "search_resources" in m:
         t.note(f"{w}.search_resources", "Ray resources per trial; zoo's search runs Optuna workers instead (unused)")
         m.pop("search_resources")
