@@ -9,7 +9,9 @@ from torch import nn
 from zoo.algos.crossq import CrossQAlgorithmSpec, DiscreteCrossQLoss
 from zoo.components import build
 from zoo.envs import env_spec_from_id
-from zoo.spec import AgentSpec, NetSpec, Spec
+from zoo.memory import FrameStackReplay
+from zoo.nets import ConvTorso
+from zoo.spec import AgentSpec, MemorySpec, NetSpec, Spec
 
 
 def test_target_is_the_mean_of_the_twin_next_values_and_the_actor_uses_their_min():
@@ -49,3 +51,14 @@ def test_discrete_crossq_builds_and_steps_on_cartpole():
     assert torch.isfinite(metrics["loss"])
     after = components.agent.optimizers["critic"].param_groups[0]["params"]
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True))
+
+
+def test_discrete_crossq_on_pixels_stores_frames_once_and_tunes_alpha_at_its_own_rate():
+    net = NetSpec(type="ConvNet", conv_hid_layers=[[8, 8, 4], [8, 4, 2]], hid_layers=[16], critic_hid_layers=[32])
+    algo = CrossQAlgorithmSpec(name="CrossQ", training_start_step=0, alpha_lr=1e-5)
+    spec = Spec(agent=AgentSpec(algorithm=algo, net=net, memory=MemorySpec(batch_size=8)),
+                env=env_spec_from_id("ALE/Pong-v5", max_frame=64))
+    agent = build(spec, seed=0).agent
+    assert isinstance(agent.buffer, FrameStackReplay)
+    assert agent.optimizers["alpha"].param_groups[0]["lr"] == 1e-5
+    assert any(isinstance(m, ConvTorso) for m in agent.loss.qvalue_network.modules())

@@ -2,7 +2,8 @@
 
 Discrete action spaces (as SLM-Lab runs CrossQ on CartPole, LunarLander): `DiscreteCrossQLoss` below, twin
 state -> Q(s, .) critics over a Categorical policy, with SLM-Lab's target (the mean of the twin critics' next
-values, not their min).
+values, not their min); with a `ConvNet` (Atari) actor and critics each get a conv torso (the critics' BRN
+layers follow it), and the replay stores each frame once (`FrameStackReplay`).
 
 The critics see the current (s, a) and next (s', a' ~ pi(s')) pairs in one joint forward pass, so their
 batch statistics are those of the mixture of both distributions; the next-state values are then used
@@ -22,6 +23,7 @@ joint pass with batch statistics runs through `CrossQLoss`'s vmap over the twin 
 - fixed: TorchRL's `BatchRenorm1d` warm-up counter never stops (see `WarmupBatchRenorm1d`).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -46,16 +48,17 @@ from zoo.algos.off_policy import (
     trained_params,
     transition_tensors,
 )
-from zoo.envs import env_info
+from zoo.envs import env_info, learning_keys
 from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
-from zoo.nets import ACTIVATIONS, build_mlp
+from zoo.nets import ACTIVATIONS, ConvTorso, build_mlp, build_q_net
 from zoo.spec import AlgorithmSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("CrossQ",)
 BRN_EPS = 1e-3  # the authors' and sb3-contrib's batch renorm epsilon (TorchRL's default is 1e-5)
 
 
-@register_algorithm_spec(*NAMES, memories=("Replay",), nets=("MLPNet",), split_optims=True, critic_layers=True)
+@register_algorithm_spec(*NAMES, memories=("Replay",), nets=("MLPNet", "ConvNet"), split_optims=True,
+                         critic_layers=True)
 @dataclass
 class CrossQAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of CrossQ."""
@@ -69,6 +72,8 @@ class CrossQAlgorithmSpec(AlgorithmSpec):
                                              "(discrete: 0.98 log n)")
     alpha_init: float = spec_field(1.0, "initial temperature", low=0.0, low_open=True)
     fixed_alpha: bool = spec_field(False, "keep the temperature at alpha_init instead of tuning it")
+    alpha_lr: float | None = spec_field(None, "learning rate of the temperature (None: the actor's)", low=0.0,
+                                        low_open=True)
     brn_momentum: float = spec_field(0.01, "batch renormalization running-statistics rate (paper: 1 - 0.99)",
                                      low=0.0, low_open=True, high=1.0)
     brn_warmup_steps: int = spec_field(100000, "critic steps before batch renorm corrects with running stats",
@@ -90,10 +95,11 @@ class WarmupBatchRenorm1d(BatchRenorm1d):
 
 
 def build_brn_critic(in_dim: int, hid_layers: list[int], activation: str, algo_spec: CrossQAlgorithmSpec,
-                     out_dim: int = 1) -> nn.Module:
-    """[s, a] -> BRN -> (Linear -> activation -> BRN) per hidden layer -> Linear -> Q (discrete: s -> Q(s, .))."""
+                     out_dim: int = 1, input_norm: bool = True) -> nn.Module:
+    """[s, a] -> BRN -> (Linear -> activation -> BRN) per hidden layer -> Linear -> Q (discrete: s -> Q(s, .));
+    without `input_norm` (conv features) the first BRN is left out."""
     brn = {"momentum": algo_spec.brn_momentum, "warmup_steps": algo_spec.brn_warmup_steps, "eps": BRN_EPS}
-    layers: list[nn.Module] = [WarmupBatchRenorm1d(in_dim, **brn)]
+    layers: list[nn.Module] = [WarmupBatchRenorm1d(in_dim, **brn)] if input_norm else []
     for width in hid_layers:
         layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation](), WarmupBatchRenorm1d(width, **brn)]
         in_dim = width
@@ -176,12 +182,13 @@ class CrossQAgent(Agent):
 
     replay: ReplayPhase
     clip_grad_val: float | None = None
+    terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
 
     def __post_init__(self):
         self.params = trained_params(self.loss)
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        store_transitions(self.buffer, data)
+        store_transitions(self.buffer, data, self.terminated_key)
         return self.replay.run(self.buffer, frame, self.gradient_step, self.set_lr)
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -198,24 +205,32 @@ class CrossQAgent(Agent):
 
 def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble CrossQ: tanh-Gaussian actor, twin batch-renormalized critics in `CrossQLoss`, no targets."""
-    check_net(spec)
-    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     info = env_info(env)
+    check_net(spec, conv=info["discrete"])
+    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     if spec.agent.memory.name != "Replay":
         raise SpecError("agent.memory.name", "CrossQ supports Replay only (TorchRL's CrossQLoss ignores importance "
                         "weights)")
     action_spec, obs_dim = info["action_spec"], math.prod(info["obs_shape"])
     critic_layers = net_spec.critic_hid_layers or net_spec.hid_layers
     if info["discrete"]:
-        actor_net = build_mlp(obs_dim, info["num_actions"], net_spec)
+        n, act = info["num_actions"], net_spec.hid_layers_activation
+
+        def make_critic() -> nn.Module:  # observation -> Q(s, .); pixels: conv torso, then the BRN layers
+            if net_spec.type != "ConvNet":
+                return build_brn_critic(obs_dim, critic_layers, act, algo_spec, out_dim=n)
+            torso = ConvTorso(info["obs_shape"], net_spec)
+            return nn.Sequential(torso, build_brn_critic(torso.out_dim, critic_layers, act, algo_spec, out_dim=n,
+                                                         input_norm=False))
+
+        actor_net = build_q_net(info["obs_shape"], n, net_spec)  # logits over actions (conv torso for pixels)
         actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["logits"]), in_keys=["logits"],
                                    distribution_class=Categorical, spec=action_spec, return_log_prob=True)
-        critics = nn.ModuleList(build_brn_critic(obs_dim, critic_layers, net_spec.hid_layers_activation, algo_spec,
-                                                 out_dim=info["num_actions"]) for _ in range(2))
+        critics = nn.ModuleList(make_critic() for _ in range(2))
         loss = DiscreteCrossQLoss(actor_net, critics, gamma=algo_spec.gamma, alpha_init=algo_spec.alpha_init,
                                   fixed_alpha=algo_spec.fixed_alpha, target_entropy=target_entropy(algo_spec, info),
                                   loss_function=loss_function(net_spec))
-        return _agent(spec, actor, actor_net, loss, loss.qvalue_network_params.values(True, True))
+        return _agent(spec, env, actor, actor_net, loss, loss.qvalue_network_params.values(True, True))
     low, high = action_spec.space.low, action_spec.space.high
     actor_net = nn.Sequential(build_mlp(obs_dim, 2 * info["action_dim"], net_spec), NormalParamExtractor())
     actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
@@ -228,20 +243,25 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                       alpha_init=algo_spec.alpha_init, fixed_alpha=algo_spec.fixed_alpha,
                       target_entropy=target_entropy(algo_spec, info))
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
-    return _agent(spec, actor, actor_net, loss, loss.qvalue_network_params.values(True, True))
+    return _agent(spec, env, actor, actor_net, loss, loss.qvalue_network_params.values(True, True))
 
 
-def _agent(spec: Spec, actor: ProbabilisticActor, actor_net: nn.Module, loss: LossModule, critic_params) -> Agent:
-    """The CrossQ agent around its loss: actor, critic and (tuned) temperature optimizers, uniform replay."""
+def _agent(spec: Spec, env: EnvBase, actor: ProbabilisticActor, actor_net: nn.Module, loss: LossModule,
+           critic_params) -> Agent:
+    """The CrossQ agent around its loss: actor, critic and (tuned) temperature optimizers, uniform replay (stacked
+    frames stored once each)."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     actor_optim = net_spec.actor_optim_spec or net_spec.optim_spec
     optimizers = {"actor": make_optimizer(actor_net.parameters(), actor_optim),
                   "critic": make_optimizer(critic_params, net_spec.critic_optim_spec or net_spec.optim_spec)}
     if not algo_spec.fixed_alpha:
-        optimizers["alpha"] = make_optimizer([loss.log_alpha], actor_optim)
+        alpha_optim = actor_optim if algo_spec.alpha_lr is None else dataclasses.replace(actor_optim,
+                                                                                         lr=algo_spec.alpha_lr)
+        optimizers["alpha"] = make_optimizer([loss.log_alpha], alpha_optim)
     return CrossQAgent(
         policy=actor, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
-        max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory),
+        max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory, env=env),
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
         replay=ReplayPhase.from_spec(spec), clip_grad_val=net_spec.clip_grad_val,
+        terminated_key=learning_keys(env)[1],
     )
