@@ -449,9 +449,13 @@ def _sac(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
         value = a.pop(key, off)
         if value != off:
             t.error(f"{w}.{key}", f"{value!r} has no zoo equivalent; allowed: {off!r}")
-    if "alpha_lr" in a:
-        t.error(f"{w}.alpha_lr", "zoo tunes the temperature with the actor's optimizer settings; allowed: absent")
-        a.pop("alpha_lr")
+    alpha_lr = a.pop("alpha_lr", None)
+    if alpha_lr is not None and "alpha_lr" in ALGORITHM_SPECS[name].__dataclass_fields__:
+        out["alpha_lr"] = alpha_lr
+        t.same(f"{w}.alpha_lr", f"{w}.alpha_lr")
+    elif alpha_lr is not None:
+        t.error(f"{w}.alpha_lr", f"zoo's {name} tunes the temperature with the actor's optimizer settings; allowed: "
+                "null")
 
 
 # --------------------------------------------------------------------------------------------------- memory
