@@ -217,8 +217,8 @@ def test_layer_norm_and_critic_widths(tmp_path):
     assert spec.agent.net.critic_hid_layers == [64, 64] and spec.agent.net.hid_layers == [32, 32]
     critic = build(spec, seed=0).loss.qvalue_network_params
     assert any(p.shape[-2:] == (64, 64) for p in critic.values(True, True))  # twin critics stacked
-    sac = tmp_path / "sac.yaml"
-    sac.write_text("agent: {algorithm: {name: SoftActorCritic}, net: {layer_norm: true}}\n"
+    td3 = tmp_path / "td3.yaml"
+    td3.write_text("agent: {algorithm: {name: TD3}, net: {layer_norm: true}}\n"
                    "env: {name: Pendulum-v1, max_frame: 100}\n")
     with pytest.raises(SpecError, match="agent.net.layer_norm"):
-        load_spec(sac)
+        load_spec(td3)  # its fast loss reads the Linear layers
