@@ -10,7 +10,7 @@ __version__ = "0.3.0"
 
 _EXPORTS = {"Agent": "zoo.agent", "Components": "zoo.components", "build": "zoo.components", "make_env": "zoo.envs",
             "Session": "zoo.session", "evaluate": "zoo.session", "Spec": "zoo.spec", "SpecError": "zoo.spec",
-            "load_spec": "zoo.spec", "algos": "zoo.algos"}
+            "load_spec": "zoo.spec", "algos": "zoo.algos", "slm": "zoo.slm"}
 __all__ = sorted(_EXPORTS)
 
 
@@ -18,7 +18,7 @@ def __getattr__(name: str):
     if name not in _EXPORTS:
         raise AttributeError(f"module 'zoo' has no attribute {name!r}")
     module = importlib.import_module(_EXPORTS[name])
-    value = module if name == "algos" else getattr(module, name)
+    value = module if name in ("algos", "slm") else getattr(module, name)
     globals()[name] = value
     return value
 

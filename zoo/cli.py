@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from zoo.spec import Spec, SpecError, field_docs, load_spec
+from zoo.spec import Spec, SpecError, field_docs, load_spec, spec_to_dict
 
 MODE = re.compile(r"^(dev|train|enjoy)(@.+)?$")
 DEV_MAX_FRAME = 5000
@@ -29,7 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("rest", nargs="*", help="[spec name] [mode]")
     parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a dotted field (agent.algorithm.gamma=0.98) or fill a ${var} template")
-    parser.add_argument("--dry-run", action="store_true", help="print the component graph and exit")
+    parser.add_argument("--dry-run", action="store_true", help="print the component graph and exit (an SLM-Lab "
+                        "spec: also the zoo spec it became and where zoo's behaviour differs)")
+    parser.add_argument("--format", choices=("zoo", "slm"), default=None,
+                        help="spec file format (default: recognised by its shape; slm: SLM-Lab v5, translated)")
     parser.add_argument("--help-spec", action="store_true", help="list every spec field with default and doc")
     parser.add_argument("--data-dir", default="data", help="where run directories go (default: data)")
     parser.add_argument("--seed", type=int, default=None, help="root seed (overrides meta.seed)")
@@ -96,7 +99,7 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
     if args.optimize_perf:
         optimize_performance(spec)
     seed = args.seed if args.seed is not None else spec.meta.seed
-    if kind == "train" and not target and spec.meta.max_session > 1:
+    if kind == "train" and not target and spec.meta.max_session > 1 and not args.dry_run:
         return train_trial(args, spec, seed)
     state = None
     if target:
@@ -105,6 +108,8 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
         seed = state["seed"]
     components = build(spec, seed=seed, start_frame=state["frame"] if state else 0)
     if args.dry_run:
+        if spec.translation:
+            print(translation_report(spec))
         print(components.describe())
         return 0
     if state is None:
@@ -130,6 +135,13 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
             print(f"no profiler trace: the run stopped at frame {session.frame}, before the batches it was to "
                   f"trace ({session.profile_schedule})")
     return 0
+
+
+def translation_report(spec: Spec) -> str:
+    """The zoo spec an SLM-Lab spec became, and every note on where zoo's behaviour differs from SLM-Lab's."""
+    lines = [f"# zoo spec translated from SLM-Lab's '{spec.name}'",
+             yaml.safe_dump(spec_to_dict(spec), sort_keys=False).rstrip(), "# translation notes (SLM-Lab -> zoo):"]
+    return "\n".join(lines + [f"#   {note}" for note in spec.translation])
 
 
 def train_trial(args: argparse.Namespace, spec: Spec, seed: int | None) -> int:
@@ -191,13 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     from zoo.record import CheckpointError
 
     try:
-        spec = load_spec(args.spec_file, args.spec_name, args.set)
+        spec = load_spec(args.spec_file, args.spec_name, args.set, fmt=args.format)
         kind = args.mode.partition("@")[0]
         if kind == "enjoy":
             return enjoy(args, spec)
         return train(args, spec)
     except SpecError as err:  # builders raise theirs without the file: name it here
-        print(f"error: {err if err.file else SpecError(err.where, err.message, file=args.spec_file)}", file=sys.stderr)
+        text = str(err if err.file else SpecError(err.where, err.message, file=args.spec_file))
+        for line in text.splitlines():  # a translated spec reports every untranslatable field, one per line
+            print(f"error: {line}", file=sys.stderr)
         return 2
     except CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)

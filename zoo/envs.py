@@ -98,6 +98,8 @@ def supported_spaces(env: gym.Env, env_name: str) -> gym.Env:
     if not isinstance(action, ACTION_SPACES):
         raise SpecError("env.name", f"{env_name} has {type(action).__name__} actions; supported: Discrete, Box, "
                         "MultiDiscrete, MultiBinary")
+    if obs.dtype == np.float64:  # MuJoCo envs observe float64; zoo's nets and buffers are float32
+        env = gym.wrappers.DtypeObservation(env, np.float32)
     return env
 
 

@@ -67,6 +67,9 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
         max_size = -(-max_size // env.batch_size.numel()) * env.batch_size.numel()
         if transform is not None or ndim != 1:
             raise SpecError("agent.algorithm.n_step", "n-step returns are not supported on stacked-frame replay")
+    if frames and memory_spec.use_cer:
+        raise SpecError("agent.memory.use_cer", "combined experience replay is not supported on stacked-frame (Atari) "
+                        "replay; allowed: false")
     storage = LazyTensorStorage(max_size, device=device, ndim=ndim)
     if memory_spec.name == "PrioritizedReplay":
         sampler = PrioritizedSampler(max_size, alpha=memory_spec.alpha, beta=memory_spec.beta,
@@ -76,7 +79,46 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
     if frames:
         return FrameStackReplay(num_envs=env.batch_size.numel(), stack=obs_spec.shape[-3], storage=storage,
                                 sampler=sampler)
+    if memory_spec.use_cer:
+        return CombinedReplay(memory_spec.batch_size, storage=storage, sampler=sampler, transform=transform)
     return TensorDictReplayBuffer(storage=storage, sampler=sampler, transform=transform)
+
+
+class CombinedReplay(TensorDictReplayBuffer):
+    """Combined experience replay (Zhang & Sutton 2017), as SLM-Lab's `use_cer`: the rows stored since the last
+    draw replace the end of the next drawn batch, oldest first, at most one batch's worth (the rest wait for the
+    next draw). A draw of several batches at once (`replay_batches`) puts them in its first batch."""
+
+    def __init__(self, batch_size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.cer_batch_size = batch_size
+        self.pending = torch.empty(0, dtype=torch.int64)  # storage rows not yet drawn, oldest first
+
+    def extend(self, data: TensorDictBase, *args, **kwargs) -> torch.Tensor:
+        index = super().extend(data, *args, **kwargs)
+        self.pending = torch.cat([self.pending, index.reshape(-1).cpu().to(torch.int64)])[-self._storage.max_size:]
+        return index
+
+    def sample(self, batch_size: int | None = None, return_info: bool = False, **kwargs):
+        out = super().sample(batch_size, return_info=return_info, **kwargs)
+        batch = out[0] if return_info else out
+        end = min(self.cer_batch_size, batch.shape[0])
+        fresh, self.pending = self.pending[:end], self.pending[end:]
+        if fresh.numel():
+            rows = slice(end - fresh.numel(), end)
+            newest = self._storage[fresh.to(self._storage.device)].to(batch.device)
+            for key in newest.keys(True, True):
+                batch.get(key)[rows] = newest.get(key)
+            batch.get("index")[rows] = fresh.to(batch.device)
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "_cer_pending": self.pending.clone()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        self.pending = state_dict.pop("_cer_pending").clone()
+        super().load_state_dict(state_dict)
 
 
 def store_transitions(buffer: TensorDictReplayBuffer, data: TensorDictBase, terminated_key: str = "terminated",

@@ -40,8 +40,10 @@ def _gain(net_spec: NetSpec) -> float:
 def build_mlp(in_dim: int, out_dim: int, net_spec: NetSpec, hid_layers: list[int] | None = None) -> nn.Module:
     """MLP `in_dim -> hid_layers -> out_dim` with the spec's activation and initialisation."""
     hid_layers = net_spec.hid_layers if hid_layers is None else hid_layers
+    norm = {"norm_class": nn.LayerNorm, "norm_kwargs": [{"normalized_shape": w} for w in hid_layers]} if (
+        net_spec.layer_norm and hid_layers) else {}
     mlp = MLP(in_features=in_dim, out_features=out_dim, num_cells=list(hid_layers),
-              activation_class=ACTIVATIONS[net_spec.hid_layers_activation])
+              activation_class=ACTIVATIONS[net_spec.hid_layers_activation], **norm)
     init_weights(mlp, net_spec.init_fn, gain=_gain(net_spec))
     return mlp
 

@@ -167,6 +167,8 @@ class MemorySpec:
     beta: float = spec_field(0.4, "initial importance-sampling exponent, annealed to 1 (PrioritizedReplay)",
                              low=0.0, high=1.0)
     epsilon: float = spec_field(1e-6, "added to |TD error| so every priority is positive", low=0.0, low_open=True)
+    use_cer: bool = spec_field(False, "combined experience replay (Zhang & Sutton 2017): the transitions stored since "
+                               "the last draw join the next batch (Replay, PrioritizedReplay; not stacked frames)")
 
 
 @dataclass
@@ -177,6 +179,10 @@ class NetSpec:
     hid_layers: list[int] = spec_field([64, 64], "hidden layer widths of the MLP (after the conv trunk if any)",
                                        low=1)
     hid_layers_activation: str = spec_field("relu", "activation between layers", choices=ACTIVATIONS)
+    layer_norm: bool = spec_field(False, "LayerNorm after each hidden Linear of the MLPs, before its activation (as "
+                                  "SLM-Lab's layer_norm; not in CrossQ's batch-renormalized critics)")
+    critic_hid_layers: list[int] | None = spec_field(None, "hidden widths of the critics when they differ from "
+                                                     "hid_layers (None: hid_layers)", low=1)
     conv_hid_layers: list[list[int]] = spec_field(
         [[32, 8, 4], [64, 4, 2], [64, 3, 1]],
         "conv layers as [out_channels, kernel, stride] or [out_channels, kernel, stride, padding, dilation] (ConvNet)",
@@ -253,6 +259,7 @@ class Spec:
     meta: MetaSpec = spec_field(MetaSpec(), "run control")
     search: dict[str, Any] = spec_field({}, "search space: dotted keys with a __distribution suffix")
     name: str = field(default="spec", init=False)
+    translation: list[str] = field(default_factory=list, init=False)  # notes of a file in another format (slm)
 
 
 @dataclass(frozen=True)
@@ -267,11 +274,15 @@ class AlgorithmSupport:
     targets: tuple[str, ...] = ()  # agent.net.update_type values (the first is the default); () = no target network
     one_hot_actions: bool = False  # its parts also follow a one-hot discrete action spec (zoo.build(spec, env=...))
     multi_actions: bool = False  # it also acts in MultiDiscrete and MultiBinary action spaces
+    layer_norm: bool = True  # agent.net.layer_norm: true (false where a fast loss reads the MLPs' Linear layers)
+    critic_layers: bool = False  # agent.net.critic_hid_layers (critics of their own width)
 
     def describe(self) -> str:
         extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
                                         ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions),
-                                        ("MultiDiscrete / MultiBinary actions", self.multi_actions)) if on]
+                                        ("MultiDiscrete / MultiBinary actions", self.multi_actions),
+                                        ("layer norm", self.layer_norm), ("critic_hid_layers", self.critic_layers))
+                  if on]
         targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
         nets = f"net: {'|'.join(self.nets)}" if self.nets else "no networks"
         return "; ".join([f"memory: {'|'.join(self.memories)}", nets, targets, *extras])
@@ -283,7 +294,8 @@ ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 
 def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
                             split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = (),
-                            one_hot_actions: bool = False, multi_actions: bool = False):
+                            one_hot_actions: bool = False, multi_actions: bool = False, layer_norm: bool = True,
+                            critic_layers: bool = False):
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
@@ -293,13 +305,14 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     `agent.net.update_type` values, the first its default; none without target networks). Specs asking for
     anything else fail to load. `one_hot_actions`: its policy, actor and loss also work with an env whose discrete
     actions are one-hot (TorchRL's `GymEnv` default); `zoo.build` refuses such an env otherwise. `multi_actions`: it
-    also builds for MultiDiscrete and MultiBinary action spaces (`zoo.build` refuses them otherwise)."""
+    also builds for MultiDiscrete and MultiBinary action spaces (`zoo.build` refuses them otherwise). `layer_norm`: it
+    builds `agent.net.layer_norm` nets (default); `critic_layers`: its critics take `agent.net.critic_hid_layers`."""
     unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
         t for t in targets if t not in TARGET_UPDATES]
     if unknown or not memories:
         raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
     support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets),
-                               one_hot_actions, multi_actions)
+                               one_hot_actions, multi_actions, layer_norm, critic_layers)
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
@@ -510,8 +523,39 @@ def read_spec_file(path: str | Path) -> dict[str, Any]:
 
 
 def spec_names(data: dict[str, Any]) -> list[str]:
-    """Names of the specs in a multi-spec file; empty for a single-spec file."""
-    return [] if "agent" in data or "env" in data else list(data)
+    """Names of the specs in a multi-spec file (not anchor blocks, `_name: &anchor`); empty for a single spec."""
+    return [] if "agent" in data or "env" in data else [k for k in data if not str(k).startswith("_")]
+
+
+@dataclass(frozen=True)
+class SpecFormat:
+    """Another project's spec format that zoo reads: `detect(data)` recognises a file's data by its shape,
+    `translate(raw, file)` turns one of its specs (templates filled) into zoo's raw spec data plus notes on where
+    zoo's behaviour differs (raising SpecError with every untranslatable field)."""
+
+    detect: typing.Callable[[Any], bool]
+    translate: typing.Callable[[dict[str, Any], str], tuple[dict[str, Any], list[str]]]
+
+
+SPEC_FORMATS: dict[str, SpecFormat] = {}
+
+
+def register_spec_format(name: str, fmt: SpecFormat) -> None:
+    """Make `load_spec` read files of format `name` (chosen by `fmt=` or recognised by `fmt.detect`)."""
+    SPEC_FORMATS[name] = fmt
+
+
+def register_formats() -> None:
+    """Import the formats zoo ships (SLM-Lab's, `zoo.slm`), which register themselves here; deferred like
+    `register_algorithms` so that `import zoo.spec` stays light."""
+    if "slm" not in SPEC_FORMATS:
+        importlib.import_module("zoo.slm")
+
+
+def detect_format(data: Any) -> str:
+    """`zoo`, or the name of the registered format whose shape the file's data has."""
+    register_formats()
+    return next((name for name, fmt in SPEC_FORMATS.items() if fmt.detect(data)), "zoo")
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -568,10 +612,20 @@ def _fill_templates(value: Any, variables: dict[str, Any]) -> Any:
     return TEMPLATE.sub(lambda m: str(variables[m.group(1)]) if m.group(1) in variables else m.group(0), value)
 
 
-def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | dict[str, Any] | None = None) -> Spec:
-    """Load, template, override and validate one spec from a file."""
+def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | dict[str, Any] | None = None,
+              fmt: str | None = None) -> Spec:
+    """Load, template, override and validate one spec from a file.
+
+    `fmt` names the file's format (`zoo` or a registered one such as `slm`); by default it is recognised by its
+    shape. A foreign spec is translated after its `${var}` templates are filled; dotted overrides then set zoo's
+    fields, and the translation notes land in `spec.translation`."""
     path = Path(path)
     data = read_spec_file(path)
+    register_formats()
+    fmt = fmt or detect_format(data)
+    if fmt != "zoo" and fmt not in SPEC_FORMATS:
+        raise SpecError("--format", f"unknown spec format '{fmt}'; allowed: zoo, " + ", ".join(SPEC_FORMATS))
+    notes: list[str] = []
     if isinstance(overrides, list):
         overrides = dict(parse_override(text) for text in overrides)
     overrides = overrides or {}
@@ -590,13 +644,23 @@ def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | 
                 raise SpecError("", f"file holds a single spec; no spec named '{name}'")
             raw, name = data, path.stem
         unused = [k for k in overrides if "." not in k and k not in _template_names(json.dumps(raw))]
-        if unused:
+        if fmt != "zoo":  # as SLM-Lab's `-s var=value`, a variable this spec has no template for is ignored
+            overrides = {k: v for k, v in overrides.items() if k not in unused}
+        elif unused:
             raise SpecError(unused[0], "is neither a dotted field nor a ${var} template in this spec")
-        raw = apply_overrides(json.loads(json.dumps(raw)), overrides)
+        raw = json.loads(json.dumps(raw))
+        if fmt != "zoo":
+            raw = apply_overrides(raw, {k: v for k, v in overrides.items() if "." not in k})
+            raw, notes = SPEC_FORMATS[fmt].translate(raw, str(path))
+            overrides = {k: v for k, v in overrides.items() if "." in k}
+        raw = apply_overrides(raw, overrides)
         spec = build_dataclass(Spec, raw, "")
     except SpecError as err:
+        if err.file:
+            raise
         raise SpecError(err.where, err.message, file=str(path)) from None
     spec.name = name
+    spec.translation = notes
     validate(spec, str(path), raw)
     return spec
 
@@ -666,6 +730,12 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if net.shared and not net.hid_layers:
         raise SpecError("agent.net.hid_layers", "a shared trunk (agent.net.shared: true) needs at least one hidden "
                         "layer; got []")
+    if net.layer_norm and not support.layer_norm:
+        raise SpecError("agent.net.layer_norm", f"{name}'s fast loss reads its MLPs' Linear layers directly; allowed: "
+                        f"false (layer norm: {_supporting(lambda s: s.layer_norm)})")
+    if net.critic_hid_layers is not None and not support.critic_layers:
+        raise SpecError("agent.net.critic_hid_layers", f"{name}'s critics use agent.net.hid_layers; remove it "
+                        f"(critics of their own width: {_supporting(lambda s: s.critic_layers)})")
     if spec.meta.compile and not support.compile:
         raise SpecError("meta.compile", f"{name} does not compile its update; allowed: false (compiled updates: "
                         f"{_supporting(lambda s: s.compile)})")
@@ -673,8 +743,8 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     _check_unused(mem, MEMORY_FIELDS[mem.name], "agent.memory", f"by {mem.name}")
 
 
-MEMORY_FIELDS = {"Replay": ("max_size", "batch_size"),  # the fields each memory reads (name aside)
-                 "PrioritizedReplay": ("max_size", "batch_size", "alpha", "beta", "epsilon"),
+MEMORY_FIELDS = {"Replay": ("max_size", "batch_size", "use_cer"),  # the fields each memory reads (name aside)
+                 "PrioritizedReplay": ("max_size", "batch_size", "alpha", "beta", "epsilon", "use_cer"),
                  "OnPolicyReplay": (), "OnPolicyBatchReplay": ()}
 TARGET_FIELDS = {"replace": ("update_frequency",), "polyak": ("polyak_coef",)}
 
@@ -725,6 +795,7 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     """Plain-data form of a spec (round-trips through load_spec)."""
     data = dataclasses.asdict(spec)
     data.pop("name")
+    data.pop("translation")
     return data
 
 

@@ -139,6 +139,9 @@ def write_trial_metrics(trial_dir: Path, sessions: list[dict], baseline: float) 
     """trial_metrics.json and trial_graph.png from the sessions' checkpoint series."""
     metrics = trial_metrics(sessions, baseline)
     for entry, series in zip(metrics["sessions"], sessions, strict=True):
+        # each session's file also holds its scalar metrics, under SLM-Lab's names (strength, stability, ...)
+        atomic_write_text(Path(series["run_dir"]) / "session_metrics.json",
+                          json.dumps(json_safe({**series, "metrics": entry}), indent=2))
         entry.update(seed=series["seed"], run_dir=series["run_dir"])
     atomic_write_text(trial_dir / "trial_metrics.json", json.dumps(json_safe(metrics), indent=2))
     plot_trial(trial_dir, sessions)

@@ -7,7 +7,7 @@ import pytest
 
 from zoo.metrics import bootstrap_ci, iqm, session_metrics, trial_metrics
 from zoo.spec import EnvSpec
-from zoo.trial import random_baseline
+from zoo.trial import random_baseline, write_trial_metrics
 
 FRAMES, OPT_STEPS = [100, 200, 300, 400], [10, 20, 30, 40]
 RETURNS_A, RETURNS_B = [10, 30, 20, 40], [10, 50, 60, 40]  # strengths over a baseline of 10: [0,20,10,30], [0,40,50,30]
@@ -54,3 +54,18 @@ def test_random_baseline_is_measured_once_and_cached(tmp_path):
     cache.write_text(json.dumps(data))
     assert random_baseline(env_spec, tmp_path) == 123.0
     assert random_baseline(EnvSpec(name="CartPole-v1", max_frame=1, max_t=5), tmp_path) == 5.0
+
+
+def test_session_files_hold_their_metrics_under_slm_lab_names(tmp_path):
+    sessions = []
+    for i, returns in enumerate((RETURNS_A, RETURNS_B)):
+        run_dir = tmp_path / "sessions" / f"s{i}"
+        run_dir.mkdir(parents=True)
+        sessions.append({"frames": FRAMES, "opt_steps": OPT_STEPS, "returns": returns, "seed": i,
+                         "run_dir": str(run_dir), "frame": 400})
+    trial = write_trial_metrics(tmp_path, sessions, baseline=10.0)
+    assert set(trial["mean"]) == {"final_return_ma", "strength", "max_strength", "final_strength",
+                                  "sample_efficiency", "training_efficiency", "stability", "consistency"}
+    saved = json.loads((tmp_path / "sessions" / "s1" / "session_metrics.json").read_text())
+    assert saved["returns"] == RETURNS_B
+    assert saved["metrics"] == session_metrics(FRAMES, OPT_STEPS, RETURNS_B, random_return=10.0)

@@ -192,3 +192,19 @@ def test_soft_update_matches_torchrl_softupdate(spec_file):
     ours = agent.loss.state_dict()
     assert any(not torch.equal(reference[k], start[k]) for k in start)
     assert all(torch.allclose(ours[k], reference[k], atol=1e-6) for k in reference)
+
+
+@pytest.mark.parametrize("env_name", ["Pendulum-v1", "CartPole-v1"])
+def test_layer_norm_nets_match_torchrl(env_name):
+    """agent.net.layer_norm: the critics run through their modules (not stacked matmuls), still TorchRL's maths."""
+    agent = make_agent("agent.net.layer_norm=true", f"env.name={env_name}")
+    assert any(isinstance(m, torch.nn.LayerNorm) for m in agent.loss.qvalue_network.modules())
+    continuous = env_name == "Pendulum-v1"
+    batch = make_batch(8, 3 if continuous else 4, torch.rand(8, 1) * 4 - 2 if continuous else torch.randint(2, (8,)))
+    reference_batch = batch.clone()
+    oracle = SACLoss.forward if continuous else DiscreteSACLoss.forward
+    torch.manual_seed(5)
+    ours = agent.loss(batch)
+    torch.manual_seed(5)
+    assert_matches_oracle(ours, oracle(agent.loss, reference_batch))
+    torch.testing.assert_close(batch["td_error"], reference_batch["td_error"], rtol=1e-4, atol=1e-5)

@@ -1,5 +1,10 @@
 """CrossQ (Bhatt et al. 2024): SAC without target networks, made stable by batch renormalization in the critics.
 
+Discrete action spaces (as SLM-Lab runs CrossQ on CartPole, LunarLander): `DiscreteCrossQLoss` below, twin
+state -> Q(s, .) critics over a Categorical policy, with SLM-Lab's target (the mean of the twin critics' next
+values, not their min); with a `ConvNet` (Atari) actor and critics each get a conv torso (the critics' BRN
+layers follow it), and the replay stores each frame once (`FrameStackReplay`).
+
 The critics see the current (s, a) and next (s', a' ~ pi(s')) pairs in one joint forward pass, so their
 batch statistics are those of the mixture of both distributions; the next-state values are then used
 (detached) as the bootstrap target. The actor is updated every `policy_delay` critic steps against the
@@ -18,16 +23,19 @@ maths in plain torch (TorchRL's forward is its test oracle). Checked against the
 - fixed: TorchRL's `BatchRenorm1d` warm-up counter never stops (see `WarmupBatchRenorm1d`).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDict, TensorDictBase, TensorDictParams
 from tensordict.nn import NormalParamExtractor, TensorDictModule
+from tensordict.utils import NestedKey
 from torch import nn
+from torch.distributions import Categorical
 from torchrl.envs import EnvBase
 from torchrl.modules import BatchRenorm1d, ProbabilisticActor, TanhNormal, ValueOperator
-from torchrl.objectives import CrossQLoss, ValueEstimators
+from torchrl.objectives import CrossQLoss, LossModule, ValueEstimators
 
 from zoo.agent import Agent, loss_function, make_optimizer, regression, weighted_mean
 from zoo.algos.actor_critic import PlainNets, PlainPolicy
@@ -41,16 +49,17 @@ from zoo.algos.off_policy import (
     trained_params,
     transition_tensors,
 )
-from zoo.envs import env_info
+from zoo.envs import env_info, learning_keys
 from zoo.memory import ReplayPhase, frames_per_batch, make_replay_buffer, store_transitions
-from zoo.nets import ACTIVATIONS, build_mlp, tanh_normal_log_prob
+from zoo.nets import ACTIVATIONS, ConvTorso, build_mlp, build_q_net, tanh_normal_log_prob
 from zoo.spec import AlgorithmSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("CrossQ",)
 BRN_EPS = 1e-3  # the authors' and sb3-contrib's batch renorm epsilon (TorchRL's default is 1e-5)
 
 
-@register_algorithm_spec(*NAMES, memories=("Replay",), nets=("MLPNet",), split_optims=True)
+@register_algorithm_spec(*NAMES, memories=("Replay",), nets=("MLPNet", "ConvNet"), split_optims=True,
+                         critic_layers=True)
 @dataclass
 class CrossQAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of CrossQ."""
@@ -60,9 +69,12 @@ class CrossQAlgorithmSpec(AlgorithmSpec):
     training_iter: int = spec_field(1, "gradient steps per training phase", low=1)
     training_start_step: int = spec_field(5000, "frames of uniform random actions before learning starts", low=0)
     policy_delay: int = spec_field(3, "critic steps per actor and temperature step", low=1)
-    target_entropy: float | str = spec_field("auto", "entropy the temperature is tuned toward; auto: -action_dim")
+    target_entropy: float | str = spec_field("auto", "entropy the temperature is tuned toward; auto: -action_dim "
+                                             "(discrete: 0.98 log n)")
     alpha_init: float = spec_field(1.0, "initial temperature", low=0.0, low_open=True)
     fixed_alpha: bool = spec_field(False, "keep the temperature at alpha_init instead of tuning it")
+    alpha_lr: float | None = spec_field(None, "learning rate of the temperature (None: the actor's)", low=0.0,
+                                        low_open=True)
     brn_momentum: float = spec_field(0.01, "batch renormalization running-statistics rate (paper: 1 - 0.99)",
                                      low=0.0, low_open=True, high=1.0)
     brn_warmup_steps: int = spec_field(100000, "critic steps before batch renorm corrects with running stats",
@@ -83,14 +95,91 @@ class WarmupBatchRenorm1d(BatchRenorm1d):
         return out
 
 
-def build_brn_critic(in_dim: int, hid_layers: list[int], activation: str, algo_spec: CrossQAlgorithmSpec) -> nn.Module:
-    """[s, a] -> BRN -> (Linear -> activation -> BRN) per hidden layer -> Linear -> Q."""
+def build_brn_critic(in_dim: int, hid_layers: list[int], activation: str, algo_spec: CrossQAlgorithmSpec,
+                     out_dim: int = 1, input_norm: bool = True) -> nn.Module:
+    """[s, a] -> BRN -> (Linear -> activation -> BRN) per hidden layer -> Linear -> Q (discrete: s -> Q(s, .));
+    without `input_norm` (conv features) the first BRN is left out."""
     brn = {"momentum": algo_spec.brn_momentum, "warmup_steps": algo_spec.brn_warmup_steps, "eps": BRN_EPS}
-    layers: list[nn.Module] = [WarmupBatchRenorm1d(in_dim, **brn)]
+    layers: list[nn.Module] = [WarmupBatchRenorm1d(in_dim, **brn)] if input_norm else []
     for width in hid_layers:
         layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation](), WarmupBatchRenorm1d(width, **brn)]
         in_dim = width
-    return nn.Sequential(*layers, nn.Linear(in_dim, 1))
+    return nn.Sequential(*layers, nn.Linear(in_dim, out_dim))
+
+
+class DiscreteCrossQLoss(LossModule):
+    """CrossQ for discrete actions, as SLM-Lab computes it (TorchRL's `CrossQLoss` is continuous only).
+
+    Each of the twin critics maps observations to Q(s, .); it sees the current and next observations in one
+    joint forward pass (train mode: batch statistics of both), and the next-state values are used detached:
+    V(s') = sum_a pi(a|s') (mean_k Q_k(s', a) - alpha log pi(a|s')) (SLM-Lab averages the twins here where
+    continuous CrossQ takes their min), target = r + gamma (1 - terminated) V(s'). The actor minimises
+    sum_a pi(a|s) (alpha log pi(a|s) - min_k Q_k(s, a)) against that pass's (detached) current values, and the
+    temperature is tuned toward `target_entropy`. Parameters live under `actor_network_params` /
+    `qvalue_network_params` as in TorchRL's losses; |TD error| of the twins' min goes under `td_error`."""
+
+    @dataclass
+    class _AcceptedKeys:
+        action: NestedKey = "action"
+        reward: NestedKey = "reward"
+        terminated: NestedKey = "terminated"
+        priority_weight: NestedKey = "priority_weight"
+        priority: NestedKey = "td_error"
+
+    actor_network: nn.Module
+    qvalue_network: nn.ModuleList
+    actor_network_params: TensorDictParams
+    qvalue_network_params: TensorDictParams
+    target_actor_network_params: TensorDictParams
+    target_qvalue_network_params: TensorDictParams
+
+    def __init__(self, actor_net: nn.Module, critics: nn.ModuleList, *, gamma: float, alpha_init: float,
+                 fixed_alpha: bool, target_entropy: float, loss_function: str = "l2"):
+        super().__init__()
+        self.convert_to_functional(actor_net, "actor_network")
+        self.convert_to_functional(critics, "qvalue_network")
+        self.gamma, self.target_entropy, self.huber = gamma, target_entropy, loss_function == "smooth_l1"
+        log_alpha = torch.tensor(math.log(alpha_init))
+        if fixed_alpha:
+            self.register_buffer("log_alpha", log_alpha)
+        else:
+            self.log_alpha = nn.Parameter(log_alpha)
+
+    def _critic_pass(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, ...]:
+        obs, action, reward, not_terminal, next_obs, weight = transition_tensors(self, tensordict)
+        q_cur, q_next = zip(*(q(torch.cat([obs, next_obs])).chunk(2) for q in self.qvalue_network), strict=True)
+        alpha = self.log_alpha.exp().detach()
+        with torch.no_grad():
+            next_log_probs = torch.log_softmax(self.actor_network(next_obs), -1)
+            mean_next = torch.stack(q_next).detach().mean(0)
+            v_next = (next_log_probs.exp() * (mean_next - alpha * next_log_probs)).sum(-1)
+            target = reward + self.gamma * not_terminal * v_next
+        index = action.long().reshape(-1, 1)
+        preds = [q.gather(-1, index).squeeze(-1) for q in q_cur]
+        loss = sum(weighted_mean(regression(pred, target, self.huber), weight) for pred in preds)
+        td_error = (torch.min(*preds) - target).detach().abs()
+        return loss, td_error, obs, torch.min(*q_cur).detach(), weight
+
+    def qvalue_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, td_error, *_ = self._critic_pass(tensordict)
+        return loss, {"td_error": td_error}
+
+    def critic_loss(self, tensordict: TensorDictBase) -> TensorDict:
+        """`loss_qvalue` alone (the critic-only steps of `policy_delay`); writes `td_error` as `forward` does."""
+        loss, td_error, *_ = self._critic_pass(tensordict)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        return loss_output(loss_qvalue=loss)
+
+    def forward(self, tensordict: TensorDictBase):
+        loss_qvalue, td_error, obs, min_q, weight = self._critic_pass(tensordict)
+        tensordict.set(self.tensor_keys.priority, td_error)
+        log_probs = torch.log_softmax(self.actor_network(obs), -1)
+        probs, alpha = log_probs.exp(), self.log_alpha.exp()
+        loss_actor = weighted_mean((probs * (alpha.detach() * log_probs - min_q)).sum(-1), weight)
+        entropy = -(probs * log_probs).sum(-1).detach()
+        loss_alpha = weighted_mean(self.log_alpha * (entropy - self.target_entropy), weight)
+        return loss_output(loss_qvalue=loss_qvalue, loss_actor=loss_actor, loss_alpha=loss_alpha,
+                           alpha=alpha.detach(), entropy=entropy.mean())
 
 
 # -------------------------------------------------------------------------------------------------- loss
@@ -209,12 +298,13 @@ class CrossQAgent(Agent):
 
     replay: ReplayPhase
     clip_grad_val: float | None = None
+    terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
 
     def __post_init__(self):
         self.params = trained_params(self.loss)
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        store_transitions(self.buffer, data)
+        store_transitions(self.buffer, data, self.terminated_key)
         return self.replay.run(self.buffer, frame, self.gradient_step, self.set_lr)
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -226,39 +316,71 @@ class CrossQAgent(Agent):
 
 def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble CrossQ: tanh-Gaussian actor, twin batch-renormalized critics in `CrossQLoss`, no targets."""
-    check_net(spec)
-    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     info = env_info(env)
-    if info["discrete"]:
-        raise SpecError("agent.algorithm.name", f"CrossQ needs continuous actions; {spec.env.name} is discrete")
+    check_net(spec, conv=info["discrete"])
+    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     if spec.agent.memory.name != "Replay":
         raise SpecError("agent.memory.name", "CrossQ supports Replay only (TorchRL's CrossQLoss ignores importance "
                         "weights)")
     action_spec, obs_dim = info["action_spec"], math.prod(info["obs_shape"])
+    critic_layers = net_spec.critic_hid_layers or net_spec.hid_layers
+    if info["discrete"]:
+        n, act = info["num_actions"], net_spec.hid_layers_activation
+
+        def make_critic() -> nn.Module:  # observation -> Q(s, .); pixels: conv torso, then the BRN layers
+            if net_spec.type != "ConvNet":
+                return build_brn_critic(obs_dim, critic_layers, act, algo_spec, out_dim=n)
+            torso = ConvTorso(info["obs_shape"], net_spec)
+            return nn.Sequential(torso, build_brn_critic(torso.out_dim, critic_layers, act, algo_spec, out_dim=n,
+                                                         input_norm=False))
+
+        actor_net = build_q_net(info["obs_shape"], n, net_spec)  # logits over actions (conv torso for pixels)
+        actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["logits"]), in_keys=["logits"],
+                                   distribution_class=Categorical, spec=action_spec, return_log_prob=True)
+        critics = nn.ModuleList(make_critic() for _ in range(2))
+        loss = DiscreteCrossQLoss(actor_net, critics, gamma=algo_spec.gamma, alpha_init=algo_spec.alpha_init,
+                                  fixed_alpha=algo_spec.fixed_alpha, target_entropy=target_entropy(algo_spec, info),
+                                  loss_function=loss_function(net_spec))
+        return _agent(spec, env, actor, actor_net, loss, loss.qvalue_network_params.values(True, True))
     low, high = action_spec.space.low, action_spec.space.high
     actor_net = nn.Sequential(build_mlp(obs_dim, 2 * info["action_dim"], net_spec), NormalParamExtractor())
     actor = ProbabilisticActor(TensorDictModule(actor_net, ["observation"], ["loc", "scale"]), in_keys=["loc", "scale"],
                                distribution_class=TanhNormal, distribution_kwargs={"low": low, "high": high},
                                spec=action_spec, return_log_prob=True)
-    critic = build_brn_critic(obs_dim + info["action_dim"], net_spec.hid_layers, net_spec.hid_layers_activation,
-                              algo_spec)
+    critic = build_brn_critic(obs_dim + info["action_dim"], critic_layers, net_spec.hid_layers_activation, algo_spec)
     qnet = ValueOperator(StateActionMLP(critic), in_keys=["observation", "action"])
     loss = FastCrossQLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec, actor_net=actor_net,
                           activation=ACTIVATIONS[net_spec.hid_layers_activation](),
                           loss_function=loss_function(net_spec), alpha_init=algo_spec.alpha_init,
                           fixed_alpha=algo_spec.fixed_alpha, target_entropy=target_entropy(algo_spec, info))
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
+    return _agent(spec, env, actor, actor_net, loss, loss.qvalue_network_params.values(True, True))
+
+
+def _agent(spec: Spec, env: EnvBase, actor: ProbabilisticActor, actor_net: nn.Module, loss: LossModule,
+           critic_params) -> Agent:
+    """The CrossQ agent around its loss: actor, critic and (tuned) temperature optimizers, uniform replay (stacked
+    frames stored once each)."""
+    algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     actor_optim = net_spec.actor_optim_spec or net_spec.optim_spec
     optimizers = {"actor": make_optimizer(actor_net.parameters(), actor_optim),
-                  "critic": make_optimizer(loss.qvalue_network_params.values(True, True),
-                                           net_spec.critic_optim_spec or net_spec.optim_spec)}
+                  "critic": make_optimizer(critic_params, net_spec.critic_optim_spec or net_spec.optim_spec)}
     if not algo_spec.fixed_alpha:
-        optimizers["alpha"] = make_optimizer([loss.log_alpha], actor_optim)
-    policy = PlainPolicy(actor, PlainNets(nn.Identity(), actor_net, None, "TanhNormal", ("loc", "scale"), TanhNormal,
-                                                     {"low": low, "high": high}, low=low, high=high))
+        alpha_optim = actor_optim if algo_spec.alpha_lr is None else dataclasses.replace(actor_optim,
+                                                                                         lr=algo_spec.alpha_lr)
+        optimizers["alpha"] = make_optimizer([loss.log_alpha], alpha_optim)
+    if isinstance(loss, DiscreteCrossQLoss):
+        nets = PlainNets(nn.Identity(), actor_net, None, "Categorical")
+    else:
+        space = actor.spec["action"].space
+        low, high = space.low, space.high
+        nets = PlainNets(nn.Identity(), actor_net, None, "TanhNormal", ("loc", "scale"), TanhNormal,
+                         {"low": low, "high": high}, low=low, high=high)
     return CrossQAgent(
-        policy=policy, actor=actor, loss=loss, optimizers=optimizers, frames_per_batch=frames_per_batch(spec),
-        max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory),
+        policy=PlainPolicy(actor, nets), actor=actor, loss=loss, optimizers=optimizers,
+        frames_per_batch=frames_per_batch(spec),
+        max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory, env=env),
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
         replay=ReplayPhase.from_spec(spec), clip_grad_val=net_spec.clip_grad_val,
+        terminated_key=learning_keys(env)[1],
     )

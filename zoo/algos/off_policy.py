@@ -89,13 +89,15 @@ def state_action_ensemble(layers: list[tuple[torch.Tensor, torch.Tensor]], obs: 
     return ensemble_mlp(layers, torch.cat([obs, action], -1), activation, detach).squeeze(-1)
 
 
-def conv_ensemble(module: nn.Module, params: TensorDictBase, x: torch.Tensor, detach: bool = False) -> torch.Tensor:
-    """K conv nets on one input -> `[K, B, out]`: each slice of TorchRL's stacked parameters `[K, ...]` swapped
-    into `module` in turn (~1 ms for a pair, against ~200 ms forward + backward of twin Nature CNNs, batch 32)."""
+def conv_ensemble(module: nn.Module, params: TensorDictBase, *inputs: torch.Tensor,
+                  detach: bool = False) -> torch.Tensor:
+    """K nets that are not plain Linear stacks (conv, layer-norm MLPs) on the same inputs -> `[K, B, out]`: each slice
+    of TorchRL's stacked parameters `[K, ...]` swapped into `module` in turn (~1 ms for a pair, against ~200 ms
+    forward + backward of twin Nature CNNs, batch 32)."""
     outs = []
     for net_params in params.unbind(0):
         with (net_params.detach() if detach else net_params).to_module(module):
-            outs.append(module(x))
+            outs.append(module(*inputs))
     return torch.stack(outs)
 
 

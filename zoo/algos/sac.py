@@ -6,6 +6,7 @@ Discrete actions (Christodoulou 2019): a categorical policy with exact expectati
 target, the actor loss and the temperature loss (TorchRL `DiscreteSACLoss`). Discrete SAC also takes a
 `ConvNet` (Atari): actor and twin critics are each a conv torso + MLP head (`zoo.nets.build_q_net`), and the
 replay stores uint8 frames once each (`FrameStackReplay`); a lost life stops bootstrapping (`learning_keys`).
+`agent.net.layer_norm` puts a LayerNorm after each hidden Linear of actor and critics.
 
 The loss is zoo's subclass of TorchRL's `SACLoss` / `DiscreteSACLoss` (`FastSACLoss`, `FastDiscreteSACLoss`,
 below): TorchRL's parameters, targets, temperature and keys, with the forward in plain torch. The agent's update
@@ -118,7 +119,8 @@ class FastSACMaths:
     that plumbing costs about as much as the maths. Here the same parameters are read as tensors: twin critics as
     batched matmuls over TorchRL's stacked parameters (`ensemble_mlp`), conv critics by swapping each slice into
     the module (`conv_ensemble`), the tanh-Gaussian's sample and log-prob by hand. The tensor maths is one
-    method, `losses`, which `meta.compile` compiles.
+    method, `losses`, which `meta.compile` compiles. `conv`: the critics run through their modules (conv nets, and
+    MLPs with `agent.net.layer_norm`), not as stacked matmuls.
     """
 
     discrete = False
@@ -161,8 +163,10 @@ class FastSACMaths:
 
     def q_values(self, layers, obs: torch.Tensor, action: torch.Tensor | None, detach: bool = False) -> torch.Tensor:
         """Twin Q: `[2, B]` for continuous (s, a); `[2, B, num_actions]` for discrete s."""
-        if self.conv:
-            return conv_ensemble(self.qvalue_network.module, layers["module"], obs, detach)
+        if self.conv and self.discrete:
+            return conv_ensemble(self.qvalue_network.module, layers["module"], obs, detach=detach)
+        if self.conv:  # layer-norm critics: Q(s, a) through the module
+            return conv_ensemble(self.qvalue_network.module, layers["module"], obs, action, detach=detach).squeeze(-1)
         if self.spectral_norm:  # refresh the power iteration on the passes that train or target the critics
             u, v = (self.target_sn_u, self.target_sn_v) if layers is self.target_q_layers else (self.sn_u, self.sn_v)
             layers = spectral_normalized(layers, u, v, update=not detach)
@@ -315,7 +319,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                                    distribution_class=Categorical, spec=info["action_spec"], return_log_prob=True)
         qnet = ValueOperator(make_net(), in_keys=["observation"], out_keys=["action_value"])
         loss = FastDiscreteSACLoss(actor, qnet, num_actions=n, action_space="categorical", actor_net=actor_net,
-                                   conv=conv, **common)
+                                   conv=conv or net_spec.layer_norm, **common)
     else:
         action_spec = info["action_spec"]
         actor_net = nn.Sequential(build_mlp(obs_dim, 2 * info["action_dim"], net_spec), NormalParamExtractor())
@@ -325,7 +329,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                                    spec=action_spec, return_log_prob=True)
         qnet = ValueOperator(StateActionMLP(build_mlp(obs_dim + info["action_dim"], 1, net_spec)),
                              in_keys=["observation", "action"])
-        loss = FastSACLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec, actor_net=actor_net, **common)
+        loss = FastSACLoss(actor, qnet, num_qvalue_nets=2, action_spec=action_spec, actor_net=actor_net,
+                           conv=net_spec.layer_norm, **common)
     loss.make_value_estimator(ValueEstimators.TD0, gamma=algo_spec.gamma)
     actor_optim = net_spec.actor_optim_spec or net_spec.optim_spec
     optimizers = {

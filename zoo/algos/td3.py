@@ -48,7 +48,7 @@ NAMES = ("TD3",)
 
 
 @register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"), nets=("MLPNet",), split_optims=True,
-                         compile=True, targets=("polyak",))
+                         compile=True, targets=("polyak",), layer_norm=False)
 @dataclass
 class TD3AlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of TD3."""

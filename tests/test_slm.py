@@ -1,0 +1,224 @@
+"""SLM-Lab v5 spec files (zoo/slm.py): translation, all-errors-at-once, conversion round trip, dev runs of a corpus.
+
+The corpus in tests/fixtures/slm/ is written in SLM-Lab's published format (slm_lab/spec/demo.json and
+benchmark_arc/*.yaml): JSON and YAML, one spec and several named specs per file, anchor blocks, TorchArc nets.
+"""
+
+import json
+
+import pytest
+import torch
+import yaml
+from tensordict import TensorDict
+
+from tests.conftest import ROOT, only_run_dir, read_metrics, run_cli
+from tools.convert_slm import convert
+from zoo.components import build
+from zoo.memory import CombinedReplay, make_replay_buffer
+from zoo.nets import build_mlp
+from zoo.record import TIMING_COLUMNS
+from zoo.slm import SlmSpecError, is_slm_spec, translate_slm
+from zoo.spec import MemorySpec, NetSpec, SpecError, load_spec, read_spec_file, spec_names, spec_to_dict
+
+FIXTURES = ROOT / "tests" / "fixtures" / "slm"
+TEMPLATES = ["-s", "env=ALE/Pong-v5", "-s", "max_frame=256"]  # as SLM-Lab's `-s` fills its ${var} templates
+
+
+def slm(algorithm: dict, net: dict | None = None, memory: dict | None = None, env: dict | None = None) -> dict:
+    """A minimal SLM-Lab spec around the given sections."""
+    return {"agent": {"name": algorithm["name"], "algorithm": algorithm, "memory": memory or {},
+                      "net": net or {"type": "MLPNet", "hid_layers": [16]}},
+            "env": env or {"name": "CartPole-v1", "max_frame": 1000}, "meta": {"distributed": False}}
+
+
+def corpus() -> list[tuple[str, str | None]]:
+    cases = []
+    for path in sorted(FIXTURES.glob("*")):
+        if path.name == "bad.json":
+            continue
+        cases += [(path.name, name) for name in spec_names(read_spec_file(path)) or [None]]
+    return cases
+
+
+# ------------------------------------------------------------------------------------------ recognition
+def test_recognised_by_shape_and_anchor_blocks_are_not_spec_names():
+    data = read_spec_file(FIXTURES / "a2c.yaml")
+    assert is_slm_spec(data) and is_slm_spec(read_spec_file(FIXTURES / "sac_single.yaml"))
+    assert spec_names(data) == ["a2c_gae_cartpole", "a2c_nstep_cartpole", "a2c_mc_cartpole"]
+    assert not is_slm_spec(read_spec_file(ROOT / "specs" / "dqn_cartpole.yaml"))
+
+
+def test_format_can_be_named(tmp_path):
+    raw = slm({"name": "PPO", "time_horizon": 16, "minibatch_size": 16}, net={"type": "MLPNet", "shared": False})
+    del raw["agent"]["name"]  # no agent.name: not recognised by shape, but --format slm reads it
+    path = tmp_path / "plain.json"
+    path.write_text(json.dumps(raw))
+    assert load_spec(path, fmt="slm").agent.algorithm.minibatch_size == 16
+
+
+# ----------------------------------------------------------------------------------------- semantics
+def test_dqn_is_translated_to_the_double_dqn_target_it_computes():
+    raw, notes = translate_slm(slm({"name": "DQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1}}),
+                               "f")
+    assert raw["agent"]["algorithm"]["name"] == "DoubleDQN"
+    assert any("Double-DQN target" in note for note in notes)
+    raw, _ = translate_slm(slm({"name": "VanillaDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1},
+                                "training_iter": 2, "training_batch_iter": 3}), "f")
+    algo = raw["agent"]["algorithm"]
+    assert algo["name"] == "VanillaDQN" and algo["training_iter"] == 6 and algo["training_start_step"] == 32
+
+
+@pytest.mark.parametrize(("returns", "expected"), [
+    ({"lam": 0.9}, {"lam": 0.9}),
+    ({"lam": None, "num_step_returns": 5}, {"lam": None, "num_step_returns": 5}),
+    ({"lam": None, "num_step_returns": None}, {"lam": 1.0}),
+])
+def test_actor_critic_returns(returns, expected):
+    raw, _ = translate_slm(slm({"name": "ActorCritic", **returns}), "f")
+    algo = raw["agent"]["algorithm"]
+    assert algo["name"] == "A2C"
+    assert {k: algo.get(k) for k in expected} == expected
+    assert algo["val_loss_coef"] == 1.0  # SLM-Lab's default, not zoo's 0.5
+    assert algo["entropy_coef_spec"]["start_val"] == 0.0  # absent in SLM-Lab: no entropy bonus
+
+
+def test_slm_defaults_are_filled_where_zoo_differs():
+    ppo, _ = translate_slm(slm({"name": "PPO"}), "f")
+    assert ppo["agent"]["algorithm"]["minibatch_size"] == 4 and ppo["agent"]["algorithm"]["val_loss_coef"] == 1.0
+    reinforce, _ = translate_slm(slm({"name": "Reinforce", "training_frequency": 64}), "f")
+    assert reinforce["agent"]["algorithm"]["center_return"] is False
+    assert reinforce["agent"]["algorithm"]["time_horizon"] == 64
+    per, _ = translate_slm(slm({"name": "DoubleDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1}},
+                               memory={"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4}), "f")
+    assert per["agent"]["memory"] == {"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4, "beta": 0.0}
+
+
+def test_lunar_lander_continuous_runs_on_the_continuous_action_space():
+    spec = load_spec(FIXTURES / "demo_ppo.json", "ppo_lunar_continuous")
+    assert spec.env.kwargs == {"continuous": True}
+    assert spec.env.clip_obs == 10.0  # SLM-Lab's clip with normalize_obs
+    components = build(spec, seed=0)
+    assert components.env.action_spec.shape[-1] == 2 and components.env.action_spec.dtype == torch.float32
+
+
+def test_torcharc_arcs_become_zoo_nets():
+    spec = load_spec(FIXTURES / "atari.yaml", "ppo_arc_atari", TEMPLATES[1::2])
+    net = spec.agent.net
+    assert net.type == "ConvNet" and net.conv_hid_layers == [[16, 8, 4, 0, 1], [32, 4, 2, 0, 1]]
+    assert net.hid_layers == [64] and net.hid_layers_activation == "relu" and net.init_fn == "orthogonal"
+    assert net.shared and net.lr_scheduler_spec.name == "linear_to_zero"
+    crossq = load_spec(FIXTURES / "crossq.yaml", "crossq_pendulum")
+    assert crossq.agent.net.hid_layers == [32, 32] and crossq.agent.algorithm.brn_warmup_steps == 500
+    assert crossq.agent.net.critic_optim_spec.lr == 1e-3 and crossq.agent.net.optim_spec.lr == 3e-4
+
+
+def test_env_kwargs_atari_life_loss_and_meta():
+    spec = load_spec(FIXTURES / "atari.yaml", "ppo_arc_atari", TEMPLATES[1::2])
+    assert spec.env.name == "ALE/Pong-v5" and spec.env.max_frame == 256 and spec.env.episode_life
+    assert spec.env.kwargs == {"repeat_action_probability": 0.0}
+    dqn = load_spec(FIXTURES / "dqn.yaml", "ddqn_per_dueling_acrobot")
+    assert dqn.meta.search_scheduler == "successive_halving" and dqn.meta.grace_period == 2
+    assert dqn.agent.net.update_type == "polyak" and dqn.agent.net.init_fn == "xavier_uniform"
+
+
+def test_search_block_keeps_slm_suffixes():
+    spec = load_spec(FIXTURES / "a2c.yaml", "a2c_gae_cartpole")
+    assert spec.search == {"agent.algorithm.gamma__uniform": [0.95, 0.999],
+                           "agent.algorithm.lam__uniform": [0.9, 0.99],
+                           "agent.net.actor_optim_spec.lr__loguniform": [1e-4, 1e-3]}
+
+
+def test_every_untranslatable_field_is_reported_at_once():
+    with pytest.raises(SlmSpecError) as err:
+        translate_slm(read_spec_file(FIXTURES / "bad.json")["bad_dqn"], "bad.json")
+    fields = [line.split(": ")[1] for line in err.value.lines]
+    assert fields == ["env.clip_obs", "agent.algorithm.action_policy", "agent.algorithm.lr_decay",
+                      "agent.memory.name", "agent.net.type", "agent.net.hid_layers_activation", "agent.net.init_fn",
+                      "meta.distributed", "search.agent.algorithm.gamma__grid_search"]
+
+
+def test_bad_file_exits_2_with_one_line_per_field_and_no_traceback(tmp_path):
+    result = run_cli(str(FIXTURES / "bad.json"), "bad_dqn", "dev", data_dir=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 9 and all(line.startswith(f"error: {FIXTURES / 'bad.json'}: ") for line in lines)
+    assert "Traceback" not in result.stderr
+    refused = run_cli(str(FIXTURES / "bad.json"), "sil_cartpole", "dev", data_dir=tmp_path)
+    assert refused.returncode == 2 and "no self-imitation learning" in refused.stderr
+
+
+def test_dry_run_prints_the_zoo_spec_and_the_differences(tmp_path):
+    result = run_cli(str(FIXTURES / "dqn.yaml"), "dqn_cer_cartpole", "--dry-run", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "name: DoubleDQN" in result.stdout and "use_cer: true" in result.stdout
+    assert "Double-DQN target" in result.stdout and "TorchArc arc -> zoo MLPNet" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------- CER
+def test_combined_replay_puts_the_newest_transitions_in_the_next_batch():
+    buffer = make_replay_buffer(MemorySpec(max_size=100, batch_size=4, use_cer=True))
+    assert isinstance(buffer, CombinedReplay)
+    buffer.extend(TensorDict({"x": torch.arange(10.0)}, batch_size=[10]))
+    assert buffer.sample(4)["x"].tolist() == [0.0, 1.0, 2.0, 3.0]  # oldest unseen first, one batch's worth
+    buffer.sample(4)
+    buffer.sample(4)
+    buffer.extend(TensorDict({"x": torch.tensor([42.0])}, batch_size=[1]))
+    batch = buffer.sample(4)
+    assert batch["x"][-1] == 42.0 and batch["index"][-1] == 10
+
+
+# ------------------------------------------------------------------------------------------ conversion
+def test_conversion_round_trip_gives_the_same_spec(tmp_path):
+    for path, name in corpus():
+        variables = {"env": "ALE/Pong-v5", "max_frame": 256}
+        written = convert(FIXTURES / path, [name] if name else [], tmp_path, variables)
+        converted = load_spec(written[0])
+        direct = load_spec(FIXTURES / path, name, {k: v for k, v in variables.items()})
+        assert spec_to_dict(converted) == spec_to_dict(direct), (path, name)
+        assert yaml.safe_load(written[0].read_text())["agent"]["algorithm"]["name"] == direct.agent.algorithm.name
+
+
+def metrics(tmp_path, *args):
+    data_dir = tmp_path / str(len(list(tmp_path.iterdir())))
+    result = run_cli(*args, "dev", "--seed", "3", data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in read_metrics(only_run_dir(data_dir))]
+
+
+def test_converted_spec_trains_identically(tmp_path):
+    (converted,) = convert(FIXTURES / "dqn.yaml", ["dqn_cer_cartpole"], tmp_path / "specs", {})
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    direct = metrics(runs, str(FIXTURES / "dqn.yaml"), "dqn_cer_cartpole")
+    assert direct and any(row["loss/main"] for row in direct)
+    assert metrics(runs, str(converted)) == direct
+
+
+# ---------------------------------------------------------------------------------------- corpus runs
+@pytest.mark.smoke
+@pytest.mark.parametrize(("spec_file", "spec_name"), corpus())
+def test_slm_spec_runs_in_dev_mode(tmp_path, spec_file, spec_name):
+    args = [str(FIXTURES / spec_file), *([spec_name] if spec_name else []), "dev", *TEMPLATES]
+    result = run_cli(*args, data_dir=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_metrics(only_run_dir(tmp_path))
+    assert rows and rows[-1]["eval/return"] != ""
+
+
+# ---------------------------------------------------------------------------- zoo fields SLM-Lab needed
+def test_layer_norm_and_critic_widths(tmp_path):
+    mlp = build_mlp(4, 2, NetSpec(hid_layers=[8, 8], layer_norm=True))
+    assert [type(m).__name__ for m in mlp] == ["Linear", "LayerNorm", "ReLU", "Linear", "LayerNorm", "ReLU",
+                                              "Linear"]
+    path = tmp_path / "crossq.yaml"
+    path.write_text((FIXTURES / "crossq.yaml").read_text().replace("out_features: 32}\n        - LazyBatch",
+                                                                   "out_features: 64}\n        - LazyBatch"))
+    spec = load_spec(path, "crossq_pendulum")
+    assert spec.agent.net.critic_hid_layers == [64, 64] and spec.agent.net.hid_layers == [32, 32]
+    critic = build(spec, seed=0).loss.qvalue_network_params
+    assert any(p.shape[-2:] == (64, 64) for p in critic.values(True, True))  # twin critics stacked
+    td3 = tmp_path / "td3.yaml"
+    td3.write_text("agent: {algorithm: {name: TD3}, net: {layer_norm: true}}\n"
+                   "env: {name: Pendulum-v1, max_frame: 100}\n")
+    with pytest.raises(SpecError, match="agent.net.layer_norm"):
+        load_spec(td3)  # its fast loss reads the Linear layers
