@@ -290,8 +290,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"collection (zoo collector, spec policy, no learning): {record['collection_fps']:,.0f} frames/s, "
           f"{record['collection_fps'] / record['env_limit_fps']:.0%} of the env limit")
     if args.profile_envs:
-        record["profile"] = [frame_profile(args.spec_file, args.spec_name, args.set, n, args.seed, args.seconds)
-                             for n in args.profile_envs]
+        record["profile"] = []
+        for n in args.profile_envs:
+            try:
+                record["profile"].append(frame_profile(args.spec_file, args.spec_name, args.set, n, args.seed,
+                                                       args.seconds))
+            except SpecError as err:  # e.g. PPO's minibatch larger than 1 env's batch
+                print(f"profile at {n} envs skipped: {err}")
         for line in profile_lines(record["profile"]):
             print(line)
     if not args.no_train:
