@@ -140,9 +140,6 @@ def make_vector_env(env_spec: EnvSpec, num_envs: int) -> gym.vector.VectorEnv:
         raise SpecError("env.kwargs", f"rejected by the env constructor ({err})") from None
 
 
-EPISODE_KEYS = ("episode_reward", "step_count", "is_init")
-
-
 class VectorGymEnv(GymWrapper):
     """TorchRL's `GymWrapper` over a gymnasium vector env, with `RewardSum`'s, `StepCounter`'s and
     `InitTracker`'s keys built in and a fused `step_and_maybe_reset`.
@@ -193,6 +190,7 @@ class VectorGymEnv(GymWrapper):
             return super()._step_and_maybe_reset(tensordict)
         action = tensordict.get("action")
         obs, reward, terminated, truncated, _ = self._env.step(self._action_leaf_spec.to_numpy(action, safe=False))
+        finished = np.logical_or(terminated, truncated)  # numpy: the reset mask needs no tensor round trip
         shape, device = (*self.batch_size, 1), self.device
         obs_dtype = self.observation_spec["observation"].dtype
         observation = torch.as_tensor(obs, device=device).to(obs_dtype)
@@ -202,22 +200,21 @@ class VectorGymEnv(GymWrapper):
         done = terminated | truncated
         episode_reward = tensordict.get("episode_reward") + reward
         step_count = tensordict.get("step_count") + 1
-        not_init = torch.zeros_like(done)
         next_td = TensorDict._new_unsafe(
             {"observation": observation, "reward": reward, "done": done, "terminated": terminated,
              "truncated": truncated, "episode_reward": episode_reward, "step_count": step_count,
-             "is_init": not_init},
+             "is_init": torch.zeros_like(done)},
             batch_size=self.batch_size, device=device)
         tensordict.set("next", next_td)
-        if done.any():
-            reset_obs, _ = self._env.reset(options={"reset_mask": done.view(-1).cpu().numpy()})
+        is_init = torch.zeros_like(done)
+        if finished.any():
+            reset_obs, _ = self._env.reset(options={"reset_mask": finished})
             observation = torch.as_tensor(reset_obs, device=device).to(obs_dtype)
             episode_reward = episode_reward.masked_fill(done, 0)
             step_count = step_count.masked_fill(done, 0)
-            is_init, done = done, not_init
-            terminated, truncated = not_init, not_init
-        else:
-            is_init = not_init
+            is_init = done.clone()
+            # after the reset no copy is done; one tensor per key, as TorchRL's reset writes them
+            done, terminated, truncated = (torch.zeros_like(is_init) for _ in range(3))
         carry = TensorDict._new_unsafe(
             {"observation": observation, "done": done, "terminated": terminated, "truncated": truncated,
              "episode_reward": episode_reward, "step_count": step_count, "is_init": is_init, "action": action},

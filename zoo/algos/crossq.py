@@ -160,10 +160,6 @@ class DiscreteCrossQLoss(LossModule):
         td_error = (torch.min(*preds) - target).detach().abs()
         return loss, td_error, obs, torch.min(*q_cur).detach(), weight
 
-    def qvalue_loss(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        loss, td_error, *_ = self._critic_pass(tensordict)
-        return loss, {"td_error": td_error}
-
     def critic_loss(self, tensordict: TensorDictBase) -> TensorDict:
         """`loss_qvalue` alone (the critic-only steps of `policy_delay`); writes `td_error` as `forward` does."""
         loss, td_error, *_ = self._critic_pass(tensordict)
