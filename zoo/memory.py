@@ -81,10 +81,44 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
                                 sampler=sampler)
     if memory_spec.use_cer:
         return CombinedReplay(memory_spec.batch_size, storage=storage, sampler=sampler, transform=transform)
-    return TensorDictReplayBuffer(storage=storage, sampler=sampler, transform=transform)
+    return LeanReplayBuffer(storage=storage, sampler=sampler, transform=transform)
 
 
-class CombinedReplay(TensorDictReplayBuffer):
+def gather_rows(data: TensorDictBase, index: torch.Tensor) -> TensorDict:
+    """`data[index]` for a 1-D integer `index`, leaf by leaf: a fraction of `TensorDict.__getitem__`'s cost.
+    The rows come from a storage TorchRL already validated, so the result is built without re-validating each
+    leaf (`TensorDict._new_unsafe`, what tensordict's own indexing uses)."""
+    return TensorDict._new_unsafe(
+        {key: gather_rows(value, index) if isinstance(value, TensorDictBase) else value[index]
+         for key, value in data.items()}, batch_size=index.shape, device=data.device)
+
+
+class LeanReplayBuffer(TensorDictReplayBuffer):
+    """TorchRL's `TensorDictReplayBuffer` with a lean `sample` for the common case: a flat (`ndim=1`) storage on
+    the sampler's device, no transform, sample unit or generation tracking, one thread. Prioritized replay draws
+    one small batch per gradient step, and TorchRL's general path (locks, `_storage_index`, the storage's
+    `TensorDict.__getitem__`, the info loop in `TensorDictReplayBuffer.sample`) costs several times the
+    sampler's own draw there (torchrl/data/replay_buffers/replay_buffers/tensordict.py, `sample` and `_sample`).
+    The output is TorchRL's: the rows with `index` and, when prioritized, `priority_weight`. Anything else takes
+    TorchRL's path."""
+
+    def sample(self, batch_size: int | None = None, return_info: bool = False, **kwargs):
+        storage = self._storage
+        lean = (batch_size is not None and not kwargs and storage.ndim == 1 and self._sample_unit is None
+                and not (self._transform is not None and len(self._transform))
+                and not self._writer.tracks_generations and isinstance(storage, LazyTensorStorage)
+                and storage.initialized and len(storage) > 0)
+        if not lean:
+            return super().sample(batch_size, return_info=return_info, **kwargs)
+        index, info = self._sampler.sample(storage, batch_size)
+        data = gather_rows(storage._storage, index.to(storage.device))
+        info["index"] = index
+        for key, value in info.items():
+            data.set(key, torch.as_tensor(value, device=data.device))
+        return (data, info) if return_info else data
+
+
+class CombinedReplay(LeanReplayBuffer):
     """Combined experience replay (Zhang & Sutton 2017), as SLM-Lab's `use_cer`: the rows stored since the last
     draw replace the end of the next drawn batch, oldest first, at most one batch's worth (the rest wait for the
     next draw). A draw of several batches at once (`replay_batches`) puts them in its first batch."""
