@@ -230,17 +230,20 @@ class FastCrossQLoss(CrossQLoss):
             if kind == "linear":
                 x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
                 continue
-            x = self.batch_renorm(x, p, module, train)
-            x = weight.unsqueeze(1) * x + bias.unsqueeze(1)
+            x = self.batch_renorm(x, p, module, train, weight, bias)
         return x.squeeze(-1)
 
     @staticmethod
-    def batch_renorm(x: torch.Tensor, p: TensorDictBase, module: BatchRenorm1d, train: bool) -> torch.Tensor:
-        """`BatchRenorm1d`'s normalization of `[2, B, F]` on the stacked statistics (no affine part)."""
+    def batch_renorm(x: torch.Tensor, p: TensorDictBase, module: BatchRenorm1d, train: bool, weight: torch.Tensor,
+                     bias: torch.Tensor) -> torch.Tensor:
+        """`BatchRenorm1d` of `[2, B, F]` on the stacked statistics, affine part included. The per-feature factors
+        (`r / std * weight`, `d * weight + bias`) are combined on `[2, F]` first, so the batch-sized tensor
+        sees one centring and one `addcmul` instead of six element-wise passes (CPU cost scales with those)."""
         running_mean, running_var, steps = p["running_mean"], p["running_var"], p["num_batches_tracked"]
         running_std = (running_var + module.eps).sqrt()
         if not train:
-            return (x - running_mean.unsqueeze(1)) / running_std.unsqueeze(1)
+            scale = weight / running_std
+            return torch.addcmul((bias - running_mean * scale).unsqueeze(1), x, scale.unsqueeze(1))
         b_mean = x.mean(1)
         centered = x - b_mean.unsqueeze(1)
         b_var = centered.pow(2).mean(1)  # Tensor.var over the batch dim of [2, B, F] is ~10x slower on CPU
@@ -250,7 +253,7 @@ class FastCrossQLoss(CrossQLoss):
         if module.warmup_steps > 0:
             warmup = (steps / module.warmup_steps if module.smooth else steps // module.warmup_steps).unsqueeze(-1)
             r, d = 1.0 + (r - 1.0) * warmup, d * warmup
-        out = centered / b_std.unsqueeze(1) * r.unsqueeze(1) + d.unsqueeze(1)
+        out = torch.addcmul((d * weight + bias).unsqueeze(1), centered, (r / b_std * weight).unsqueeze(1))
         with torch.no_grad():
             batch = x.shape[1]
             running_var += module.momentum * (b_var.detach() * batch / (batch - 1) - running_var)
