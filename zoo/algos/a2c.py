@@ -5,7 +5,8 @@ step bootstraps from the critic's value at the end of its `num_step_returns`-ste
 runs from num_step_returns down to 1), which is TorchRL's TD(1) estimator on the `[num_envs, T]` batch.
 
 Built from TorchRL: `ProbabilisticActor`, `ValueOperator` (or `ActorValueOperator` for a shared trunk),
-`GAE` / `TD1Estimator`, `A2CLoss`. Differences from the paper: TorchRL's `l2` critic loss is
+`GAE` / `TD1Estimator`, `A2CLoss`; the collector acts through `PlainPolicy` (the actor's draw in plain torch,
+zoo/algos/actor_critic.py). Differences from the paper: TorchRL's `l2` critic loss is
 `(V - target)^2` without the 1/2 (we keep it; `val_loss_coef` absorbs the factor), and its `smooth_l1`
 default is replaced by the spec's `agent.net.loss_spec` (MSE by default, as the paper).
 """
@@ -21,6 +22,7 @@ from torchrl.objectives.value import ValueEstimatorBase
 
 from zoo.agent import Agent, loss_function
 from zoo.algos.actor_critic import (
+    PlainPolicy,
     ReturnNormalizer,
     build_actor_critic,
     build_optimizers,
@@ -28,7 +30,7 @@ from zoo.algos.actor_critic import (
     optimizer_step,
 )
 from zoo.distributions import PDTYPE_CHOICES
-from zoo.envs import learning_keys
+from zoo.envs import env_info, learning_keys
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
@@ -119,7 +121,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble A2C for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     horizon = rollout_length(algo_spec)
-    actor, critic, module, _ = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
+    actor, critic, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
                                                   tanh_squash=algo_spec.tanh_squash)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
@@ -127,7 +129,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     loss = (NormalizedValueA2CLoss(actor, critic, return_normalizer=ReturnNormalizer(), **settings)
             if algo_spec.normalize_v_targets else A2CLoss(actor, critic, **settings))
     return A2CAgent(
-        policy=actor, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
+        policy=PlainPolicy(actor, nets, one_hot=env_info(env)["one_hot"]), actor=actor, loss=loss,
+        optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=horizon * spec.env.num_envs, max_frame=spec.env.max_frame,
         schedules={"entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
         algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, critic,

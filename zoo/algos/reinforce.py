@@ -10,7 +10,8 @@ a critic there is nothing to bootstrap from.
 
 Built from TorchRL: `ProbabilisticActor` and `A2CLoss` with `critic_coeff=None`, which computes exactly the
 REINFORCE objective `-log pi(a|s) * G` plus the entropy bonus and never calls a critic. `ReinforceLoss` is not
-used: it always trains a critic (TypeError without one) and has no entropy term.
+used: it always trains a critic (TypeError without one) and has no entropy term. The collector acts through
+`PlainPolicy` (the actor's draw in plain torch, zoo/algos/actor_critic.py).
 """
 
 from dataclasses import dataclass, field
@@ -24,9 +25,9 @@ from torchrl.objectives import A2CLoss
 from torchrl.objectives.value.functional import reward2go
 
 from zoo.agent import Agent
-from zoo.algos.actor_critic import build_actor_critic, build_optimizers, optimizer_step
+from zoo.algos.actor_critic import PlainPolicy, build_actor_critic, build_optimizers, optimizer_step
 from zoo.distributions import PDTYPE_CHOICES
-from zoo.envs import learning_keys
+from zoo.envs import env_info, learning_keys
 from zoo.schedules import Schedule
 from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, register_algorithm_spec, spec_field
 
@@ -144,13 +145,14 @@ class ReinforceAgent(Agent):
 def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble REINFORCE for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
-    actor, _, module, _ = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
+    actor, _, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
                                              tanh_squash=algo_spec.tanh_squash, critic=False)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
     loss = A2CLoss(actor, ValueOperator(NoCritic(), in_keys=["observation"]), critic_coeff=None, entropy_coeff=1.0)
     return ReinforceAgent(
-        policy=actor, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, None, module),
+        policy=PlainPolicy(actor, nets, one_hot=env_info(env)["one_hot"]), actor=actor, loss=loss,
+        optimizers=build_optimizers(net_spec, actor, None, module),
         frames_per_batch=algo_spec.time_horizon * spec.env.num_envs, max_frame=spec.env.max_frame,
         schedules={"entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
         algo_spec=algo_spec, params=list(module.parameters()), carry=EpisodeCarry(learning_keys(env)[0]),
