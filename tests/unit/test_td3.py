@@ -4,6 +4,8 @@ exploration, CrossQ checks."""
 import pytest
 import torch
 from tensordict import TensorDict
+from tensordict.nn import TensorDictSequential
+from torchrl.envs import ExplorationType, set_exploration_type
 from torchrl.objectives import CrossQLoss, TD3Loss
 
 from tests.conftest import SPECS
@@ -90,6 +92,21 @@ def test_td3_exploration_follows_frame_clock_and_draws_per_env():
     differences = (noisy - greedy).flatten()
     assert differences.abs().min() > 0 and differences.std() > 0  # independent draws per env
     assert ((noisy >= -2) & (noisy <= 2)).all()
+
+
+def test_td3_policy_draws_as_the_torchrl_sequence():
+    c = make_components("td3_pendulum.yaml")
+    sequence = TensorDictSequential(*c.agent.policy.module)  # TorchRL's actor + AdditiveGaussianModule
+    assert c.agent.policy.state_dict().keys() == sequence.state_dict().keys()
+    td = c.env.reset()
+    td["observation"] = td["observation"] * 10  # large actions: the bounds clamp some
+    for explore in (ExplorationType.RANDOM, ExplorationType.DETERMINISTIC):
+        with set_exploration_type(explore):
+            torch.manual_seed(3)
+            expected = sequence(td.clone())["action"]
+            torch.manual_seed(3)
+            got = c.agent.policy(td.clone())["action"]
+        torch.testing.assert_close(got, expected)
 
 
 @pytest.mark.parametrize("warmup", [0, 1000])

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict.nn import TensorDictModule, TensorDictModuleBase
 from torch import nn
 from torch.func import functional_call
-from torchrl.envs import EnvBase
+from torchrl.envs import EnvBase, ExplorationType, exploration_type
 from torchrl.modules import ValueOperator
 from torchrl.objectives import SoftUpdate, TD3Loss, ValueEstimators
 
@@ -76,6 +76,35 @@ class TanhActor(nn.Module):
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
         return self.action_mid + self.action_half * torch.tanh(self.mlp(observation))
+
+
+class TD3Policy(TensorDictModuleBase):
+    """The collector's policy: `TensorDictSequential(actor, noise)` in one plain-torch pass.
+
+    The same draw as TorchRL's `AdditiveGaussianModule` (`torch.normal(mean, std) * sigma` added to the actor's
+    action, clamped into the bounds, one independent draw per env and dimension, on the noise module's own
+    schedule), writing `action` as a plain tensor; outside `ExplorationType.RANDOM` it is the deterministic
+    actor. Why: with one env, off-policy collection pays the sequence's TensorDict plumbing every frame (see
+    `zoo.algos.actor_critic.PlainPolicy`). Parameters and buffers are the two modules' under the sequence's own
+    names (`module.0`, `module.1`), so its state dict is the sequence's.
+    """
+
+    def __init__(self, actor: TensorDictModule, noise: ScheduledGaussianNoise, actor_net: TanhActor):
+        super().__init__()
+        self.module = nn.ModuleList([actor, noise])
+        self.nets = (actor_net,)  # the actor's own network, held unregistered (not counted twice)
+        self.in_keys, self.out_keys = ["observation"], ["action"]
+        self.register_buffer("low", actor_net.action_mid - actor_net.action_half, persistent=False)
+        self.register_buffer("high", actor_net.action_mid + actor_net.action_half, persistent=False)
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        actor, noise = self.module
+        if exploration_type() not in (ExplorationType.RANDOM, None):
+            return actor(tensordict)
+        action = self.nets[0](tensordict.get("observation"))
+        draw = torch.normal(mean=noise.mean.expand(action.shape), std=noise.std.expand(action.shape))
+        tensordict.set("action", torch.clamp(action + draw * noise.sigma, self.low, self.high))
+        return tensordict
 
 
 # -------------------------------------------------------------------------------------------------- loss
@@ -197,7 +226,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                   "critic": make_optimizer(loss.qvalue_network_params.values(True, True),
                                            net_spec.critic_optim_spec or net_spec.optim_spec)}
     return TD3Agent(
-        policy=TensorDictSequential(actor, noise), actor=actor, loss=loss, exploration=noise, optimizers=optimizers,
+        policy=TD3Policy(actor, noise, actor_net), actor=actor, loss=loss, exploration=noise, optimizers=optimizers,
         frames_per_batch=frames_per_batch(spec), max_frame=spec.env.max_frame,
         buffer=make_replay_buffer(spec.agent.memory), target_updater=SoftUpdate(loss, tau=net_spec.polyak_coef),
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
