@@ -28,7 +28,8 @@ INIT_FNS = ("default", "orthogonal", "xavier_uniform", "kaiming_uniform")
 SCHEDULES = ("no_decay", "linear_decay", "rate_decay", "periodic_decay")
 OPTIMIZERS = ("Adam", "AdamW", "RMSprop", "SGD")
 LR_SCHEDULERS = ("linear_to_zero", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
-NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet")
+NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "RecurrentNet")
+CELL_TYPES = ("LSTM", "GRU")
 MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
 TARGET_UPDATES = ("replace", "polyak")
 
@@ -187,6 +188,15 @@ class NetSpec:
         [[32, 8, 4], [64, 4, 2], [64, 3, 1]],
         "conv layers as [out_channels, kernel, stride] or [out_channels, kernel, stride, padding, dilation] (ConvNet)",
         item=CONV_LAYER)
+    cell_type: str = spec_field("LSTM", "recurrent cell of RecurrentNet (TorchRL's LSTMModule / GRUModule)",
+                                choices=CELL_TYPES)
+    fc_hid_layers: list[int] = spec_field([], "RecurrentNet: MLP widths before the recurrent layers (hid_layers: "
+                                          "the heads' widths after them)", low=1)
+    rnn_hidden_size: int = spec_field(64, "RecurrentNet: hidden state size of each recurrent layer", low=1)
+    rnn_num_layers: int = spec_field(1, "RecurrentNet: stacked recurrent layers", low=1)
+    seq_len: int | None = spec_field(None, "RecurrentNet: training sequence length; each batch row is cut into "
+                                     "sequences of seq_len steps, each starting from its stored hidden state "
+                                     "(None: whole rows)", low=1)
     init_fn: str = spec_field("default", "weight initialisation", choices=INIT_FNS)
     shared: bool = spec_field(False, "actor and critic share one trunk (actor-critic)")
     state_dependent_std: bool = spec_field(False, "Gaussian log std from the network instead of a free parameter")
@@ -228,6 +238,9 @@ class EnvSpec:
                                         low_open=True)
     episode_life: bool = spec_field(True, "Atari: a lost life ends the learning episode (not the score)")
     clip_reward: bool = spec_field(True, "Atari: learn from rewards clipped to [-1, 1] (scores stay raw)")
+    obs_mask: list[int] | None = spec_field(None, "keep only the observation components flagged 1, e.g. [1, 0, 1, 0] "
+                                            "drops CartPole's velocities (a partially observed task); one flag per "
+                                            "component of a 1-D observation", low=0, high=1, min_len=1)
     kwargs: dict[str, Any] = spec_field({}, "extra keyword arguments for gym.make or the factory")
 
 
@@ -740,6 +753,7 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
         raise SpecError("meta.compile", f"{name} does not compile its update; allowed: false (compiled updates: "
                         f"{_supporting(lambda s: s.compile)})")
     _check_target_update(name, support, net, raw)
+    _check_recurrent(net)
     _check_unused(mem, MEMORY_FIELDS[mem.name], "agent.memory", f"by {mem.name}")
 
 
@@ -774,7 +788,14 @@ def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw
 
 
 ATARI_ONLY = {"episode_life": True, "clip_reward": True}  # field -> default, a non-default value needs an ALE env
-NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None}  # not applied to ALE envs
+NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None, "obs_mask": None}  # not for ALE
+RECURRENT_FIELDS = ("cell_type", "fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len")
+
+
+def _check_recurrent(net: NetSpec) -> None:
+    """The RecurrentNet fields are read by RecurrentNet only."""
+    if net.type != "RecurrentNet":
+        _check_unused(net, (), "agent.net", f"by {net.type} (RecurrentNet only)", RECURRENT_FIELDS)
 
 
 def _check_env(env: EnvSpec) -> None:
