@@ -101,6 +101,8 @@ FAMILIES = {
     "a2c": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8"], 512, 1024),
     "a2c_normalized": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8", "agent.algorithm.normalize_v_targets=true"],
                        512, 1024),
+    # the self-imitation replay (prioritized) and the steps of unfinished episodes waiting for their returns
+    "sil": ("sil_cartpole", [*VECTOR, "env.num_envs=8", "agent.memory.batch_size=16"], 512, 1024),
     "reinforce": ("reinforce_cartpole", [*VECTOR, "agent.algorithm.time_horizon=32"], 512, 1024),
     "sarsa": ("sarsa_cartpole", VECTOR, 512, 1024),
     # 5 training phases of 3 gradient steps before `half`: an odd count, so with policy_delay 2 the delayed

@@ -168,6 +168,10 @@ class MemorySpec:
     beta: float = spec_field(0.4, "initial importance-sampling exponent, annealed to 1 (PrioritizedReplay)",
                              low=0.0, high=1.0)
     epsilon: float = spec_field(1e-6, "added to |TD error| so every priority is positive", low=0.0, low_open=True)
+    sil_replay_name: str | None = spec_field(None, "SIL / PPOSIL: the self-imitation replay of past episodes with "
+                                             "their returns, drawn with max_size, batch_size (and alpha, beta, "
+                                             "epsilon when prioritized by the clipped advantage); None: Replay",
+                                             choices=("Replay", "PrioritizedReplay"))
     use_cer: bool = spec_field(False, "combined experience replay (Zhang & Sutton 2017): the transitions stored since "
                                "the last draw join the next batch (Replay, PrioritizedReplay; not stacked frames)")
 
@@ -289,12 +293,14 @@ class AlgorithmSupport:
     multi_actions: bool = False  # it also acts in MultiDiscrete and MultiBinary action spaces
     layer_norm: bool = True  # agent.net.layer_norm: true (false where a fast loss reads the MLPs' Linear layers)
     critic_layers: bool = False  # agent.net.critic_hid_layers (critics of their own width)
+    sil_replay: bool = False  # agent.memory.sil_replay_name and the replay fields (a self-imitation replay)
 
     def describe(self) -> str:
         extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
                                         ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions),
                                         ("MultiDiscrete / MultiBinary actions", self.multi_actions),
-                                        ("layer norm", self.layer_norm), ("critic_hid_layers", self.critic_layers))
+                                        ("layer norm", self.layer_norm), ("critic_hid_layers", self.critic_layers),
+                                        ("self-imitation replay", self.sil_replay))
                   if on]
         targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
         nets = f"net: {'|'.join(self.nets)}" if self.nets else "no networks"
@@ -308,7 +314,7 @@ ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
                             split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = (),
                             one_hot_actions: bool = False, multi_actions: bool = False, layer_norm: bool = True,
-                            critic_layers: bool = False):
+                            critic_layers: bool = False, sil_replay: bool = False):
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
@@ -319,13 +325,14 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     anything else fail to load. `one_hot_actions`: its policy, actor and loss also work with an env whose discrete
     actions are one-hot (TorchRL's `GymEnv` default); `zoo.build` refuses such an env otherwise. `multi_actions`: it
     also builds for MultiDiscrete and MultiBinary action spaces (`zoo.build` refuses them otherwise). `layer_norm`: it
-    builds `agent.net.layer_norm` nets (default); `critic_layers`: its critics take `agent.net.critic_hid_layers`."""
+    builds `agent.net.layer_norm` nets (default); `critic_layers`: its critics take `agent.net.critic_hid_layers`;
+    `sil_replay`: it keeps a self-imitation replay (`agent.memory.sil_replay_name` and that replay's fields)."""
     unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
         t for t in targets if t not in TARGET_UPDATES]
     if unknown or not memories:
         raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
     support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets),
-                               one_hot_actions, multi_actions, layer_norm, critic_layers)
+                               one_hot_actions, multi_actions, layer_norm, critic_layers, sil_replay)
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
@@ -754,7 +761,11 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
                         f"{_supporting(lambda s: s.compile)})")
     _check_target_update(name, support, net, raw)
     _check_recurrent(net)
-    _check_unused(mem, MEMORY_FIELDS[mem.name], "agent.memory", f"by {mem.name}")
+    used, by = MEMORY_FIELDS[mem.name], f"by {mem.name}"
+    if support.sil_replay:
+        mem.sil_replay_name = mem.sil_replay_name or "Replay"
+        used, by = (*used, "sil_replay_name", *MEMORY_FIELDS[mem.sil_replay_name]), f"{by} or {mem.sil_replay_name}"
+    _check_unused(mem, used, "agent.memory", by)
 
 
 MEMORY_FIELDS = {"Replay": ("max_size", "batch_size", "use_cer"),  # the fields each memory reads (name aside)
