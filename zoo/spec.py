@@ -747,7 +747,7 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if split and not support.split_optims:
         raise SpecError(f"agent.net.{split[0]}", f"{name} trains with agent.net.optim_spec only; remove it (separate "
                         f"actor / critic optimizers: {_supporting(lambda s: s.split_optims)})")
-    if net.shared and not net.hid_layers:
+    if net.shared and not net.hid_layers and net.type != "RecurrentNet":  # a recurrent trunk needs no MLP
         raise SpecError("agent.net.hid_layers", "a shared trunk (agent.net.shared: true) needs at least one hidden "
                         "layer; got []")
     if net.layer_norm and not support.layer_norm:

@@ -1,9 +1,10 @@
-"""RecurrentNet (TorchRL's LSTMModule / GRUModule) in PPO: hidden states carried through collection and reset at
+"""RecurrentNet (TorchRL's LSTMModule / GRUModule) in PPO and A2C: hidden states carried through collection and reset at
 episode starts, training sequences that replay exactly what acting computed, and `env.obs_mask`."""
 
 import pytest
 import torch
 from torchrl.envs import ExplorationType, set_exploration_type
+from torchrl.modules import set_recurrent_mode
 
 from tests.conftest import SPECS
 from zoo.algos.actor_critic import sequences
@@ -53,6 +54,27 @@ def test_training_sequences_equal_the_step_by_step_forward(overrides):
         value = nets.value(value_features)
     torch.testing.assert_close(log_prob, rows["action_log_prob"], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(value, rows["state_value"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [[], ["agent.net.shared=false", "agent.net.cell_type=LSTM",
+                                           "agent.net.seq_len=8"]])
+def test_a2c_loss_modules_in_recurrent_mode_equal_the_step_by_step_forward(overrides):
+    """A2C trains through TorchRL's own actor and critic modules (`A2CLoss`): under recurrent mode, on the
+    stored sequences, they give what the collector computed."""
+    spec = load_spec(SPECS / "a2c_gru_cartpole_novel.yaml", None, [*TINY[:2], *TINY[3:], *overrides])
+    components = build(spec)
+    with set_exploration_type(ExplorationType.RANDOM):
+        data = next(iter(components.collector))
+    agent = components.agent
+    rows = sequences(data.clone(), agent.nets, spec.agent.net.seq_len)
+    with torch.no_grad(), set_recurrent_mode(True):
+        log_prob = agent.loss.actor_network.get_dist(rows.clone()).log_prob(rows["action"])
+        value = agent.loss.critic_network(rows.clone())["state_value"]
+    torch.testing.assert_close(log_prob, rows["action_log_prob"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(value, rows["state_value"], rtol=1e-5, atol=1e-5)
+    before = [p.detach().clone() for p in agent.params]
+    assert torch.isfinite(agent.update(data, data.numel())["loss"])
+    assert all(not torch.equal(a, b) for a, b in zip(before, agent.params, strict=True))
 
 
 def test_update_trains_on_sequences():
