@@ -99,7 +99,7 @@ FAMILIES = {
                                              "agent.net.fc_hid_layers=[8]", "agent.net.rnn_hidden_size=8",
                                              "agent.net.seq_len=16"], 512, 1024),
     "a2c_gru": ("a2c_gru_cartpole_novel", [*VECTOR, "env.num_envs=8", "agent.net.fc_hid_layers=[8]",
-                                           "agent.net.rnn_hidden_size=8", "agent.net.hid_layers=[]"], 512, 1024),
+                                           "agent.net.rnn_hidden_size=8"], 512, 1024),
     "a2c": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8"], 512, 1024),
     "a2c_normalized": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8", "agent.algorithm.normalize_v_targets=true"],
                        512, 1024),

@@ -56,8 +56,8 @@ def test_training_sequences_equal_the_step_by_step_forward(overrides):
     torch.testing.assert_close(value, rows["state_value"], rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("overrides", [[], ["agent.net.shared=false", "agent.net.cell_type=LSTM",
-                                           "agent.net.seq_len=8"]])
+@pytest.mark.parametrize("overrides", [[], ["agent.net.shared=true", "agent.net.hid_layers=[]",
+                                           "agent.net.cell_type=LSTM", "agent.net.seq_len=8"]])
 def test_a2c_loss_modules_in_recurrent_mode_equal_the_step_by_step_forward(overrides):
     """A2C trains through TorchRL's own actor and critic modules (`A2CLoss`): under recurrent mode, on the
     stored sequences, they give what the collector computed."""
