@@ -93,9 +93,18 @@ FAMILIES = {
     "ppo_switches": ("ppo_cartpole", [*VECTOR, "agent.algorithm.training_epoch=2", "agent.algorithm.minibatch_size=64",
                                       "agent.algorithm.normalize_v_targets=true", "agent.algorithm.symlog=true",
                                       "agent.algorithm.advantage_normalizer=percentile"], 512, 1024),
+    # recurrent: the hidden states in flight live in the collector's carry, the training sequences start from them
+    "ppo_lstm": ("ppo_lstm_cartpole_novel", [*VECTOR, "env.num_envs=8", "agent.algorithm.training_epoch=2",
+                                             "agent.algorithm.time_horizon=32", "agent.algorithm.minibatch_size=64",
+                                             "agent.net.fc_hid_layers=[8]", "agent.net.rnn_hidden_size=8",
+                                             "agent.net.seq_len=16"], 512, 1024),
+    "a2c_gru": ("a2c_gru_cartpole_novel", [*VECTOR, "env.num_envs=8", "agent.net.fc_hid_layers=[8]",
+                                           "agent.net.rnn_hidden_size=8"], 512, 1024),
     "a2c": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8"], 512, 1024),
     "a2c_normalized": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8", "agent.algorithm.normalize_v_targets=true"],
                        512, 1024),
+    # the self-imitation replay (prioritized) and the steps of unfinished episodes waiting for their returns
+    "sil": ("sil_cartpole", [*VECTOR, "env.num_envs=8", "agent.memory.batch_size=16"], 512, 1024),
     "reinforce": ("reinforce_cartpole", [*VECTOR, "agent.algorithm.time_horizon=32"], 512, 1024),
     "sarsa": ("sarsa_cartpole", VECTOR, 512, 1024),
     # 5 training phases of 3 gradient steps before `half`: an odd count, so with policy_delay 2 the delayed

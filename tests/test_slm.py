@@ -144,7 +144,7 @@ def test_bad_file_exits_2_with_one_line_per_field_and_no_traceback(tmp_path):
     assert len(lines) == 9 and all(line.startswith(f"error: {FIXTURES / 'bad.json'}: ") for line in lines)
     assert "Traceback" not in result.stderr
     refused = run_cli(str(FIXTURES / "bad.json"), "sil_cartpole", "dev", data_dir=tmp_path)
-    assert refused.returncode == 2 and "no self-imitation learning" in refused.stderr
+    assert refused.returncode == 2 and "SIL specs are not translated yet" in refused.stderr
 
 
 def test_dry_run_prints_the_zoo_spec_and_the_differences(tmp_path):

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from torchrl.collectors import Collector
 from torchrl.envs import EnvBase
+from torchrl.modules.utils import get_primers_from_module
 
 from zoo.agent import Agent
 from zoo.algos import ALGORITHMS
@@ -191,6 +192,12 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
                         evaluation=True, categorical_action_encoding=not one_hot)
     with device:  # parameters, buffers and target copies are created where they run
         agent = ALGORITHMS[spec.agent.algorithm.name].build(spec, env)
+    # recurrent policies: the envs carry their hidden states (zeros at each reset) from step to step
+    primer, eval_primer = (get_primers_from_module(module, warn=False) for module in (agent.policy, agent.actor))
+    if primer is not None:
+        env = env.append_transform(primer)
+    if eval_primer is not None:
+        eval_env = eval_env.append_transform(eval_primer)
     agent.normalizers = normalizers(env) or None
     fpb = agent.frames_per_batch
     collector = make_collector(env, agent, total_frames=-(-max(spec.env.max_frame - start_frame, 1) // fpb) * fpb,

@@ -103,10 +103,41 @@ def supported_spaces(env: gym.Env, env_name: str) -> gym.Env:
     return env
 
 
+class MaskObservation(gym.ObservationWrapper):
+    """Keeps the observation components flagged 1 in `env.obs_mask`: a partially observed task from a full one
+    (CartPole without its velocities needs memory, i.e. a RecurrentNet)."""
+
+    def __init__(self, env: gym.Env, mask: list[int]):
+        super().__init__(env)
+        space = env.observation_space
+        self.keep = np.flatnonzero(np.asarray(mask, dtype=bool))
+        self.observation_space = gym.spaces.Box(space.low[self.keep], space.high[self.keep], dtype=space.dtype)
+
+    def observation(self, observation) -> np.ndarray:
+        return observation[self.keep]
+
+
+def mask_observation(env: gym.Env, env_spec: EnvSpec) -> gym.Env:
+    """`env` behind `MaskObservation` when `env.obs_mask` is set; SpecError when the mask does not fit it."""
+    mask, space = env_spec.obs_mask, env.observation_space
+    if mask is None:
+        return env
+    if len(space.shape) != 1:
+        raise SpecError("env.obs_mask", f"{env_spec.name} observations have shape {list(space.shape)}; obs_mask "
+                        "takes 1-D observations only")
+    if len(mask) != space.shape[0]:
+        raise SpecError("env.obs_mask", f"has {len(mask)} flags; {env_spec.name} observations have "
+                        f"{space.shape[0]} components")
+    if not any(mask):
+        raise SpecError("env.obs_mask", "keeps no component; flag at least one with 1")
+    return MaskObservation(env, mask)
+
+
 def _env_factory(env_spec: EnvSpec) -> Callable[[], gym.Env]:
-    """A zero-argument constructor of one gymnasium env with supported spaces (`supported_spaces`)."""
+    """A zero-argument constructor of one gymnasium env with supported spaces (`supported_spaces`), masked by
+    `env.obs_mask`."""
     make = _raw_env_factory(env_spec)
-    return lambda: supported_spaces(make(), env_spec.name)
+    return lambda: mask_observation(supported_spaces(make(), env_spec.name), env_spec)
 
 
 def _raw_env_factory(env_spec: EnvSpec) -> Callable[[], gym.Env]:

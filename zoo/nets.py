@@ -1,13 +1,15 @@
-"""Network torsos and heads built from `NetSpec`: MLPs, Nature-style ConvNets, dueling Q heads; and the
+"""Network torsos and heads built from `NetSpec`: MLPs, Nature-style ConvNets, recurrent torsos (TorchRL's
+`LSTMModule` / `GRUModule`), dueling Q heads; and the
 log-densities of the Gaussian policy heads' distributions, in plain torch, for the losses that skip TorchRL's
 distribution objects (PPO, SAC)."""
 
 import math
 
 import torch
+from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torch.nn import functional as F
-from torchrl.modules import MLP
+from torchrl.modules import MLP, GRUModule, LSTMModule
 
 from zoo.spec import NetSpec, SpecError
 
@@ -87,6 +89,34 @@ class ConvTorso(nn.Module):
         # a copy scaled in place: half the time of `.float() / 255` (6 vs 13 ms for 256 frames), same values
         x = self.convs(pixels.reshape(-1, *pixels.shape[-3:]).to(torch.float32, copy=True).div_(255.0))
         return x.reshape(*batch, -1)
+
+
+def recurrent_state_keys(net_spec: NetSpec, prefix: str) -> list[str]:
+    """The root keys of a recurrent torso's hidden state (an LSTM has two: h and c)."""
+    return [f"{prefix}_h", f"{prefix}_c"] if net_spec.cell_type == "LSTM" else [f"{prefix}_h"]
+
+
+def build_recurrent_torso(in_dim: int, net_spec: NetSpec, prefix: str) -> TensorDictSequential:
+    """RecurrentNet's torso: observation -> `fc_hid_layers` MLP -> LSTM / GRU -> `<prefix>_features`.
+
+    TorchRL's `LSTMModule` / `GRUModule` read the hidden state under `<prefix>_h` (and `_c`), zero it where
+    `is_init` marks an episode start, and write the next one under `("next", <prefix>_h)`, so collection carries
+    it (with the env's `TensorDictPrimer`, `get_primers_from_module`) and every stored step keeps the state it was
+    acted from. On a `[batch, time]` TensorDict under `set_recurrent_mode(True)` they run whole sequences, each
+    from its first step's stored state and split where `is_init` fires: training sees what acting saw.
+    """
+    modules, rnn_in, rnn_in_dim = [], "observation", in_dim
+    if net_spec.fc_hid_layers:
+        fc = net_spec.fc_hid_layers
+        mlp = nn.Sequential(build_mlp(in_dim, fc[-1], net_spec, fc[:-1]), ACTIVATIONS[net_spec.hid_layers_activation]())
+        rnn_in, rnn_in_dim = f"{prefix}_embedding", fc[-1]
+        modules.append(TensorDictModule(mlp, ["observation"], [rnn_in]))
+    states = recurrent_state_keys(net_spec, prefix)
+    cell = LSTMModule if net_spec.cell_type == "LSTM" else GRUModule
+    modules.append(cell(input_size=rnn_in_dim, hidden_size=net_spec.rnn_hidden_size, num_layers=net_spec.rnn_num_layers,
+                        in_keys=[rnn_in, *states, "is_init"],
+                        out_keys=[f"{prefix}_features", *(("next", key) for key in states)]))
+    return TensorDictSequential(*modules)
 
 
 class DuelingHead(nn.Module):

@@ -30,8 +30,8 @@ from zoo.spec import (
 ALGORITHMS = {"ActorCritic": "A2C", "VanillaDQN": "VanillaDQN", "DQN": "DoubleDQN", "DoubleDQN": "DoubleDQN",
               "Reinforce": "Reinforce", "SARSA": "SARSA", "PPO": "PPO", "SoftActorCritic": "SoftActorCritic",
               "CrossQ": "CrossQ"}
-REFUSED_ALGORITHMS = {"SIL": "zoo has no self-imitation learning yet", "PPOSIL": "zoo has no self-imitation "
-                      "learning yet", "SILPPO": "zoo has no self-imitation learning yet",
+SIL_NOT_TRANSLATED = "SLM-Lab's SIL specs are not translated yet (zoo's own SIL / PPOSIL: see specs/sil_cartpole.yaml)"
+REFUSED_ALGORITHMS = {"SIL": SIL_NOT_TRANSLATED, "PPOSIL": SIL_NOT_TRANSLATED, "SILPPO": SIL_NOT_TRANSLATED,
                       "Random": "zoo has no random-policy learner (its trials compute random baselines themselves)"}
 VALUE_BASED = ("VanillaDQN", "DoubleDQN", "SARSA")
 POLICY_GRADIENT = ("A2C", "PPO", "Reinforce")
@@ -518,8 +518,9 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     out: dict[str, Any] = {}
     net_type = n.pop("type", "MLPNet")
     if net_type == "RecurrentNet":
-        t.error(f"{w}.type", "RecurrentNet: zoo has no recurrent nets yet; allowed: MLPNet, ConvNet, DuelingMLPNet, "
-                "DuelingConvNet, TorchArcNet")
+        t.error(f"{w}.type", "RecurrentNet: SLM-Lab's (a window of seq_len past frames) is not translated; zoo's "
+                "RecurrentNet trains on stored hidden states (see specs/ppo_lstm_cartpole_novel.yaml); allowed: "
+                "MLPNet, ConvNet, DuelingMLPNet, DuelingConvNet, TorchArcNet")
     elif net_type == "TorchArcNet":
         arc = n.pop("arc", None)
         out.update(_arc(t, arc, f"{w}.arc", algorithm))
@@ -535,7 +536,7 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
             t.note(f"{w}.fc_hid_layers", "zoo's hid_layers (the layers after the conv trunk)")
     else:
         t.error(f"{w}.type", f"'{net_type}' has no zoo equivalent; allowed: MLPNet, ConvNet, DuelingMLPNet, "
-                "DuelingConvNet, TorchArcNet (RecurrentNet: not yet)")
+                "DuelingConvNet, TorchArcNet (RecurrentNet: not translated)")
     if net_type != "TorchArcNet" and n.pop("arc", None) is not None:
         t.note(f"{w}.arc", f"unused by {net_type} (as in SLM-Lab)")
     activation = n.pop("hid_layers_activation", None)

@@ -28,7 +28,8 @@ INIT_FNS = ("default", "orthogonal", "xavier_uniform", "kaiming_uniform")
 SCHEDULES = ("no_decay", "linear_decay", "rate_decay", "periodic_decay")
 OPTIMIZERS = ("Adam", "AdamW", "RMSprop", "SGD")
 LR_SCHEDULERS = ("linear_to_zero", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
-NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet")
+NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "RecurrentNet")
+CELL_TYPES = ("LSTM", "GRU")
 MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
 TARGET_UPDATES = ("replace", "polyak")
 
@@ -167,6 +168,10 @@ class MemorySpec:
     beta: float = spec_field(0.4, "initial importance-sampling exponent, annealed to 1 (PrioritizedReplay)",
                              low=0.0, high=1.0)
     epsilon: float = spec_field(1e-6, "added to |TD error| so every priority is positive", low=0.0, low_open=True)
+    sil_replay_name: str | None = spec_field(None, "SIL / PPOSIL: the self-imitation replay of past episodes with "
+                                             "their returns, drawn with max_size, batch_size (and alpha, beta, "
+                                             "epsilon when prioritized by the clipped advantage); None: Replay",
+                                             choices=("Replay", "PrioritizedReplay"))
     use_cer: bool = spec_field(False, "combined experience replay (Zhang & Sutton 2017): the transitions stored since "
                                "the last draw join the next batch (Replay, PrioritizedReplay; not stacked frames)")
 
@@ -187,6 +192,15 @@ class NetSpec:
         [[32, 8, 4], [64, 4, 2], [64, 3, 1]],
         "conv layers as [out_channels, kernel, stride] or [out_channels, kernel, stride, padding, dilation] (ConvNet)",
         item=CONV_LAYER)
+    cell_type: str = spec_field("LSTM", "recurrent cell of RecurrentNet (TorchRL's LSTMModule / GRUModule)",
+                                choices=CELL_TYPES)
+    fc_hid_layers: list[int] = spec_field([], "RecurrentNet: MLP widths before the recurrent layers (hid_layers: "
+                                          "the heads' widths after them)", low=1)
+    rnn_hidden_size: int = spec_field(64, "RecurrentNet: hidden state size of each recurrent layer", low=1)
+    rnn_num_layers: int = spec_field(1, "RecurrentNet: stacked recurrent layers", low=1)
+    seq_len: int | None = spec_field(None, "RecurrentNet: training sequence length; each batch row is cut into "
+                                     "sequences of seq_len steps, each starting from its stored hidden state "
+                                     "(None: whole rows)", low=1)
     init_fn: str = spec_field("default", "weight initialisation", choices=INIT_FNS)
     shared: bool = spec_field(False, "actor and critic share one trunk (actor-critic)")
     state_dependent_std: bool = spec_field(False, "Gaussian log std from the network instead of a free parameter")
@@ -228,6 +242,9 @@ class EnvSpec:
                                         low_open=True)
     episode_life: bool = spec_field(True, "Atari: a lost life ends the learning episode (not the score)")
     clip_reward: bool = spec_field(True, "Atari: learn from rewards clipped to [-1, 1] (scores stay raw)")
+    obs_mask: list[int] | None = spec_field(None, "keep only the observation components flagged 1, e.g. [1, 0, 1, 0] "
+                                            "drops CartPole's velocities (a partially observed task); one flag per "
+                                            "component of a 1-D observation", low=0, high=1, min_len=1)
     kwargs: dict[str, Any] = spec_field({}, "extra keyword arguments for gym.make or the factory")
 
 
@@ -276,12 +293,14 @@ class AlgorithmSupport:
     multi_actions: bool = False  # it also acts in MultiDiscrete and MultiBinary action spaces
     layer_norm: bool = True  # agent.net.layer_norm: true (false where a fast loss reads the MLPs' Linear layers)
     critic_layers: bool = False  # agent.net.critic_hid_layers (critics of their own width)
+    sil_replay: bool = False  # agent.memory.sil_replay_name and the replay fields (a self-imitation replay)
 
     def describe(self) -> str:
         extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
                                         ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions),
                                         ("MultiDiscrete / MultiBinary actions", self.multi_actions),
-                                        ("layer norm", self.layer_norm), ("critic_hid_layers", self.critic_layers))
+                                        ("layer norm", self.layer_norm), ("critic_hid_layers", self.critic_layers),
+                                        ("self-imitation replay", self.sil_replay))
                   if on]
         targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
         nets = f"net: {'|'.join(self.nets)}" if self.nets else "no networks"
@@ -295,7 +314,7 @@ ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
                             split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = (),
                             one_hot_actions: bool = False, multi_actions: bool = False, layer_norm: bool = True,
-                            critic_layers: bool = False):
+                            critic_layers: bool = False, sil_replay: bool = False):
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
@@ -306,13 +325,14 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     anything else fail to load. `one_hot_actions`: its policy, actor and loss also work with an env whose discrete
     actions are one-hot (TorchRL's `GymEnv` default); `zoo.build` refuses such an env otherwise. `multi_actions`: it
     also builds for MultiDiscrete and MultiBinary action spaces (`zoo.build` refuses them otherwise). `layer_norm`: it
-    builds `agent.net.layer_norm` nets (default); `critic_layers`: its critics take `agent.net.critic_hid_layers`."""
+    builds `agent.net.layer_norm` nets (default); `critic_layers`: its critics take `agent.net.critic_hid_layers`;
+    `sil_replay`: it keeps a self-imitation replay (`agent.memory.sil_replay_name` and that replay's fields)."""
     unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
         t for t in targets if t not in TARGET_UPDATES]
     if unknown or not memories:
         raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
     support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets),
-                               one_hot_actions, multi_actions, layer_norm, critic_layers)
+                               one_hot_actions, multi_actions, layer_norm, critic_layers, sil_replay)
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
@@ -727,7 +747,7 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if split and not support.split_optims:
         raise SpecError(f"agent.net.{split[0]}", f"{name} trains with agent.net.optim_spec only; remove it (separate "
                         f"actor / critic optimizers: {_supporting(lambda s: s.split_optims)})")
-    if net.shared and not net.hid_layers:
+    if net.shared and not net.hid_layers and net.type != "RecurrentNet":  # a recurrent trunk needs no MLP
         raise SpecError("agent.net.hid_layers", "a shared trunk (agent.net.shared: true) needs at least one hidden "
                         "layer; got []")
     if net.layer_norm and not support.layer_norm:
@@ -740,7 +760,12 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
         raise SpecError("meta.compile", f"{name} does not compile its update; allowed: false (compiled updates: "
                         f"{_supporting(lambda s: s.compile)})")
     _check_target_update(name, support, net, raw)
-    _check_unused(mem, MEMORY_FIELDS[mem.name], "agent.memory", f"by {mem.name}")
+    _check_recurrent(net)
+    used, by = MEMORY_FIELDS[mem.name], f"by {mem.name}"
+    if support.sil_replay:
+        mem.sil_replay_name = mem.sil_replay_name or "Replay"
+        used, by = (*used, "sil_replay_name", *MEMORY_FIELDS[mem.sil_replay_name]), f"{by} or {mem.sil_replay_name}"
+    _check_unused(mem, used, "agent.memory", by)
 
 
 MEMORY_FIELDS = {"Replay": ("max_size", "batch_size", "use_cer"),  # the fields each memory reads (name aside)
@@ -774,7 +799,14 @@ def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw
 
 
 ATARI_ONLY = {"episode_life": True, "clip_reward": True}  # field -> default, a non-default value needs an ALE env
-NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None}  # not applied to ALE envs
+NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None, "obs_mask": None}  # not for ALE
+RECURRENT_FIELDS = ("cell_type", "fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len")
+
+
+def _check_recurrent(net: NetSpec) -> None:
+    """The RecurrentNet fields are read by RecurrentNet only."""
+    if net.type != "RecurrentNet":
+        _check_unused(net, (), "agent.net", f"by {net.type} (RecurrentNet only)", RECURRENT_FIELDS)
 
 
 def _check_env(env: EnvSpec) -> None:

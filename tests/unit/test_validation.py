@@ -122,12 +122,13 @@ def test_every_spec_file_loads_and_builds(spec_file, spec_name, tmp_path):
 
 def test_every_algorithm_declares_what_it_accepts():
     assert set(ALGORITHM_SUPPORT) == set(ALGORITHM_SPECS) == set(zoo.algos.ALGORITHMS)
-    on_policy = {"PPO", "A2C", "Reinforce", "SARSA", "Random"}
+    on_policy = {"PPO", "A2C", "Reinforce", "SARSA", "Random", "SIL", "PPOSIL"}  # SIL's replay: sil_replay_name
     for name, support in ALGORITHM_SUPPORT.items():
         replay = {"Replay", "PrioritizedReplay"} & set(support.memories)
         assert bool(replay) == (name not in on_policy), name
     assert {n for n, s in ALGORITHM_SUPPORT.items() if s.compile} == {"SoftActorCritic", "TD3"}
-    assert {n for n, s in ALGORITHM_SUPPORT.items() if s.shared} == {"PPO", "A2C"}
+    assert {n for n, s in ALGORITHM_SUPPORT.items() if s.shared} == {"PPO", "A2C", "SIL", "PPOSIL"}
+    assert {n for n, s in ALGORITHM_SUPPORT.items() if s.sil_replay} == {"SIL", "PPOSIL"}
 
 
 def test_omitted_memory_is_the_algorithms_default_and_round_trips(tmp_path):

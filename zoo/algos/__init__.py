@@ -2,7 +2,8 @@
 
 from types import ModuleType
 
-from zoo.algos import a2c, crossq, dqn, ppo, random, reinforce, sac, sarsa, td3
+from zoo.algos import a2c, crossq, dqn, ppo, random, reinforce, sac, sarsa, sil, td3
 
 ALGORITHMS: dict[str, ModuleType] = {
-    name: module for module in (dqn, sarsa, sac, td3, crossq, reinforce, a2c, ppo, random) for name in module.NAMES}
+    name: module for module in (dqn, sarsa, sac, td3, crossq, reinforce, a2c, ppo, sil, random)
+    for name in module.NAMES}

@@ -5,7 +5,10 @@ step bootstraps from the critic's value at the end of its `num_step_returns`-ste
 runs from num_step_returns down to 1), which is TorchRL's TD(1) estimator on the `[num_envs, T]` batch.
 
 Built from TorchRL: `ProbabilisticActor`, `ValueOperator` (or `ActorValueOperator` for a shared trunk),
-`GAE` / `TD1Estimator`, `A2CLoss`; the collector acts through `PlainPolicy` (the actor's draw in plain torch,
+`GAE` / `TD1Estimator`, `A2CLoss`. With `agent.net.type: RecurrentNet` the actor and critic both act in the
+collector, carrying their hidden states and recording V(obs) (the estimators read it: `next_values`), and the
+loss runs over the batch's rows as sequences from their stored hidden states (`agent.net.seq_len`), TorchRL's
+recurrent mode; otherwise the collector acts through `PlainPolicy` (the actor's draw in plain torch,
 zoo/algos/actor_critic.py). Differences from the paper: TorchRL's `l2` critic loss is
 `(V - target)^2` without the 1/2 (we keep it; `val_loss_coef` absorbs the factor), and its `smooth_l1`
 default is replaced by the spec's `agent.net.loss_spec` (MSE by default, as the paper).
@@ -15,19 +18,25 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictSequential
 from torch import nn
 from torchrl.envs import EnvBase
+from torchrl.modules import set_recurrent_mode
 from torchrl.objectives import A2CLoss, distance_loss
 from torchrl.objectives.value import ValueEstimatorBase
 
 from zoo.agent import Agent, loss_function
 from zoo.algos.actor_critic import (
+    PlainNets,
     PlainPolicy,
     ReturnNormalizer,
     build_actor_critic,
     build_optimizers,
+    check_sequences,
     make_advantage_module,
+    next_values,
     optimizer_step,
+    sequences,
 )
 from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import env_info, learning_keys
@@ -37,8 +46,9 @@ from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algo
 NAMES = ("A2C",)
 
 
-@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         shared=True, split_optims=True, one_hot_actions=True, multi_actions=True)
+@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"),
+                         nets=("MLPNet", "ConvNet", "RecurrentNet"), shared=True, split_optims=True,
+                         one_hot_actions=True, multi_actions=True)
 @dataclass
 class A2CAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of A2C."""
@@ -97,19 +107,27 @@ class A2CAgent(Agent):
     advantage_module: ValueEstimatorBase
     params: list[nn.Parameter]
     clip_grad_val: float | None = None
+    nets: PlainNets | None = None  # RecurrentNet: the torsos, for the recorded values and training sequences
+    seq_len: int | None = None
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         lr = self.set_lr(frame)
         entropy_coef = self.schedules["entropy_coef"](frame)
         self.loss.entropy_coeff.fill_(entropy_coef)
         with torch.no_grad():
+            if self.nets is not None:
+                data["next", "state_value"] = next_values(data, self.nets)
             self.advantage_module(data)
             if self.algo_spec.normalize_v_targets:
                 self.loss.return_normalizer.update(data["value_target"])
             if self.algo_spec.normalize_advantage:
                 advantage = data["advantage"]
                 data["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
-        out = self.loss(data)
+        if self.nets is None:
+            out = self.loss(data)
+        else:  # sequences from their stored hidden states, through TorchRL's recurrent mode
+            with set_recurrent_mode(True):
+                out = self.loss(sequences(data, self.nets, self.seq_len))
         loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
         optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
         self.num_updates += 1
@@ -121,19 +139,26 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble A2C for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     horizon = rollout_length(algo_spec)
+    recurrent = net_spec.type == "RecurrentNet"
+    if recurrent:
+        check_sequences(net_spec, horizon, horizon)
     actor, critic, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
-                                                  tanh_squash=algo_spec.tanh_squash)
+                                                     tanh_squash=algo_spec.tanh_squash)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
     settings = dict(entropy_coeff=1.0, critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_function(net_spec))
     loss = (NormalizedValueA2CLoss(actor, critic, return_normalizer=ReturnNormalizer(), **settings)
             if algo_spec.normalize_v_targets else A2CLoss(actor, critic, **settings))
+    # a recurrent actor and critic both act in the collector (each carries its hidden state), recording V(obs)
+    policy = ((module if net_spec.shared else TensorDictSequential(actor, critic)) if recurrent else
+              PlainPolicy(actor, nets, one_hot=env_info(env)["one_hot"]))
     return A2CAgent(
-        policy=PlainPolicy(actor, nets, one_hot=env_info(env)["one_hot"]), actor=actor, loss=loss,
-        optimizers=build_optimizers(net_spec, actor, critic, module),
+        policy=policy, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=horizon * spec.env.num_envs, max_frame=spec.env.max_frame,
         schedules={"entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, critic,
+        algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam,
+                                                                    None if recurrent else critic,
                                                                     keys=learning_keys(env)),
-        params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val,
+        params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val, nets=nets if recurrent else None,
+        seq_len=net_spec.seq_len,
     )

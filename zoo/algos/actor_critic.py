@@ -11,7 +11,9 @@ Unsquashed Gaussian samples can leave the box; the gymnasium envs in specs/ clip
 action, and its log-prob, stay unclipped, as in SB3).
 
 With `agent.net.shared` one trunk feeds both heads (`ActorValueOperator`) and one optimizer trains it;
-otherwise actor and critic are separate networks with their own optimizers.
+otherwise actor and critic are separate networks with their own optimizers. A `RecurrentNet` puts a recurrent
+torso (one shared, or one each) under the heads: its hidden states live in the TensorDict (`next_values` and
+`sequences` below handle them for the learners).
 """
 
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from tensordict import TensorDictBase
-from tensordict.nn import TensorDictModule, TensorDictModuleBase
+from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import distributions as D
 from torch import nn
 from torch.distributions import Categorical
@@ -32,6 +34,7 @@ from torchrl.modules import (
     ProbabilisticActor,
     TanhNormal,
     ValueOperator,
+    set_recurrent_mode,
 )
 from torchrl.objectives.value import GAE, TD1Estimator, ValueEstimatorBase
 
@@ -47,7 +50,15 @@ from zoo.distributions import (
     resolve_pdtype,
 )
 from zoo.envs import env_info
-from zoo.nets import ACTIVATIONS, build_mlp, build_torso, init_weights, normal_log_prob, tanh_normal_log_prob
+from zoo.nets import (
+    ACTIVATIONS,
+    build_mlp,
+    build_recurrent_torso,
+    build_torso,
+    init_weights,
+    normal_log_prob,
+    tanh_normal_log_prob,
+)
 from zoo.spec import NetSpec, SpecError
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -199,6 +210,28 @@ class PlainNets:
     dist_kwargs: dict = field(default_factory=dict)
     low: torch.Tensor | None = None
     high: torch.Tensor | None = None
+    recurrent: TensorDictModuleBase | None = None  # RecurrentNet: TensorDict -> feature_keys (replaces `trunk`)
+    feature_keys: tuple[str, str] = ("features", "features")  # the policy's and the value's features
+
+    @property
+    def feature_in_keys(self) -> list:
+        """The keys `features` reads."""
+        return ["observation"] if self.recurrent is None else list(self.recurrent.in_keys)
+
+    @property
+    def state_keys(self) -> list:
+        """The recurrent torsos' hidden-state keys (none for feed-forward nets)."""
+        return [key for key in self.feature_in_keys if key not in ("observation", "is_init")]
+
+    def features(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy features, value features) of a batch. A recurrent torso runs a `[batch, time]` TensorDict as
+        sequences from their stored initial states (TorchRL's recurrent mode), a `[batch]` one as one step."""
+        if self.recurrent is None:
+            features = self.trunk(tensordict.get("observation"))
+            return features, features
+        with set_recurrent_mode(tensordict.ndim >= 2):
+            out = self.recurrent(tensordict.select(*self.feature_in_keys, strict=False))
+        return out.get(self.feature_keys[0]), out.get(self.feature_keys[1])
 
     def dist(self, features: torch.Tensor) -> D.Distribution:
         """The action distribution at `features`, as the actor builds it."""
@@ -289,6 +322,8 @@ def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, pdtype: str = "defaul
                                 f"{', '.join(GAUSSIANS)}); remove it")
     space = info["action_spec"].space
     bounds = {"low": space.low, "high": space.high} if distribution == "TanhNormal" else {}
+    if net_spec.type == "RecurrentNet":  # actor-critics only (REINFORCE does not declare RecurrentNet)
+        return _recurrent_actor_critic(info, net_spec, distribution, bounds)
     torso, feat_dim = build_torso(info["obs_shape"], net_spec)
 
     if net_spec.shared and critic:
@@ -316,6 +351,36 @@ def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, pdtype: str = "defaul
         return ActorCritic(actor, None, actor, nets)
     value = ValueOperator(value_net, in_keys=["observation"])
     return ActorCritic(actor, value, nn.ModuleList([actor, value]), nets)
+
+
+def _recurrent_actor_critic(info: dict, net_spec: NetSpec, distribution: str, bounds: dict) -> ActorCritic:
+    """RecurrentNet actor and critic: a recurrent torso (`build_recurrent_torso`) under each, or one shared,
+    and the heads' `hid_layers` MLPs after it. The actor and critic returned include their torsos, so each is a
+    whole TorchRL policy / value module; `PlainNets.recurrent` runs the torsos alone, for the losses."""
+    if len(info["obs_shape"]) != 1:
+        raise SpecError("agent.net.type", f"RecurrentNet reads 1-D observations; these have shape "
+                        f"{list(info['obs_shape'])}")
+    obs_dim, width = info["obs_shape"][0], net_spec.rnn_hidden_size
+    prefix = "recurrent_state" if net_spec.shared else "actor_state"
+    torso = build_recurrent_torso(obs_dim, net_spec, prefix)
+    policy_key = f"{prefix}_features"
+    value_key = policy_key if net_spec.shared else "critic_state_features"
+    head = _policy_head(width, info, net_spec, distribution, net_spec.hid_layers)
+    value_head = build_mlp(width, 1, net_spec)
+    nets = PlainNets(nn.Identity(), head.module, value_head, distribution, head.param_keys, head.dist_class,
+                     head.dist_kwargs, **bounds, recurrent=torso, feature_keys=(policy_key, value_key))
+    value = ValueOperator(value_head, in_keys=[value_key])
+    if net_spec.shared:
+        operator = ActorValueOperator(torso, _probabilistic_actor(head.module, head, info, policy_key), value)
+        return ActorCritic(operator.get_policy_operator(), operator.get_value_operator(), operator, nets)
+    critic_torso = build_recurrent_torso(obs_dim, net_spec, "critic_state")
+    nets.recurrent = TensorDictSequential(torso, critic_torso)
+    actor = ProbabilisticActor(
+        TensorDictSequential(torso, TensorDictModule(head.module, [policy_key], list(head.param_keys))),
+        in_keys=list(head.param_keys), spec=info["action_spec"], distribution_class=head.dist_class,
+        distribution_kwargs=head.dist_kwargs, return_log_prob=True)
+    critic_operator = TensorDictSequential(critic_torso, value)
+    return ActorCritic(actor, critic_operator, nn.ModuleList([actor, critic_operator]), nets)
 
 
 class ReturnNormalizer(nn.Module):
@@ -371,6 +436,46 @@ class PercentileNormalizer(nn.Module):
 def symlog(x: torch.Tensor) -> torch.Tensor:
     """sign(x) log(1 + |x|): DreamerV3's compression of value targets (and predictions) before the value loss."""
     return torch.sign(x) * torch.log1p(x.abs())
+
+
+def next_values(data: TensorDictBase, nets: PlainNets) -> torch.Tensor:
+    """V(next obs) `[num_envs, T, 1]` from the values the collector recorded (`state_value`): the next step's, or
+    the critic's on the true next observation after an env reset (done) and at the batch's end (as SB3's
+    rollout buffer); a recurrent critic takes that one step from the hidden state after the step.
+
+    Hand-written: TorchRL's GAE runs the critic on every obs and next obs though the collector already
+    computed V(obs); with a conv trunk that doubles the update's forward passes, and a recurrent critic would
+    need its sequences twice."""
+    value = data["state_value"]
+    next_value = torch.cat([value[:, 1:], value[:, -1:]], 1)
+    recompute = data["next", "done"].squeeze(-1).clone()
+    recompute[:, -1] = True
+    after = data["next"].select(*nets.feature_in_keys, strict=False)[recompute]
+    next_value[recompute] = nets.value(nets.features(after)[1])
+    return next_value
+
+
+def check_sequences(net_spec: NetSpec, time_horizon: int, minibatch_size: int) -> None:
+    """SpecError unless `seq_len` cuts each batch row (`time_horizon` steps) and each minibatch into whole
+    sequences."""
+    seq_len = net_spec.seq_len or time_horizon
+    if time_horizon % seq_len:
+        raise SpecError("agent.net.seq_len", f"{seq_len} does not divide time_horizon {time_horizon}; allowed: a "
+                        "divisor of it (each batch row is cut into sequences)")
+    if minibatch_size % seq_len:
+        raise SpecError("agent.algorithm.minibatch_size", f"{minibatch_size} is not a multiple of the training "
+                        f"sequence length {seq_len} (agent.net.seq_len, default time_horizon): minibatches hold "
+                        "whole sequences")
+
+
+def sequences(data: TensorDictBase, nets: PlainNets, seq_len: int | None) -> TensorDictBase:
+    """A `[num_envs, T]` batch as training rows for a recurrent net: cut into `[num_envs * T / seq_len, seq_len]`
+    (whole rows without `seq_len`), the stored hidden states zeroed at episode starts (`is_init`), where the
+    recurrent modules zeroed them while acting, so that each row replays exactly the steps collection took."""
+    start = data["is_init"].unsqueeze(-1)
+    for key in nets.state_keys:
+        data[key] = data[key].masked_fill(start, 0.0)
+    return data.reshape(-1, seq_len or data.shape[1])
 
 
 def build_optimizers(net_spec: NetSpec, actor: nn.Module, critic: nn.Module | None,

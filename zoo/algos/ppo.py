@@ -16,6 +16,11 @@ Where TorchRL differs from the paper, and what we chose:
 - SLM-Lab's value-loss switches: `normalize_v_targets` (running std of the targets, updated once per batch where
   SLM-Lab updates per minibatch: the same statistics up to how often each target is counted), `symlog`;
   `clip_value` is SLM-Lab's `clip_vloss` (CleanRL's clipped value loss, around the old value).
+- `agent.net.type: RecurrentNet` (an LSTM / GRU torso, zoo/nets.py): TorchRL's modules act in the collector,
+  carrying each env's hidden state and recording V(obs) for GAE; the batch's rows are cut into sequences of
+  `agent.net.seq_len` steps (whole rows by default), each trained from the hidden state stored at its first step
+  (TorchRL's recurrent mode, split at episode starts), and minibatches hold `minibatch_size / seq_len` of them.
+  SB3's RecurrentPPO does the same; SLM-Lab's RecurrentNet instead re-reads a window of the last seq_len frames.
 - target-KL early stopping (`target_kl`, SB3's rule: stop when approx KL > 1.5 x target) is checked after
   each epoch on the epoch's mean KL, not after every minibatch: one host sync per epoch instead of one per
   gradient step.
@@ -25,7 +30,7 @@ from dataclasses import dataclass
 
 import torch
 from tensordict import TensorDict, TensorDictBase
-from tensordict.nn import TensorDictModule
+from tensordict.nn import TensorDictModule, TensorDictSequential
 from torch import nn
 from torch.nn import functional as F
 from torchrl.envs import EnvBase
@@ -41,8 +46,11 @@ from zoo.algos.actor_critic import (
     ReturnNormalizer,
     build_actor_critic,
     build_optimizers,
+    check_sequences,
     make_advantage_module,
+    next_values,
     optimizer_step,
+    sequences,
     symlog,
 )
 from zoo.distributions import PDTYPE_CHOICES
@@ -55,8 +63,9 @@ NAMES = ("PPO",)
 TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "state_value")
 
 
-@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         shared=True, split_optims=True, one_hot_actions=True, multi_actions=True)
+@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"),
+                         nets=("MLPNet", "ConvNet", "RecurrentNet"), shared=True, split_optims=True,
+                         one_hot_actions=True, multi_actions=True)
 @dataclass
 class PPOAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of PPO."""
@@ -162,13 +171,13 @@ class PPOLoss(ClipPPOLoss):
             else:
                 std = advantage.std().clamp_min(torch.finfo(advantage.dtype).resolution)
                 advantage = (advantage - advantage.mean()) / std
-        features = nets.trunk(tensordict.get("observation"))
+        features, value_features = nets.features(tensordict)
         log_prob, entropy = log_prob_and_entropy(nets, features, tensordict.get(keys.action))
         log_weight = log_prob - tensordict.get(keys.sample_log_prob).reshape(log_prob.shape)
         clip_eps = self.clip_epsilon
         log_weight_clip = log_weight.clamp(torch.log1p(-clip_eps), torch.log1p(clip_eps))
         gain = torch.min(log_weight.exp() * advantage, log_weight_clip.exp() * advantage)
-        value = self.value_space(nets.value(features).squeeze(-1))
+        value = self.value_space(nets.value(value_features).squeeze(-1))
         target = self.value_space(tensordict.get(keys.value_target).squeeze(-1))
         huber = self.loss_critic_type == "smooth_l1"
         loss_value = regression(value, target, huber)
@@ -204,8 +213,9 @@ class PPOAgent(Agent):
     algo_spec: PPOAlgorithmSpec
     advantage_module: ValueEstimatorBase
     params: list[nn.Parameter]
-    recorded_values: bool = False  # the collector's policy records V(obs) (shared trunk): GAE reuses them
+    recorded_values: bool = False  # the collector's policy records V(obs) (shared trunk, RecurrentNet): GAE reuses them
     clip_grad_val: float | None = None
+    seq_len: int | None = None  # RecurrentNet: training sequence length (None: whole batch rows)
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         spec, loss_module = self.algo_spec, self.loss
@@ -217,16 +227,21 @@ class PPOAgent(Agent):
             loss_module.clip_value.fill_(clip_eps)
         with torch.no_grad():
             if self.recorded_values:
-                data["next", "state_value"] = self.next_values(data)
+                data["next", "state_value"] = next_values(data, loss_module.nets)
             self.advantage_module(data)
             if loss_module.return_normalizer is not None:
                 target = data["value_target"]
                 loss_module.return_normalizer.update(symlog(target) if loss_module.symlog else target)
-        flat = data.select(*TRAIN_KEYS).reshape(-1)
+        nets = loss_module.nets
+        if nets.recurrent is None:
+            flat, rows = data.select(*TRAIN_KEYS).reshape(-1), spec.minibatch_size
+        else:  # whole sequences per minibatch, each from its stored hidden state
+            flat = sequences(data.select(*TRAIN_KEYS, *nets.feature_in_keys), nets, self.seq_len)
+            rows = spec.minibatch_size // flat.shape[1]
         totals, epochs = [], 0
         for _ in range(spec.training_epoch):
             epoch_stats = []
-            for index in torch.randperm(flat.shape[0]).split(spec.minibatch_size):
+            for index in torch.randperm(flat.shape[0]).split(rows):
                 out = loss_module(flat[index])
                 loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
                 optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
@@ -242,20 +257,6 @@ class PPOAgent(Agent):
                 "entropy": entropy, "epochs": torch.tensor(float(epochs)), "clip_eps": torch.tensor(clip_eps),
                 "entropy_coef": torch.tensor(entropy_coef), "lr_factor": torch.tensor(lr)}
 
-    def next_values(self, data: TensorDictBase) -> torch.Tensor:
-        """V(next obs) `[num_envs, T, 1]`: the next step's recorded value, or the critic's on the true next
-        observation after an env reset (done) and at the batch's end (as SB3's rollout buffer).
-
-        Hand-written: TorchRL's GAE runs the critic on every obs and next obs though the collector already
-        computed V(obs); with a conv trunk that doubles the update's forward passes."""
-        value = data["state_value"]
-        next_value = torch.cat([value[:, 1:], value[:, -1:]], 1)
-        recompute = data["next", "done"].squeeze(-1).clone()
-        recompute[:, -1] = True
-        nets = self.loss.nets
-        next_value[recompute] = nets.value(nets.trunk(data["next", "observation"][recompute]))
-        return next_value
-
 
 def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble PPO for `env` from the spec."""
@@ -266,6 +267,9 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                         f"time_horizon x env.num_envs = {frames_per_batch} transitions")
     if algo_spec.advantage_normalizer == "percentile" and not algo_spec.normalize_advantage:
         raise SpecError("agent.algorithm.advantage_normalizer", "percentile needs normalize_advantage: true")
+    recurrent = net_spec.type == "RecurrentNet"
+    if recurrent:
+        check_sequences(net_spec, algo_spec.time_horizon, algo_spec.minibatch_size)
     actor, critic, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
                                                   tanh_squash=algo_spec.tanh_squash)
     clip_eps, entropy_coef = Schedule(algo_spec.clip_eps_spec), Schedule(algo_spec.entropy_coef_spec)
@@ -279,19 +283,23 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     loss.make_value_estimator(ValueEstimators.GAE, gamma=algo_spec.gamma, lmbda=algo_spec.lam)
     loss.value_estimator.set_keys(done=keys[0], terminated=keys[1])
     discrete, shared = nets.distribution == "Categorical", net_spec.shared
+    recorded = shared or recurrent
     one_hot = env_info(env)["one_hot"]
     eval_actor = actor
-    if discrete:  # argmax of the logits, without the distribution plumbing
-        eval_actor = TensorDictModule(nn.Sequential(nets.trunk, nets.policy, GreedyAction(one_hot)),
-                                      ["observation"], ["action"])
-    # plain-torch draws in the collector; with a shared trunk it also records V(obs), for GAE (next_values)
-    policy = PlainPolicy(actor, nets, one_hot=one_hot, record_value=shared)
+    if recurrent:  # TorchRL's modules act (they carry the hidden states) and record V(obs), for GAE (next_values)
+        policy = module if shared else TensorDictSequential(actor, critic)
+    else:
+        if discrete:  # argmax of the logits, without the distribution plumbing
+            eval_actor = TensorDictModule(nn.Sequential(nets.trunk, nets.policy, GreedyAction(one_hot)),
+                                          ["observation"], ["action"])
+        # plain-torch draws in the collector; with a shared trunk it also records V(obs), for GAE (next_values)
+        policy = PlainPolicy(actor, nets, one_hot=one_hot, record_value=shared)
     return PPOAgent(
         policy=policy, actor=eval_actor, loss=loss,
         optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, advantage_module=loss.value_estimator if not shared else
-        make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys),
-        params=list(module.parameters()), recorded_values=shared, clip_grad_val=net_spec.clip_grad_val,
+        algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys)
+        if recorded else loss.value_estimator, params=list(module.parameters()), recorded_values=recorded,
+        clip_grad_val=net_spec.clip_grad_val, seq_len=net_spec.seq_len,
     )

@@ -1,0 +1,126 @@
+"""RecurrentNet (TorchRL's LSTMModule / GRUModule) in PPO and A2C: hidden states carried through collection and reset at
+episode starts, training sequences that replay exactly what acting computed, and `env.obs_mask`."""
+
+import pytest
+import torch
+from torchrl.envs import ExplorationType, set_exploration_type
+from torchrl.modules import set_recurrent_mode
+
+from tests.conftest import SPECS
+from zoo.algos.actor_critic import sequences
+from zoo.components import build
+from zoo.spec import SpecError, field_docs, load_spec
+
+SPEC = SPECS / "ppo_lstm_cartpole_novel.yaml"
+TINY = ["env.num_envs=4", "agent.algorithm.time_horizon=32", "agent.algorithm.minibatch_size=64",
+        "agent.net.fc_hid_layers=[8]", "agent.net.rnn_hidden_size=8", "agent.net.hid_layers=[8]", "meta.seed=1"]
+
+
+def collected(*overrides: str):
+    """The components of the tiny spec and one collected batch `[num_envs, T]` (several episodes per row)."""
+    components = build(load_spec(SPEC, None, [*TINY, *overrides]))
+    with set_exploration_type(ExplorationType.RANDOM):
+        data = next(iter(components.collector))
+    components.collector.shutdown()
+    return components, data
+
+
+@pytest.mark.parametrize("overrides", [[], ["agent.net.cell_type=GRU"], ["agent.net.shared=true"],
+                                       ["agent.net.rnn_num_layers=2", "agent.net.fc_hid_layers=[]"]])
+def test_collection_carries_hidden_states_and_resets_them_at_episode_starts(overrides):
+    components, data = collected(*overrides)
+    nets = components.loss.nets
+    assert nets.state_keys and data["is_init"][:, 1:].any()  # episodes start inside the rows
+    for key in nets.state_keys:
+        state, after = data[key], data["next", key]
+        start = data["is_init"].squeeze(-1)
+        assert state.shape[:2] == data.shape and not torch.equal(state, torch.zeros_like(state))
+        # each step acts from the state the previous step left, except at an episode start (zeros)
+        assert torch.equal(state[:, 1:][~start[:, 1:]], after[:, :-1][~start[:, 1:]])
+        assert not state[start].any()
+
+
+@pytest.mark.parametrize("overrides", [[], ["agent.net.cell_type=GRU"], ["agent.net.shared=true"],
+                                       ["agent.net.seq_len=8"]])
+def test_training_sequences_equal_the_step_by_step_forward(overrides):
+    """Recurrent mode over the stored sequences (split where episodes start) reproduces the log-probs and values
+    the collector computed one step at a time."""
+    components, data = collected(*overrides)
+    nets = components.loss.nets
+    rows = sequences(data.clone(), nets, components.spec.agent.net.seq_len)
+    with torch.no_grad():
+        features, value_features = nets.features(rows)
+        log_prob = nets.dist(features).log_prob(rows["action"])
+        value = nets.value(value_features)
+    torch.testing.assert_close(log_prob, rows["action_log_prob"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(value, rows["state_value"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [[], ["agent.net.shared=true", "agent.net.hid_layers=[]",
+                                           "agent.net.cell_type=LSTM", "agent.net.seq_len=8"]])
+def test_a2c_loss_modules_in_recurrent_mode_equal_the_step_by_step_forward(overrides):
+    """A2C trains through TorchRL's own actor and critic modules (`A2CLoss`): under recurrent mode, on the
+    stored sequences, they give what the collector computed."""
+    spec = load_spec(SPECS / "a2c_gru_cartpole_novel.yaml", None, [*TINY[:2], *TINY[3:], *overrides])
+    components = build(spec)
+    with set_exploration_type(ExplorationType.RANDOM):
+        data = next(iter(components.collector))
+    agent = components.agent
+    rows = sequences(data.clone(), agent.nets, spec.agent.net.seq_len)
+    with torch.no_grad(), set_recurrent_mode(True):
+        log_prob = agent.loss.actor_network.get_dist(rows.clone()).log_prob(rows["action"])
+        value = agent.loss.critic_network(rows.clone())["state_value"]
+    torch.testing.assert_close(log_prob, rows["action_log_prob"], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(value, rows["state_value"], rtol=1e-5, atol=1e-5)
+    before = [p.detach().clone() for p in agent.params]
+    assert torch.isfinite(agent.update(data, data.numel())["loss"])
+    assert all(not torch.equal(a, b) for a, b in zip(before, agent.params, strict=True))
+
+
+def test_update_trains_on_sequences():
+    components, data = collected("agent.net.seq_len=16")
+    before = [p.detach().clone() for p in components.agent.params]
+    metrics = components.agent.update(data, data.numel())
+    assert torch.isfinite(metrics["loss"])
+    assert all(not torch.equal(a, b) for a, b in zip(before, components.agent.params, strict=True))
+
+
+def test_eval_env_carries_the_actors_hidden_state():
+    components, _ = collected()
+    td = components.eval_env.reset()
+    assert "actor_state_h" in td and "critic_state_h" not in td
+    with set_exploration_type(ExplorationType.DETERMINISTIC), torch.no_grad():
+        td, _ = components.eval_env.step_and_maybe_reset(components.actor(td))
+    assert td["next", "actor_state_h"].abs().sum() > 0
+
+
+@pytest.mark.parametrize(("overrides", "field", "fragment"), [
+    (["agent.net.type=MLPNet"], "agent.net.fc_hid_layers", "not used by MLPNet (RecurrentNet only)"),
+    (["agent.net.cell_type=RNN"], "agent.net.cell_type", "allowed: LSTM, GRU"),
+    (["agent.net.rnn_hidden_size=0"], "agent.net.rnn_hidden_size", "out of range"),
+    (["env.obs_mask=[1, 2, 0, 0]"], "env.obs_mask[1]", "allowed: [0, 1]"),
+])
+def test_bad_recurrent_fields_are_one_line_spec_errors(overrides, field, fragment):
+    with pytest.raises(SpecError) as info:
+        load_spec(SPEC, None, overrides)
+    assert info.value.where == field and fragment in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(("overrides", "field", "fragment"), [
+    (["agent.net.seq_len=24"], "agent.net.seq_len", "does not divide time_horizon 64"),
+    (["agent.net.seq_len=64", "agent.algorithm.minibatch_size=96"], "agent.algorithm.minibatch_size",
+     "not a multiple"),
+    (["env.obs_mask=[1, 0, 1]"], "env.obs_mask", "has 3 flags; CartPole-v1 observations have 4"),
+    (["env.obs_mask=[0, 0, 0, 0]"], "env.obs_mask", "keeps no component"),
+])
+def test_recurrent_settings_that_do_not_fit_fail_at_build(overrides, field, fragment):
+    with pytest.raises(SpecError) as info:
+        build(load_spec(SPEC, None, overrides))
+    assert info.value.where == field and fragment in str(info.value)
+
+
+def test_recurrent_fields_are_documented():
+    docs = {row[0]: row[2] for row in field_docs()}
+    for key in ("cell_type", "fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len"):
+        assert docs[f"agent.net.{key}"]
+    assert "velocities" in docs["env.obs_mask"]
