@@ -209,6 +209,8 @@ class Session:
         self.episodes = 0
         self.recent_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self.last_eval: dict[str, float] = {}
+        # one entry per evaluation (a trial's metrics are computed on them, see zoo.metrics); checkpointed
+        self.evals: dict[str, list] = {"frames": [], "opt_steps": [], "returns": []}
         self.wall_time = 0.0  # seconds of training before this process (resumed runs continue the clock)
         self.timer = PhaseTimer()
         self.profile_schedule: dict[str, int] | None = None  # with `profile`: the torch.profiler schedule used
@@ -220,7 +222,7 @@ class Session:
         c = self.c
         return {"format": CHECKPOINT_FORMAT, "frame": self.frame, "seed": c.seed,
                 "best_eval": self.best_eval, "episodes": self.episodes, "wall_time": self.wall_time,
-                "recent_returns": list(self.recent_returns), "agent": c.agent.state_dict(),
+                "recent_returns": list(self.recent_returns), "evals": self.evals, "agent": c.agent.state_dict(),
                 "policy": c.agent.policy.state_dict(),  # exploration state (epsilon, noise scale) lives here
                 "env_transform": transform_state(c.env), "eval_env_transform": transform_state(c.eval_env),
                 "env": env_state(c.env), "eval_env": env_state(c.eval_env), "collector": collector_state(c.collector),
@@ -250,7 +252,15 @@ class Session:
         self.frame, self.best_eval, self.episodes = state["frame"], state["best_eval"], state["episodes"]
         self.wall_time = state["wall_time"]
         self.recent_returns.extend(state["recent_returns"])
+        self.evals = state.get("evals", self.evals)  # absent from checkpoints of zoo <= 0.4
         set_rng_state(state["rng"])
+
+    def resume(self, state: dict) -> None:
+        """Continue from checkpoint `state` in this session's run directory: its metrics and TensorBoard rows go
+        back to the checkpoint's frame (anything logged after it is dropped), then `load_state_dict`."""
+        self.run.restore_metrics(state["metrics_csv"])
+        self.run.purge_step = state["frame"] + 1
+        self.load_state_dict(state)
 
     def checkpoint(self, best: bool = False) -> None:
         self.wall_time = time.perf_counter() - self._clock_start
@@ -349,6 +359,9 @@ class Session:
         eval_return, eval_frequency = self.row["eval/return"], self.c.spec.meta.eval_frequency
         with self.timer("checkpoint"):
             improved = eval_return > self.best_eval
+            for key, value in (("frames", self.frame), ("opt_steps", self.c.agent.num_updates),
+                               ("returns", eval_return)):
+                self.evals[key].append(value)
             self.best_eval = max(self.best_eval, eval_return)
             self.checkpoint(best=improved)
             if time.perf_counter() - self.last_plot >= PLOT_INTERVAL:
