@@ -112,18 +112,23 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
         state = run.load_resume_state(warn=lambda message: print(message, file=sys.stderr))
         seed = state["seed"]
     components = build(spec, seed=seed, start_frame=state["frame"] if state else 0)
-    if args.dry_run:
-        if spec.translation:
-            print(translation_report(spec))
-        print(components.describe())
-        return 0
-    if state is None:
-        run = RunDir.create(spec, data_dir, components.seed, command_line())
-    session = Session(components, run, progress=not args.no_progress, verbose=kind == "dev", profile=args.profile,
-                      target_return=args.target_return)
-    if state is not None:
-        session.resume(state)
-        print(f"resuming {run.path} at frame {session.frame}")
+    try:  # run_loop shuts the collector down; before it, a dry run or an unfitting checkpoint must too
+        if args.dry_run:
+            if spec.translation:
+                print(translation_report(spec))
+            print(components.describe())
+            components.close()
+            return 0
+        if state is None:
+            run = RunDir.create(spec, data_dir, components.seed, command_line())
+        session = Session(components, run, progress=not args.no_progress, verbose=kind == "dev",
+                          profile=args.profile, target_return=args.target_return)
+        if state is not None:
+            session.resume(state)
+            print(f"resuming {run.path} at frame {session.frame}")
+    except BaseException:
+        components.close()
+        raise
     row = session.run_loop()
     print(f"run {run.path}: frame {session.frame}, train/return_ma {row.get('train/return_ma', float('nan')):.2f}, "
           f"eval/return {session.last_eval.get('eval/return', float('nan')):.2f}, best {session.best_eval:.2f}")

@@ -75,7 +75,7 @@ def enjoy(args: argparse.Namespace, spec: Spec) -> int:
     if args.record:
         video = record_episode(env, actor, run_path / f"video_{path.stem}")
         print(f"video: {video}")
-    components.collector.shutdown()
+    components.close()
     return 0
 
 

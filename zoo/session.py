@@ -238,7 +238,10 @@ class Session:
             load_transform_state(c.eval_env, state["eval_env_transform"])
             load_env_state(c.eval_env, state["eval_env"])
             load_env_state(c.env, state["env"])
-            if state["env"]["exact"]:
+            if c.spec.env.collector != "sync":  # the workers' fresh envs start new episodes from new seeds
+                tqdm.write(f"note: env.collector {c.spec.env.collector}: the episodes in flight in the worker "
+                           "processes at the checkpoint were dropped (resume is not bit-exact)")
+            elif state["env"]["exact"]:
                 load_collector_state(c.collector, state["collector"])
             else:
                 c.collector.reset()  # env internals could not be saved: start new episodes from the restored RNGs
@@ -270,15 +273,29 @@ class Session:
     # ---------------------------------------------------------------------------------------------- loop
     def run_loop(self) -> dict[str, float]:
         """Train to `env.max_frame`; returns the last logged row."""
-        spec, agent, max_frame = self.c.spec, self.c.agent, self.c.spec.env.max_frame
+        spec, max_frame = self.c.spec, self.c.spec.env.max_frame
         self._start_clocks()
         self.bar = tqdm(total=max_frame, initial=self.frame, unit="frame", disable=not self.progress,
                         dynamic_ncols=True, desc=spec.name)
+        try:
+            self._loop(max_frame)
+        finally:  # on errors too: a multi-process collector's workers must not outlive the run
+            self.c.close()
+        if self.row:
+            self.run.plot()
+        self.bar.close()
+        self.run.close()
+        return self.row
+
+    def _loop(self, max_frame: int) -> None:
+        """Each batch: update (and push the weights to the collector's workers), log, evaluate, checkpoint."""
+        agent = self.c.agent
         with stop_on_signals() as signals, self.profiling() as profiler_step:
             for data in self.batches():
                 self.frame += data.numel()
                 with self.timer("update"):
                     self.metrics = agent.update(data, self.frame) or self.metrics
+                    self.c.push_policy_weights()
                 self.count_episodes(data)
                 self.bar.update(data.numel())
                 evaluating = self.frame >= self.next_eval or self.frame >= max_frame
@@ -294,12 +311,6 @@ class Session:
                     break
                 if self.frame >= max_frame:
                     break
-        if self.row:
-            self.run.plot()
-        self.bar.close()
-        self.c.collector.shutdown()
-        self.run.close()
-        return self.row
 
     def _start_clocks(self) -> None:
         """Frame and wall clocks of the loop's logging, evaluation, redraws and timers (resumed runs continue)."""
