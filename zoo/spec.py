@@ -684,6 +684,9 @@ def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = N
         _check_env(spec.env)
     except SpecError as err:
         raise SpecError(err.where, err.message, file=file) from None
+    if spec.env.collector != "sync" and spec.meta.device != "cpu":
+        raise SpecError("meta.device", f"'{spec.meta.device}': env.collector {spec.env.collector}'s workers act with "
+                        "CPU copies of the policy; allowed: cpu (or env.collector: sync)", file=file)
     mem = spec.agent.memory
     if mem.name in ("Replay", "PrioritizedReplay") and mem.batch_size > mem.max_size:
         raise SpecError("agent.memory.batch_size", f"{mem.batch_size} exceeds max_size {mem.max_size}", file=file)
