@@ -101,3 +101,12 @@ def test_benchmark_report_keeps_rows_its_cache_cannot_back(tmp_path):
     assert "Versions: A: torch 2.14.1, zoo 0.1.0" in text
     assert "are not redrawn): dqn_cartpole." in text
     assert plot.read_bytes() == b"earlier curves" and "](out/plots/CartPole-v1.png)" in text
+
+
+def test_speed_measures_each_collector_side_by_side():
+    result = run_tool(str(ROOT / "tools" / "speed.py"), str(SPECS / "ppo_cartpole.yaml"), "--no-train", "--seconds",
+                      "0.3", "--profile-envs", "--collectors", "sync", "multi_sync", "--workers", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rates = dict(re.findall(r"collection with env.collector (\w+).*?: ([\d,]+) frames/s", result.stdout))
+    assert set(rates) == {"sync", "multi_sync"}, result.stdout
+    assert all(float(rate.replace(",", "")) > 0 for rate in rates.values()), rates

@@ -2,11 +2,13 @@
 
     python tools/speed.py specs/ppo_cartpole.yaml [spec name] [--threshold 475] [--max-frame N]
     python tools/speed.py specs/dqn_cartpole.yaml --vs-sb3 --sb3-python /work/sb3venv/bin/python --repeats 3
+    python tools/speed.py specs/ppo_bipedalwalker.yaml --collectors sync multi_sync multi_async --no-train
 
 Measures, on this machine:
   (a) env limit: the raw gymnasium vector env (the spec's env and num_envs, random actions), no TorchRL;
   (b) collection: zoo's collector (`zoo.components.make_collector`) with the spec's exploration policy, no
-      learning, and its share of the env limit;
+      learning, and its share of the env limit; with `--collectors`, the same for each `env.collector` named
+      (`--workers` processes), side by side in one run, as a ratio to the spec's own collector;
   (p) a profile of one frame for 1, 8 and 32 envs (`--profile-envs`): microseconds per frame in the env step
       (raw gymnasium), the policy forward, TorchRL / tensordict plumbing (the collector's time minus those
       two), replay storage (off-policy) and the update (`agent.update` on collected batches);
@@ -25,6 +27,7 @@ Shared or busy machines make every figure noisy: compare runs made side by side 
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -44,7 +47,7 @@ from zoo.components import build, make_collector
 from zoo.envs import make_vector_env
 from zoo.memory import TRANSITION_KEYS
 from zoo.record import TIME_PHASES, read_metrics
-from zoo.spec import Spec, SpecError, load_spec
+from zoo.spec import COLLECTORS, Spec, SpecError, load_spec, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SB3_ALGOS = {"DQN": "dqn", "DoubleDQN": "dqn", "VanillaDQN": "dqn", "PPO": "ppo", "A2C": "a2c",
@@ -71,6 +74,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vs-sb3", action="store_true", help="also run Stable-Baselines3 (tools/sb3_baseline.py)")
     parser.add_argument("--sb3-python", default=sys.executable, help="python of the venv that has SB3 and rl_zoo3")
     parser.add_argument("--sb3-device", default="cpu")
+    parser.add_argument("--collectors", nargs="*", default=[], choices=COLLECTORS, metavar="NAME",
+                        help="also measure collection with each of these env.collector values, side by side "
+                             f"({', '.join(COLLECTORS)}), with --workers processes")
+    parser.add_argument("--workers", type=int, default=2, help="env.num_workers for --collectors (default 2)")
     parser.add_argument("--json-out", type=Path, help="also write every measurement to this JSON file")
     parser.add_argument("-s", "--set", action="append", default=[], metavar="KEY=VALUE", help="spec override")
     return parser.parse_args(argv)
@@ -93,11 +100,20 @@ def env_limit(spec: Spec, num_envs: int, seconds: float) -> float:
     return frames / elapsed
 
 
-def collection_rate(spec: Spec, seed: int, seconds: float) -> float:
-    """Frames/s of zoo's collector (the spec's env and exploration policy), no learning; first batch excluded."""
+def collection_rate(spec: Spec, seed: int, seconds: float, collector_name: str | None = None,
+                    workers: int = 1) -> float:
+    """Frames/s of zoo's collector (the spec's env and exploration policy), no learning; first batch excluded.
+
+    `collector_name` (an `env.collector` value, with `workers` processes) replaces the spec's collector; worker
+    start-up happens before the clock starts."""
+    if collector_name is not None:
+        env_spec = dataclasses.replace(spec.env, collector=collector_name,
+                                       num_workers=1 if collector_name == "sync" else workers)
+        spec = dataclasses.replace(spec, env=env_spec)
+        validate(spec)  # e.g. normalization, which the multi-process collectors refuse
     components = build(spec, seed=seed)
-    components.collector.shutdown()
-    collector = make_collector(components.env, components.agent)
+    components.close()
+    collector = make_collector(components.env, components.agent, env_spec=spec.env, seed=seed)
     frames, start = 0, None
     for data in collector:
         if start is None:  # warm-up batch (first calls, allocations)
@@ -289,6 +305,17 @@ def main(argv: list[str] | None = None) -> int:
     record["collection_fps"] = collection_rate(spec, args.seed, args.seconds)
     print(f"collection (zoo collector, spec policy, no learning): {record['collection_fps']:,.0f} frames/s, "
           f"{record['collection_fps'] / record['env_limit_fps']:.0%} of the env limit")
+    if args.collectors:
+        record["collectors"] = {}
+        for name in args.collectors:
+            try:
+                fps = record["collectors"][name] = collection_rate(spec, args.seed, args.seconds, name, args.workers)
+            except SpecError as err:
+                print(f"collection with env.collector {name} skipped: {err}")
+                continue
+            workers = "" if name == "sync" else f", {args.workers} workers"
+            print(f"collection with env.collector {name}{workers}: {fps:,.0f} frames/s, "
+                  f"{fps / record['collection_fps']:.2f}x the spec's collector")
     if args.profile_envs:
         record["profile"] = []
         for n in args.profile_envs:

@@ -29,7 +29,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from torchrl.collectors import Collector
+from torchrl.collectors import BaseCollector, Collector
 from torchrl.data import ReplayBuffer
 from torchrl.envs import EnvBase
 
@@ -152,13 +152,14 @@ def load_env_state(env: EnvBase, state: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------ collector
-def collector_state(collector: Collector) -> dict:
-    """The collector's carry between batches (the next root TensorDict).
+def collector_state(collector: BaseCollector) -> dict:
+    """The collector's carry between batches (the next root TensorDict); `{}` for multi-process collectors, whose
+    carries live in their workers.
 
     Read from a private attribute: TorchRL's `Collector.state_dict` holds frame counters and transform state
     but not the carry, without which the episodes in flight could not continue after a resume.
     """
-    return {"carrier": collector._carrier.to_dict()}
+    return {"carrier": collector._carrier.to_dict()} if isinstance(collector, Collector) else {}
 
 
 def load_collector_state(collector: Collector, state: dict) -> None:

@@ -1,7 +1,8 @@
 """`python tools/train.py <spec file> [spec name] [mode] [-s key=value ...]`.
 
-Modes: `train` (default), `dev` (short, verbose), `train@latest` / `train@<run dir>` (resume),
-`enjoy@latest` / `enjoy@<run dir>` (replay the best checkpoint). Spec errors print one line and exit 2.
+Modes: `train` (default), `dev` (short, verbose), `train@latest` / `train@<run dir>` (resume; a trial
+directory: every unfinished session), `enjoy@latest` / `enjoy@<run dir>` (replay the best checkpoint; a trial
+directory: its best session's). Spec errors print one line and exit 2.
 
 torch, TorchRL and the modules built on them are imported inside the functions that run a spec: `--help`
 and argument errors then answer without several seconds of imports.
@@ -86,7 +87,7 @@ def optimize_performance(spec: Spec) -> None:
 
 def train(args: argparse.Namespace, spec: Spec) -> int:
     from zoo.components import build
-    from zoo.record import RunDir, command_line, load_run_spec, resolve_run_dir
+    from zoo.record import RunDir, command_line, is_trial_dir, load_run_spec, resolve_run_dir
     from zoo.session import Session
 
     data_dir = Path(args.data_dir)
@@ -94,6 +95,10 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
     if target:  # resume: the run's own spec (budget, seed, overrides it was started with)
         run_path = resolve_run_dir(target, data_dir, spec.name)
         spec = load_run_spec(run_path, args.set)
+        if is_trial_dir(run_path) and not args.dry_run:
+            if args.optimize_perf:
+                optimize_performance(spec)
+            return resume_trial(args, spec, run_path)
     if kind == "dev":
         apply_dev_mode(spec, args.set)
     if args.optimize_perf:
@@ -107,21 +112,23 @@ def train(args: argparse.Namespace, spec: Spec) -> int:
         state = run.load_resume_state(warn=lambda message: print(message, file=sys.stderr))
         seed = state["seed"]
     components = build(spec, seed=seed, start_frame=state["frame"] if state else 0)
-    if args.dry_run:
-        if spec.translation:
-            print(translation_report(spec))
-        print(components.describe())
-        return 0
-    if state is None:
-        run = RunDir.create(spec, data_dir, components.seed, command_line())
-    else:  # metrics and TensorBoard continue from the checkpoint's frame, dropping anything logged after it
-        run.restore_metrics(state["metrics_csv"])
-        run.purge_step = state["frame"] + 1
-    session = Session(components, run, progress=not args.no_progress, verbose=kind == "dev", profile=args.profile,
-                      target_return=args.target_return)
-    if state is not None:
-        session.load_state_dict(state)
-        print(f"resuming {run.path} at frame {session.frame}")
+    try:  # run_loop shuts the collector down; before it, a dry run or an unfitting checkpoint must too
+        if args.dry_run:
+            if spec.translation:
+                print(translation_report(spec))
+            print(components.describe())
+            components.close()
+            return 0
+        if state is None:
+            run = RunDir.create(spec, data_dir, components.seed, command_line())
+        session = Session(components, run, progress=not args.no_progress, verbose=kind == "dev",
+                          profile=args.profile, target_return=args.target_return)
+        if state is not None:
+            session.resume(state)
+            print(f"resuming {run.path} at frame {session.frame}")
+    except BaseException:
+        components.close()
+        raise
     row = session.run_loop()
     print(f"run {run.path}: frame {session.frame}, train/return_ma {row.get('train/return_ma', float('nan')):.2f}, "
           f"eval/return {session.last_eval.get('eval/return', float('nan')):.2f}, best {session.best_eval:.2f}")
@@ -148,10 +155,27 @@ def train_trial(args: argparse.Namespace, spec: Spec, seed: int | None) -> int:
     """meta.max_session > 1: the seeds run as parallel processes; prints the `trial_metrics:` line."""
     import numpy as np
 
-    from zoo.trial import format_trial_line, run_trial
+    from zoo.trial import run_trial
 
     seed = int(np.random.SeedSequence().generate_state(1)[0] % 2**31) if seed is None else seed
     trial_dir, metrics = run_trial(spec, Path(args.data_dir), seed)
+    return report_trial(trial_dir, spec, metrics)
+
+
+def resume_trial(args: argparse.Namespace, spec: Spec, trial_dir: Path) -> int:
+    """train@<trial dir>: continue every unfinished session of the trial; prints the `trial_metrics:` line."""
+    from zoo import trial
+
+    print(f"resuming trial {trial_dir}")
+    return report_trial(trial_dir, spec, trial.resume_trial(trial_dir, spec, Path(args.data_dir)))
+
+
+def report_trial(trial_dir: Path, spec: Spec, metrics: dict | None) -> int:
+    from zoo.trial import format_trial_line
+
+    if metrics is None:
+        print(f"trial {trial_dir} stopped before every session finished; resume with train@{trial_dir}")
+        return 0
     print(f"trial {trial_dir}: {spec.meta.max_session} sessions, metrics in {trial_dir / 'trial_metrics.json'}")
     print(format_trial_line(metrics))
     return 0

@@ -1,18 +1,25 @@
 """Spec -> component graph: the TorchRL objects of one session, built once and handed to the loop."""
 
+import ctypes
 import random
+import signal
+import sys
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
-from torchrl.collectors import Collector
+from tensordict import TensorDictBase
+from torchrl.collectors import BaseCollector, Collector, MultiAsyncCollector, MultiSyncCollector
 from torchrl.envs import EnvBase
 from torchrl.modules.utils import get_primers_from_module
 
 from zoo.agent import Agent
 from zoo.algos import ALGORITHMS
 from zoo.envs import env_info, make_env, normalizers, sync_eval_env
-from zoo.spec import ALGORITHM_SUPPORT, Spec, SpecError
+from zoo.spec import ALGORITHM_SUPPORT, EnvSpec, Spec, SpecError
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 @dataclass
@@ -25,7 +32,7 @@ class Components:
     env: EnvBase
     eval_env: EnvBase
     agent: Agent
-    collector: Collector
+    collector: BaseCollector  # Collector, or MultiSyncCollector / MultiAsyncCollector (env.collector)
 
     @property
     def policy(self):
@@ -60,6 +67,20 @@ class Components:
     def schedules(self):
         return self.agent.schedules
 
+    def push_policy_weights(self) -> None:
+        """After an update: the collector's worker processes act with the new weights (and exploration state)."""
+        if not isinstance(self.collector, Collector):
+            self.collector.update_policy_weights_()
+
+    def close(self) -> None:
+        """Shut the collector down: its worker processes, and the weight-sync queues TorchRL 0.14 would otherwise
+        close from a garbage-collection finalizer, which can deadlock the process (it starts a queue feeder thread
+        inside `__del__`)."""
+        self.collector.shutdown()
+        schemes = getattr(self.collector, "_weight_sync_schemes", None) or {}  # no public accessor in 0.14
+        for scheme in schemes.values():
+            scheme.shutdown()
+
     def sync_eval_env(self) -> None:
         """Give the eval env the train env's current (frozen) normalization statistics."""
         sync_eval_env(self.env, self.eval_env)
@@ -77,7 +98,9 @@ class Components:
             f"policy      {_oneline(a.policy)}",
             f"actor       {_oneline(a.actor)}",
             f"collector   {type(self.collector).__name__}(frames_per_batch={a.frames_per_batch}, "
-            f"init_random_frames={a.init_random_frames})",
+            f"init_random_frames={a.init_random_frames}"
+            + (f", {s.env.num_workers} workers x {s.env.num_envs // s.env.num_workers} envs)"
+               if s.env.collector != "sync" else ")"),
             f"buffer      {_buffer(a.buffer)}",
             f"loss        {_loss(a)}",
             f"target      {_target(a)}",
@@ -150,14 +173,54 @@ def seed_everything(seed: int) -> dict[str, int]:
     return seeds
 
 
-def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_random_frames: int = 0) -> Collector:
-    """TorchRL's `Collector` of `agent.policy` on `env`, batches of `agent.frames_per_batch` frames."""
-    return Collector(
-        env, agent.policy, frames_per_batch=agent.frames_per_batch, total_frames=total_frames,
-        init_random_frames=init_random_frames, auto_register_policy_transforms=False,
-        track_traj_ids=False,  # no zoo learner reads ("collector", "traj_ids"), and tracking them costs per step
-        device=env.device,  # one device for env, policy and storage: the collector then casts nothing per step
-    )
+def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_random_frames: int = 0, *,
+                   env_spec: EnvSpec | None = None, seed: int = 0, gamma: float = 0.99) -> BaseCollector:
+    """The collector of `agent.policy`, batches of `agent.frames_per_batch` frames: TorchRL's `Collector` on `env`,
+    or with `env_spec.collector` multi_sync / multi_async its multi-process collectors, whose workers each build
+    `env_spec.num_envs / num_workers` copies of the env (`env` then only gave the agent its specs).
+
+    Either way the learner sees batches of the same shape `[num_envs, time]` (multi_sync joins the workers'
+    `[workers, copies, time]`; a multi_async worker collects `[copies, workers * time]`), so a spec trains with the
+    same hyperparameters whichever collector steps it. Worker seeds derive from `seed` (the env's)."""
+    if env_spec is None or env_spec.collector == "sync":
+        return Collector(
+            env, agent.policy, frames_per_batch=agent.frames_per_batch, total_frames=total_frames,
+            init_random_frames=init_random_frames, auto_register_policy_transforms=False,
+            track_traj_ids=False,  # no zoo learner reads ("collector", "traj_ids"), and tracking them costs per step
+            device=env.device,  # one device for env, policy and storage: the collector then casts nothing per step
+        )
+    workers = env_spec.num_workers
+    env_fns = [partial(worker_env, env_spec, worker_seed, env_spec.num_envs // workers, gamma)
+               for worker_seed in np.random.SeedSequence(seed).generate_state(workers)]
+    options = {"frames_per_batch": agent.frames_per_batch, "total_frames": total_frames,
+               "init_random_frames": init_random_frames, "auto_register_policy_transforms": False,
+               "device": env.device, "init_fn": worker_setup}
+    if env_spec.collector == "multi_sync":
+        return MultiSyncCollector(env_fns, agent.policy, cat_results="stack", postproc=join_workers, **options)
+    return MultiAsyncCollector(env_fns, agent.policy, **options)
+
+
+def worker_env(env_spec: EnvSpec, seed: int, num_envs: int, gamma: float) -> EnvBase:
+    """A collector worker's env (called in the worker process): its torch and numpy RNGs (the policy's draws) and
+    its env copies seeded from the worker's own seed."""
+    torch_seed, numpy_seed, env_seed = np.random.SeedSequence(int(seed)).generate_state(3)
+    torch.manual_seed(int(torch_seed))
+    np.random.seed(int(numpy_seed))
+    return make_env(env_spec, int(env_seed), num_envs=num_envs, gamma=gamma)
+
+
+def worker_setup() -> None:
+    """Collector workers leave SIGINT to the learner process, which checkpoints, then shuts them down (a terminal's
+    Ctrl-C reaches the whole process group: a worker dying of it would lose the batch in flight). SIGTERM keeps
+    its default: TorchRL's shutdown terminates a worker that does not stop when asked."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":  # die with the learner, even when it is killed with SIGKILL: no orphan workers
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def join_workers(data: TensorDictBase) -> TensorDictBase:
+    """MultiSyncCollector's `[workers, copies, time]` batch as `[workers * copies, time]`, a vector env's layout."""
+    return data.reshape(-1, data.shape[-1])
 
 
 def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBase | None = None) -> Components:
@@ -200,7 +263,10 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
         eval_env = eval_env.append_transform(eval_primer)
     agent.normalizers = normalizers(env) or None
     fpb = agent.frames_per_batch
+    # workers of a resumed run draw other episodes than the run's start did
     collector = make_collector(env, agent, total_frames=-(-max(spec.env.max_frame - start_frame, 1) // fpb) * fpb,
-                               init_random_frames=-(-max(agent.init_random_frames - start_frame, 0) // fpb) * fpb)
+                               init_random_frames=-(-max(agent.init_random_frames - start_frame, 0) // fpb) * fpb,
+                               env_spec=spec.env, seed=int(np.random.SeedSequence([seeds["env"], start_frame])
+                                                           .generate_state(1)[0]), gamma=gamma)
     return Components(spec=spec, seed=seed, device=device, env=env, eval_env=eval_env, agent=agent,
                       collector=collector)

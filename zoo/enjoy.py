@@ -1,5 +1,8 @@
 """`enjoy@<run dir>` / `enjoy@latest`: replay a run's best checkpoint with the deterministic actor.
 
+A trial directory (`meta.max_session > 1`) replays its best session: the one whose best evaluation is highest
+(`enjoy@<trial dir>/sessions/s<i>` picks another).
+
 Loads ckpt/best.pt (latest.pt when no evaluation has improved yet) into components built from the run's own
 spec, with the observation statistics frozen as they were at that evaluation, runs `meta.eval_episodes`
 episodes and prints the mean and std of the raw return. `--record` writes one episode as a video into the
@@ -19,9 +22,10 @@ from torchrl.envs import ExplorationType, set_exploration_type
 from zoo.checkpoint import gym_env_of
 from zoo.components import build
 from zoo.envs import load_transform_state
-from zoo.record import CheckpointError, RunDir, load_checkpoint, load_run_spec, resolve_run_dir
+from zoo.record import CheckpointError, RunDir, is_trial_dir, load_checkpoint, load_run_spec, resolve_run_dir
 from zoo.session import episode_returns
 from zoo.spec import Spec
+from zoo.trial import best_session
 
 VIDEO_FPS = 30
 MAX_RECORD_STEPS = 10_000
@@ -42,6 +46,9 @@ def enjoy(args: argparse.Namespace, spec: Spec) -> int:
     """Replay the best checkpoint of the run named by `args.mode` (`enjoy@latest` or `enjoy@<run dir>`)."""
     target = args.mode.partition("@")[2] or "latest"
     run_path = resolve_run_dir(target, Path(args.data_dir), spec.name)
+    if is_trial_dir(run_path):
+        run_path = best_session(run_path)
+        print(f"best session of the trial: {run_path}")
     spec = load_run_spec(run_path, args.set)
     if args.render and not has_display():
         raise CheckpointError("--render needs a display (DISPLAY is not set); use --record to write a video")
@@ -68,7 +75,7 @@ def enjoy(args: argparse.Namespace, spec: Spec) -> int:
     if args.record:
         video = record_episode(env, actor, run_path / f"video_{path.stem}")
         print(f"video: {video}")
-    components.collector.shutdown()
+    components.close()
     return 0
 
 

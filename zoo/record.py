@@ -361,13 +361,14 @@ RUN_STAMP = r"\d{4}_\d{2}_\d{2}_\d{6}(?:_\d+)?"  # RunDir.create's time.strftime
 
 
 def run_spec_name(path: Path) -> str | None:
-    """The spec a run directory belongs to: run.json's `spec_name`.
+    """The spec a run (or trial) directory belongs to: run.json's (trial.json's) `spec_name`.
 
     Runs whose run.json lacks it fall back to their directory name without the timestamp `RunDir.create` adds
     (`ppo_lunar_2026_01_02_030405` -> `ppo_lunar`); None when neither says.
     """
-    try:
-        name = json.loads((Path(path) / "run.json").read_text()).get("spec_name")
+    path = Path(path)
+    try:  # a session's run.json, or a trial's trial.json (see zoo.trial)
+        name = json.loads((path / ("trial.json" if is_trial_dir(path) else "run.json")).read_text()).get("spec_name")
     except (OSError, ValueError, AttributeError):
         return None
     if isinstance(name, str) and name:
@@ -376,15 +377,21 @@ def run_spec_name(path: Path) -> str | None:
     return match.group(1) if match else None
 
 
+def is_trial_dir(path: Path) -> bool:
+    """Whether `path` is a trial directory (zoo.trial: trial.json and one run directory per session)."""
+    return (Path(path) / "trial.json").is_file()
+
+
 def newest_run(root: Path, spec_name: str) -> Path | None:
-    """The most recent run directory of exactly `spec_name` under `root` (never another spec's run)."""
+    """The most recent run or trial directory of exactly `spec_name` under `root` (never another spec's run)."""
     root = Path(root)
     runs = [p for p in root.iterdir() if run_spec_name(p) == spec_name] if root.is_dir() else []
     return max(runs, key=lambda p: p.stat().st_mtime, default=None)
 
 
 def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
-    """The run directory a `train@<target>` / `enjoy@<target>` mode names: `latest` (of `spec_name`) or a path."""
+    """The run (or trial) directory a `train@<target>` / `enjoy@<target>` mode names: `latest` (of `spec_name`) or
+    a path."""
     data_dir = Path(data_dir)
     if target == "latest":
         path = newest_run(data_dir, spec_name)
@@ -394,17 +401,17 @@ def resolve_run_dir(target: str, data_dir: Path, spec_name: str) -> Path:
     path = Path(target)
     if not path.is_dir() and (data_dir / target).is_dir():
         path = data_dir / target
-    if not (path / "run.json").is_file():
-        raise CheckpointError(f"{path}: not a run directory (no run.json)")
+    if not (path / "run.json").is_file() and not is_trial_dir(path):
+        raise CheckpointError(f"{path}: not a run directory (no run.json) nor a trial directory (no trial.json)")
     return path
 
 
 def load_run_spec(run_path: Path, overrides: list[str]) -> Spec:
-    """The resolved spec a run was started with (its spec.yaml), plus this command's `-s` overrides."""
+    """The resolved spec a run (or trial) was started with (its spec.yaml), plus this command's `-s` overrides."""
     spec = load_spec(run_path / "spec.yaml", None, overrides)
     name = run_spec_name(run_path)
     if name is None:
-        raise CheckpointError(f"{run_path / 'run.json'}: unreadable or without spec_name")
+        raise CheckpointError(f"{run_path}: run.json (trial.json) unreadable or without spec_name")
     spec.name = name
     return spec
 

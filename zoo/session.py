@@ -209,6 +209,8 @@ class Session:
         self.episodes = 0
         self.recent_returns: deque[float] = deque(maxlen=RETURN_WINDOW)
         self.last_eval: dict[str, float] = {}
+        # one entry per evaluation (a trial's metrics are computed on them, see zoo.metrics); checkpointed
+        self.evals: dict[str, list] = {"frames": [], "opt_steps": [], "returns": []}
         self.wall_time = 0.0  # seconds of training before this process (resumed runs continue the clock)
         self.timer = PhaseTimer()
         self.profile_schedule: dict[str, int] | None = None  # with `profile`: the torch.profiler schedule used
@@ -220,7 +222,7 @@ class Session:
         c = self.c
         return {"format": CHECKPOINT_FORMAT, "frame": self.frame, "seed": c.seed,
                 "best_eval": self.best_eval, "episodes": self.episodes, "wall_time": self.wall_time,
-                "recent_returns": list(self.recent_returns), "agent": c.agent.state_dict(),
+                "recent_returns": list(self.recent_returns), "evals": self.evals, "agent": c.agent.state_dict(),
                 "policy": c.agent.policy.state_dict(),  # exploration state (epsilon, noise scale) lives here
                 "env_transform": transform_state(c.env), "eval_env_transform": transform_state(c.eval_env),
                 "env": env_state(c.env), "eval_env": env_state(c.eval_env), "collector": collector_state(c.collector),
@@ -236,7 +238,10 @@ class Session:
             load_transform_state(c.eval_env, state["eval_env_transform"])
             load_env_state(c.eval_env, state["eval_env"])
             load_env_state(c.env, state["env"])
-            if state["env"]["exact"]:
+            if c.spec.env.collector != "sync":  # the workers' fresh envs start new episodes from new seeds
+                tqdm.write(f"note: env.collector {c.spec.env.collector}: the episodes in flight in the worker "
+                           "processes at the checkpoint were dropped (resume is not bit-exact)")
+            elif state["env"]["exact"]:
                 load_collector_state(c.collector, state["collector"])
             else:
                 c.collector.reset()  # env internals could not be saved: start new episodes from the restored RNGs
@@ -250,7 +255,15 @@ class Session:
         self.frame, self.best_eval, self.episodes = state["frame"], state["best_eval"], state["episodes"]
         self.wall_time = state["wall_time"]
         self.recent_returns.extend(state["recent_returns"])
+        self.evals = state.get("evals", self.evals)  # absent from checkpoints of zoo <= 0.4
         set_rng_state(state["rng"])
+
+    def resume(self, state: dict) -> None:
+        """Continue from checkpoint `state` in this session's run directory: its metrics and TensorBoard rows go
+        back to the checkpoint's frame (anything logged after it is dropped), then `load_state_dict`."""
+        self.run.restore_metrics(state["metrics_csv"])
+        self.run.purge_step = state["frame"] + 1
+        self.load_state_dict(state)
 
     def checkpoint(self, best: bool = False) -> None:
         self.wall_time = time.perf_counter() - self._clock_start
@@ -260,15 +273,29 @@ class Session:
     # ---------------------------------------------------------------------------------------------- loop
     def run_loop(self) -> dict[str, float]:
         """Train to `env.max_frame`; returns the last logged row."""
-        spec, agent, max_frame = self.c.spec, self.c.agent, self.c.spec.env.max_frame
+        spec, max_frame = self.c.spec, self.c.spec.env.max_frame
         self._start_clocks()
         self.bar = tqdm(total=max_frame, initial=self.frame, unit="frame", disable=not self.progress,
                         dynamic_ncols=True, desc=spec.name)
+        try:
+            self._loop(max_frame)
+        finally:  # on errors too: a multi-process collector's workers must not outlive the run
+            self.c.close()
+        if self.row:
+            self.run.plot()
+        self.bar.close()
+        self.run.close()
+        return self.row
+
+    def _loop(self, max_frame: int) -> None:
+        """Each batch: update (and push the weights to the collector's workers), log, evaluate, checkpoint."""
+        agent = self.c.agent
         with stop_on_signals() as signals, self.profiling() as profiler_step:
             for data in self.batches():
                 self.frame += data.numel()
                 with self.timer("update"):
                     self.metrics = agent.update(data, self.frame) or self.metrics
+                    self.c.push_policy_weights()
                 self.count_episodes(data)
                 self.bar.update(data.numel())
                 evaluating = self.frame >= self.next_eval or self.frame >= max_frame
@@ -284,12 +311,6 @@ class Session:
                     break
                 if self.frame >= max_frame:
                     break
-        if self.row:
-            self.run.plot()
-        self.bar.close()
-        self.c.collector.shutdown()
-        self.run.close()
-        return self.row
 
     def _start_clocks(self) -> None:
         """Frame and wall clocks of the loop's logging, evaluation, redraws and timers (resumed runs continue)."""
@@ -349,6 +370,9 @@ class Session:
         eval_return, eval_frequency = self.row["eval/return"], self.c.spec.meta.eval_frequency
         with self.timer("checkpoint"):
             improved = eval_return > self.best_eval
+            for key, value in (("frames", self.frame), ("opt_steps", self.c.agent.num_updates),
+                               ("returns", eval_return)):
+                self.evals[key].append(value)
             self.best_eval = max(self.best_eval, eval_return)
             self.checkpoint(best=improved)
             if time.perf_counter() - self.last_plot >= PLOT_INTERVAL:

@@ -805,8 +805,8 @@ def _meta(t: Translation, m: dict[str, Any], spec: dict[str, Any]) -> dict[str, 
     out: dict[str, Any] = {}
     distributed = m.pop("distributed", False)
     if distributed is not False:
-        t.error(f"{w}.distributed", f"'{distributed}': zoo runs no Hogwild sessions (scale out with num_envs or "
-                "meta.max_session); allowed: false")
+        t.error(f"{w}.distributed", f"'{distributed}': zoo runs no Hogwild sessions (scale out with num_envs, "
+                "env.collector multi_sync / multi_async and env.num_workers, or meta.max_session); allowed: false")
     for key in ("max_session", "max_trial", "log_frequency", "eval_frequency"):
         if key in m:
             out[key] = _int(m.pop(key))

@@ -32,6 +32,7 @@ NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "RecurrentN
 CELL_TYPES = ("LSTM", "GRU")
 MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
 TARGET_UPDATES = ("replace", "polyak")
+COLLECTORS = ("sync", "multi_sync", "multi_async")
 
 
 class SpecError(ValueError):
@@ -246,6 +247,13 @@ class EnvSpec:
                                             "drops CartPole's velocities (a partially observed task); one flag per "
                                             "component of a 1-D observation", low=0, high=1, min_len=1)
     kwargs: dict[str, Any] = spec_field({}, "extra keyword arguments for gym.make or the factory")
+    collector: str = spec_field("sync", "who steps the envs: sync (this process, TorchRL's Collector), multi_sync / "
+                                "multi_async (TorchRL's MultiSyncCollector / MultiAsyncCollector: env.num_workers "
+                                "processes, each stepping num_envs / num_workers copies; multi_sync joins their "
+                                "batches into one, multi_async hands the learner each worker's batch of the same size "
+                                "as it arrives, collected with weights up to one update old)", choices=COLLECTORS)
+    num_workers: int = spec_field(1, "collector processes (env.collector multi_sync, multi_async); must divide "
+                                  "num_envs", low=1)
 
 
 @dataclass
@@ -696,6 +704,9 @@ def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = N
         _check_env(spec.env)
     except SpecError as err:
         raise SpecError(err.where, err.message, file=file) from None
+    if spec.env.collector != "sync" and spec.meta.device != "cpu":
+        raise SpecError("meta.device", f"'{spec.meta.device}': env.collector {spec.env.collector}'s workers act with "
+                        "CPU copies of the policy; allowed: cpu (or env.collector: sync)", file=file)
     mem = spec.agent.memory
     if mem.name in ("Replay", "PrioritizedReplay") and mem.batch_size > mem.max_size:
         raise SpecError("agent.memory.batch_size", f"{mem.batch_size} exceeds max_size {mem.max_size}", file=file)
@@ -810,6 +821,7 @@ def _check_recurrent(net: NetSpec) -> None:
 
 
 def _check_env(env: EnvSpec) -> None:
+    _check_collector(env)
     if is_atari(env.name):
         for key, default in NOT_ATARI.items():
             if getattr(env, key) != default:
@@ -821,6 +833,22 @@ def _check_env(env: EnvSpec) -> None:
             raise SpecError(f"env.{key}", f"applies to Atari (ALE/<Game>-v5) envs only, not {env.name}; remove it")
     if env.clip_obs is not None and not env.normalize_obs:
         raise SpecError("env.clip_obs", "clips normalized observations: needs env.normalize_obs: true")
+
+
+def _check_collector(env: EnvSpec) -> None:
+    if env.collector == "sync":
+        if env.num_workers != 1:
+            raise SpecError("env.num_workers", f"{env.num_workers} needs env.collector multi_sync or multi_async "
+                            "(sync steps every copy in this process); allowed: 1")
+        return
+    if env.num_envs % env.num_workers:
+        raise SpecError("env.num_workers", f"{env.num_workers} does not divide env.num_envs {env.num_envs} (each "
+                        "worker steps num_envs / num_workers copies); allowed: a divisor of env.num_envs")
+    for key in ("normalize_obs", "normalize_reward"):
+        if getattr(env, key):
+            raise SpecError(f"env.{key}", f"running statistics would live apart in each of env.collector "
+                            f"{env.collector}'s worker processes, unseen by evaluation and checkpoints; allowed: "
+                            "false (or env.collector: sync)")
 
 
 def spec_to_dict(spec: Spec) -> dict[str, Any]:

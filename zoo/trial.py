@@ -15,9 +15,11 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +28,7 @@ import yaml
 from zoo.components import build
 from zoo.envs import _env_factory
 from zoo.metrics import trial_metrics
-from zoo.record import RunDir, atomic_write_text, command_line
+from zoo.record import CheckpointError, RunDir, atomic_write_text, command_line
 from zoo.session import Session
 from zoo.spec import EnvSpec, Spec, spec_to_dict
 
@@ -81,27 +83,35 @@ def session_seed(root_seed: int, index: int) -> int:
 
 
 def run_session(spec: Spec, seed: int, path: Path, *, progress: bool = False,
-                on_eval: Callable[[Session, dict], bool] | None = None) -> dict:
-    """Train one session into the run directory `path` (created beforehand); returns its checkpoint series."""
-    series = {"frames": [], "opt_steps": [], "returns": []}
+                on_eval: Callable[[Session, dict], bool] | None = None, resume: bool = False) -> dict:
+    """Train one session into the run directory `path` (created beforehand); returns its checkpoint series.
 
-    def record(session: Session, row: dict) -> bool:
-        series["frames"].append(session.frame)
-        series["opt_steps"].append(session.c.agent.num_updates)
-        series["returns"].append(row["eval/return"])
-        return on_eval(session, row) if on_eval is not None else False
-
-    session = Session(build(spec, seed=seed), RunDir(path), progress=progress, on_eval=record)
+    `resume`: continue from the run's checkpoint, or start it afresh in the same directory when it has none
+    (killed before its first evaluation)."""
+    run = RunDir(path)
+    state = run.load_resume_state() if resume and (run.ckpt_dir / "latest.pt").is_file() else None
+    session = Session(build(spec, seed=seed, start_frame=state["frame"] if state else 0), run, progress=progress,
+                      on_eval=on_eval)
+    if state is not None:
+        session.resume(state)
+    elif resume:  # rows and events of a start that never reached a checkpoint
+        run.restore_metrics("")
+        run.purge_step = 1
     session.run_loop()
-    series["seed"], series["run_dir"], series["frame"] = seed, str(path), session.frame
-    atomic_write_text(Path(path) / "session_metrics.json", json.dumps(series, indent=2))
-    plot_session(Path(path))
+    return write_session_series(session, seed, Path(path))
+
+
+def write_session_series(session: Session, seed: int, path: Path) -> dict:
+    """session_metrics.json (its evaluations: the series trial metrics are computed on) and session_graph.png."""
+    series = {**session.evals, "seed": seed, "run_dir": str(path), "frame": session.frame}
+    atomic_write_text(path / "session_metrics.json", json.dumps(json_safe(series), indent=2))
+    plot_session(path)
     return series
 
 
-def _session_process(spec: Spec, seed: int, path: str) -> dict:
+def _session_process(spec: Spec, seed: int, path: str, resume: bool) -> dict:
     """Entry point of a session process (top level, so the spawn start method can import it)."""
-    return run_session(spec, seed, Path(path))
+    return run_session(spec, seed, Path(path), resume=resume)
 
 
 def create_trial_dir(spec: Spec, root: Path, root_seed: int, sessions: int,
@@ -122,17 +132,77 @@ def create_trial_dir(spec: Spec, root: Path, root_seed: int, sessions: int,
     return path, runs
 
 
-def run_trial(spec: Spec, data_dir: Path, root_seed: int, processes: int | None = None) -> tuple[Path, dict]:
-    """Run `spec.meta.max_session` sessions in parallel processes; write and return the trial metrics."""
+def run_trial(spec: Spec, data_dir: Path, root_seed: int, processes: int | None = None) -> tuple[Path, dict | None]:
+    """Run `spec.meta.max_session` sessions in parallel processes; write and return the trial metrics (None when
+    the trial was stopped before every session finished: `resume_trial` continues it)."""
     trial_dir, runs = create_trial_dir(spec, data_dir, root_seed, spec.meta.max_session)
+    return trial_dir, run_sessions(spec, trial_dir, [(seed, path, False) for seed, path in runs], data_dir, processes)
+
+
+def resume_trial(trial_dir: Path, spec: Spec, data_dir: Path, processes: int | None = None) -> dict | None:
+    """Continue every unfinished session of a trial (from its checkpoint, or afresh without one); the trial
+    metrics as `run_trial`. `spec` is the trial's own (`zoo.record.load_run_spec`)."""
+    seeds = json.loads((Path(trial_dir) / "trial.json").read_text())["session_seeds"]
+    runs = [(seed, Path(trial_dir) / "sessions" / f"s{i}", True) for i, seed in enumerate(seeds)]
+    return run_sessions(spec, Path(trial_dir), runs, data_dir, processes)
+
+
+@contextmanager
+def forward_signals():
+    """SIGINT / SIGTERM sent to the trial's process reach its session processes, which checkpoint and stop (a
+    terminal's Ctrl-C reaches them anyway; a scheduler's SIGTERM to the main process would not)."""
+    def forward(signum, frame):
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def run_sessions(spec: Spec, trial_dir: Path, runs: list[tuple[int, Path, bool]], data_dir: Path,
+                 processes: int | None = None) -> dict | None:
+    """Train the sessions `(seed, run dir, resume)` in parallel processes (`resume`: from the run's checkpoint, if
+    any; a session whose checkpoint is at `max_frame` is only read). Trial metrics once all have finished."""
     baseline = random_baseline(spec.env, data_dir)
     processes = processes or min(len(runs), os.cpu_count() or 1)
+    done = {i: finished_series(seed, path) for i, (seed, path, resume) in enumerate(runs) if resume}
+    done = {i: series for i, series in done.items() if series["frame"] >= spec.env.max_frame}
     # explicit spawn: `import torchrl` already sets it, and forking a process holding torch threads is unsafe
-    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_session_process, spec, seed, str(path)) for seed, path in runs]
-        sessions = [f.result() for f in futures]
-    metrics = write_trial_metrics(trial_dir, sessions, baseline)
-    return trial_dir, metrics
+    with forward_signals(), ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {i: pool.submit(_session_process, spec, seed, str(path), resume)
+                   for i, (seed, path, resume) in enumerate(runs) if i not in done}
+        done.update({i: future.result() for i, future in futures.items()})
+    sessions = [done[i] for i in range(len(runs))]
+    if any(series["frame"] < spec.env.max_frame for series in sessions):
+        return None
+    return write_trial_metrics(trial_dir, sessions, baseline)
+
+
+def finished_series(seed: int, path: Path) -> dict:
+    """The checkpoint series of a session from its latest checkpoint (frame 0 without one)."""
+    run = RunDir(path, tensorboard=False)
+    if not (run.ckpt_dir / "latest.pt").is_file():
+        return {"frames": [], "opt_steps": [], "returns": [], "seed": seed, "run_dir": str(path), "frame": 0}
+    state = run.load_resume_state()
+    return {**state.get("evals", {"frames": [], "opt_steps": [], "returns": []}), "seed": seed, "run_dir": str(path),
+            "frame": state["frame"]}
+
+
+def best_session(trial_dir: Path) -> Path:
+    """The session of a trial whose best evaluation is highest (the one `enjoy@<trial dir>` replays)."""
+    def best_return(path: Path) -> float:
+        returns = [float(r["eval/return"]) for r in RunDir(path, tensorboard=False).read_metrics()
+                   if r.get("eval/return") not in (None, "")]
+        return max(returns, default=-math.inf)
+
+    sessions = sorted((Path(trial_dir) / "sessions").glob("s*"), key=lambda p: int(p.name[1:]))
+    if not sessions:
+        raise CheckpointError(f"{trial_dir}: a trial directory without sessions")
+    return max(sessions, key=best_return)
 
 
 def write_trial_metrics(trial_dir: Path, sessions: list[dict], baseline: float) -> dict:

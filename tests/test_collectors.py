@@ -1,0 +1,146 @@
+"""env.collector multi_sync / multi_async: TorchRL's multi-process collectors behind the one session loop.
+
+Two workers, a few hundred frames: batch layout, per-worker seeds, resume, and no worker outliving the learner
+(errors, SIGTERM, SIGKILL)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import ROOT, SPECS, only_run_dir, read_metrics
+from zoo.cli import main
+from zoo.components import build
+from zoo.record import RunDir, load_checkpoint
+from zoo.session import Session
+from zoo.spec import SpecError, load_spec
+
+SPEC = str(SPECS / "ppo_cartpole.yaml")
+TINY = ["env.num_envs=4", "agent.algorithm.time_horizon=32", "agent.algorithm.minibatch_size=64",
+        "agent.algorithm.training_epoch=1", "agent.net.hid_layers=[16]", "meta.eval_episodes=2", "meta.seed=2",
+        "meta.log_frequency=128", "meta.eval_frequency=256", "env.num_workers=2"]
+
+
+def tiny(collector: str, *extra: str) -> list[str]:
+    return [*TINY, f"env.collector={collector}", *extra]
+
+
+@pytest.mark.parametrize(("overrides", "field"), [
+    (["env.num_workers=2"], "env.num_workers"),
+    (["env.collector=multi_sync", "env.num_workers=3"], "env.num_workers"),
+    (["env.collector=multi_async", "env.num_workers=2", "env.normalize_obs=true"], "env.normalize_obs"),
+    (["env.collector=ray"], "env.collector"),
+    (["env.collector=multi_sync", "env.num_workers=2", "meta.device=cuda"], "meta.device"),
+])
+def test_collector_fields_are_validated(overrides, field):
+    with pytest.raises(SpecError) as err:
+        load_spec(SPEC, None, overrides)
+    assert err.value.where == field and "allowed" in err.value.message and "\n" not in str(err.value)
+
+
+def test_multi_sync_batches_keep_the_vector_layout_and_workers_draw_apart():
+    """multi_sync joins its workers' batches into `[num_envs, time]`; workers are seeded apart (their first
+    observations differ)."""
+    components = build(load_spec(SPEC, None, tiny("multi_sync", "env.max_frame=256")))
+    try:
+        data = next(iter(components.collector))
+        assert tuple(data.batch_size) == (4, 32)
+        first = data["observation"][:, 0]  # rows 0-1: worker 0's copies, rows 2-3: worker 1's
+        assert not torch.equal(first[:2], first[2:])
+    finally:
+        components.close()
+
+
+def test_multi_sync_run_resumes(tmp_path):
+    """Stopped at its evaluation at 256 frames, train@latest continues the same run to 512."""
+    spec = load_spec(SPEC, None, tiny("multi_sync", "env.max_frame=512"))
+    components = build(spec)
+    run = RunDir.create(spec, tmp_path, components.seed, ["test"])
+    Session(components, run, progress=False, on_eval=lambda session, row: session.frame >= 256).run_loop()
+    assert load_checkpoint(run.path / "ckpt" / "latest.pt")["frame"] == 256
+    sets = [arg for item in tiny("multi_sync", "env.max_frame=512") for arg in ("-s", item)]
+    assert main([SPEC, *sets, "train@latest", "--data-dir", str(tmp_path), "--no-progress"]) == 0
+    assert only_run_dir(tmp_path) == run.path
+    frames = [int(r["frame"]) for r in read_metrics(run.path)]
+    assert frames == [128, 256, 384, 512]
+    assert load_checkpoint(run.path / "ckpt" / "latest.pt")["frame"] == 512
+
+
+def test_multi_async_batches_and_an_error_in_the_loop_shuts_the_workers_down(tmp_path):
+    """A multi_async batch is one worker's `[copies, workers * time]` (as many frames as multi_sync's); an update
+    that raises ends the run with every worker process stopped."""
+    spec = load_spec(SPEC, None, tiny("multi_async", "env.max_frame=100000"))
+    components = build(spec)
+    shapes = []
+
+    def fail(data, frame):
+        shapes.append(tuple(data.batch_size))
+        raise RuntimeError("update failed")
+
+    components.agent.update = fail
+    with pytest.raises(RuntimeError, match="update failed"):
+        Session(components, RunDir.create(spec, tmp_path, components.seed, ["test"]), progress=False).run_loop()
+    assert shapes == [(2, 64)]
+    deadline = time.monotonic() + 10
+    while any(proc.is_alive() for proc in components.collector.procs) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(proc.is_alive() for proc in components.collector.procs)
+
+
+def descendants(pid: int) -> set[int]:
+    """Live (not zombie) processes below `pid`, from /proc."""
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    return {pid for pid in pids if running(pid)}
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_no_worker_outlives_the_learner(tmp_path, sig):
+    """SIGTERM: the learner checkpoints, shuts its workers down and exits 0. SIGKILL: the workers die with it."""
+    sets = [arg for item in tiny("multi_sync", "env.max_frame=10000000") for arg in ("-s", item)]
+    cmd = [sys.executable, str(ROOT / "tools" / "train.py"), SPEC, *sets, "--data-dir", str(tmp_path), "--no-progress"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "RL_WARNINGS": "False"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 180
+        while not list(tmp_path.glob("*/metrics.csv")) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        workers = descendants(proc.pid)
+        assert len(workers) >= 2, "no collector workers found"
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 0, err[-2000:]
+        assert "stopped at frame" in out + err
+    deadline = time.monotonic() + 15
+    while alive(workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(workers)
