@@ -5,6 +5,7 @@ benchmark_arc/*.yaml): JSON and YAML, one spec and several named specs per file,
 """
 
 import json
+import math
 
 import pytest
 import torch
@@ -18,7 +19,18 @@ from zoo.memory import CombinedReplay, make_replay_buffer
 from zoo.nets import build_mlp
 from zoo.record import TIMING_COLUMNS
 from zoo.slm import SlmSpecError, is_slm_spec, translate_slm
-from zoo.spec import MemorySpec, NetSpec, SpecError, load_spec, read_spec_file, spec_names, spec_to_dict
+from zoo.spec import (
+    MemorySpec,
+    NetSpec,
+    Spec,
+    SpecError,
+    build_dataclass,
+    load_spec,
+    read_spec_file,
+    spec_names,
+    spec_to_dict,
+    validate,
+)
 
 FIXTURES = ROOT / "tests" / "fixtures" / "slm"
 TEMPLATES = ["-s", "env=ALE/Pong-v5", "-s", "max_frame=256"]  # as SLM-Lab's `-s` fills its ${var} templates
@@ -91,6 +103,56 @@ def test_slm_defaults_are_filled_where_zoo_differs():
     per, _ = translate_slm(slm({"name": "DoubleDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1}},
                                memory={"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4}), "f")
     assert per["agent"]["memory"] == {"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4, "beta": 0.0}
+
+
+def test_advantage_normalisation_as_slm_lab_does_it():
+    """SLM-Lab's REINFORCE and ActorCritic standardize every batch; its PPO every minibatch, or by percentiles."""
+    for name in ("Reinforce", "ActorCritic", "PPO"):
+        raw, _ = translate_slm(slm({"name": name}), "f")
+        assert raw["agent"]["algorithm"]["normalize_advantage"] is True
+    raw, notes = translate_slm(slm({"name": "PPO", "normalize_advantages": "percentile", "symlog": True,
+                                    "normalize_v_targets": True, "action_pdtype": "Beta"}), "f")
+    algo = raw["agent"]["algorithm"]
+    assert algo["advantage_normalizer"] == "percentile" and algo["symlog"] and algo["normalize_v_targets"]
+    assert algo["action_pdtype"] == "Beta" and any("percentile" in note for note in notes)
+
+
+def test_sac_temperature_as_slm_lab_tunes_it():
+    sac = {"name": "SoftActorCritic", "action_pdtype": "Categorical"}
+    algo = translate_slm(slm(sac), "f")[0]["agent"]["algorithm"]
+    assert (algo["log_alpha_min"], algo["log_alpha_max"]) == (-5.0, 2.0)  # SLM-Lab always clamps
+    assert algo["entropy_anneal"] == {"start_ratio": 0.6, "end_ratio": 0.6, "frames": 0}  # its discrete target
+    assert algo["policy_delay"] == 1 and algo["training_start_step"] == 1000
+    fixed = translate_slm(slm({**sac, "fixed_alpha": 0.02, "alpha_anneal_frames": 1e4}), "f")[0]["agent"]["algorithm"]
+    assert fixed["fixed_alpha"] and fixed["alpha_init"] == 0.02 and fixed["alpha_anneal_frames"] == 10000
+    assert "log_alpha_min" not in fixed and "entropy_anneal" not in fixed
+    crossq = translate_slm(slm({"name": "CrossQ", "action_pdtype": "Categorical", "log_alpha_max": 0.5}), "f")
+    algo = crossq[0]["agent"]["algorithm"]  # CrossQ inherits SAC's defaults; CartPole's 2 actions read from the env
+    assert algo["log_alpha_max"] == 0.5 and algo["policy_delay"] == 1
+    assert algo["target_entropy"] == pytest.approx(0.6 * math.log(2))
+    spec = build_dataclass(Spec, crossq[0], "")
+    validate(spec)
+    agent = build(spec, seed=0).agent
+    agent.loss.log_alpha.data.fill_(3.0)
+    batch = TensorDict({"observation": torch.zeros(8, 4), "action": torch.zeros(8, dtype=torch.long),
+                        ("next", "observation"): torch.zeros(8, 4), ("next", "reward"): torch.zeros(8, 1),
+                        ("next", "terminated"): torch.zeros(8, 1, dtype=torch.bool)}, [8])
+    agent.gradient_step(batch)  # the first step trains the temperature, then clamps it
+    assert agent.loss.log_alpha.item() == 0.5
+    continuous = translate_slm(slm({"name": "SoftActorCritic", "entropy_anneal": {"start_ratio": 0.3}},
+                                   env={"name": "Pendulum-v1", "max_frame": 1000}), "f")[0]["agent"]["algorithm"]
+    assert "entropy_anneal" not in continuous and "target_entropy" not in continuous
+
+
+def test_random_and_refused_algorithms():
+    raw, _ = translate_slm(slm({"name": "Random"}, net={}, memory={"name": "OnPolicyReplay"}), "f")
+    assert raw["agent"]["algorithm"] == {"name": "Random"} and "net" not in raw["agent"]
+    sil = slm({"name": "PPOSIL", "gamma": 0.99})
+    sil["search"] = {"agent": {"algorithm": {"gamma__uniform": [0.9, 0.99]}}}
+    with pytest.raises(SlmSpecError) as err:
+        translate_slm(sil, "f")
+    assert err.value.lines == ["f: agent.algorithm.name: 'PPOSIL' cannot run: not yet supported: zoo has no "
+                               "self-imitation learning yet"]
 
 
 def test_lunar_lander_continuous_runs_on_the_continuous_action_space():
