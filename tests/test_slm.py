@@ -15,7 +15,7 @@ from tensordict import TensorDict
 from tests.conftest import ROOT, only_run_dir, read_metrics, run_cli
 from tools.convert_slm import convert
 from zoo.components import build
-from zoo.memory import CombinedReplay, make_replay_buffer
+from zoo.memory import CombinedReplay, make_replay_buffer, replay_updates
 from zoo.nets import build_mlp
 from zoo.record import TIMING_COLUMNS
 from zoo.slm import SlmSpecError, is_slm_spec, translate_slm
@@ -77,7 +77,8 @@ def test_dqn_is_translated_to_the_double_dqn_target_it_computes():
     raw, _ = translate_slm(slm({"name": "VanillaDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1},
                                 "training_iter": 2, "training_batch_iter": 3}), "f")
     algo = raw["agent"]["algorithm"]
-    assert algo["name"] == "VanillaDQN" and algo["training_iter"] == 6 and algo["training_start_step"] == 32
+    assert algo["name"] == "VanillaDQN" and algo["training_start_step"] == 32
+    assert (algo["training_iter"], algo["training_batch_iter"]) == (2, 3)
 
 
 @pytest.mark.parametrize(("returns", "expected"), [
@@ -227,6 +228,21 @@ def test_combined_replay_puts_the_newest_transitions_in_the_next_batch():
     buffer.extend(TensorDict({"x": torch.tensor([42.0])}, batch_size=[1]))
     batch = buffer.sample(4)
     assert batch["x"][-1] == 42.0 and batch["index"][-1] == 10
+
+
+def test_training_batch_iter_steps_several_times_on_each_batch():
+    """SLM-Lab's DQN draws training_iter batches and takes training_batch_iter gradient steps on each."""
+    for name in ("Replay", "PrioritizedReplay"):
+        buffer = make_replay_buffer(MemorySpec(name=name, max_size=100, batch_size=4))
+        buffer.extend(TensorDict({"x": torch.arange(50.0)}, batch_size=[50]))
+        seen = []
+
+        def step(batch):
+            seen.append(batch["index"].tolist())
+            return {}, torch.ones(4)
+
+        assert len(replay_updates(buffer, 4, 2, None, step, reuse=3)) == 6
+        assert seen[0] == seen[1] == seen[2] and seen[3] == seen[4] == seen[5]
 
 
 # ------------------------------------------------------------------------------------------ conversion

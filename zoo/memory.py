@@ -148,19 +148,20 @@ def replay_batches(buffer: TensorDictReplayBuffer, batch_size: int, steps: int) 
 
 
 def replay_updates(buffer: TensorDictReplayBuffer, batch_size: int, steps: int, beta: float | None,
-                   gradient_step: Callable[[TensorDictBase], tuple[Any, torch.Tensor]]) -> list[Any]:
-    """Run `steps` gradient steps on replayed batches; `gradient_step(batch)` returns (its result, per-sample
-    |TD error|). Prioritized replay anneals the sampler's importance-sampling exponent to `beta` first (the
-    batches carry `priority_weight`) and makes each step's |TD error| its rows' new priorities."""
+                   gradient_step: Callable[[TensorDictBase], tuple[Any, torch.Tensor]], reuse: int = 1) -> list[Any]:
+    """Run `reuse` gradient steps on each of `steps` replayed batches; `gradient_step(batch)` returns (its result,
+    per-sample |TD error|). Prioritized replay anneals the sampler's importance-sampling exponent to `beta` first
+    (the batches carry `priority_weight`) and makes each step's |TD error| its rows' new priorities."""
     prioritized = isinstance(buffer.sampler, PrioritizedSampler)
     if prioritized and beta is not None:
         buffer.sampler.beta = beta
     results = []
     for batch in replay_batches(buffer, batch_size, steps):
-        result, td_error = gradient_step(batch)
-        if prioritized:
-            buffer.update_priority(batch["index"], td_error)
-        results.append(result)
+        for _ in range(reuse):
+            result, td_error = gradient_step(batch)
+            if prioritized:
+                buffer.update_priority(batch["index"], td_error)
+            results.append(result)
     return results
 
 
@@ -183,38 +184,40 @@ def priority_beta(spec: Spec) -> Schedule | None:
 
 @dataclass
 class ReplayPhase:
-    """When and how much an off-policy agent learns: `iters` gradient steps on replayed batches of `batch_size`
-    after each collected batch, from frame `start`, the actor every `policy_delay`-th step; prioritized replay
-    anneals its exponent on `beta`."""
+    """When and how much an off-policy agent learns: `iters` replayed batches of `batch_size` after each collected
+    batch, `batch_iter` gradient steps on each, from frame `start`, the actor every `policy_delay`-th step;
+    prioritized replay anneals its exponent on `beta`."""
 
     batch_size: int
     iters: int
     start: int
     policy_delay: int = 1
     beta: Schedule | None = None
+    batch_iter: int = 1
 
     @classmethod
     def from_spec(cls, spec: Spec) -> "ReplayPhase":
         algo_spec = spec.agent.algorithm
         return cls(spec.agent.memory.batch_size, algo_spec.training_iter, algo_spec.training_start_step,
-                   getattr(algo_spec, "policy_delay", 1), priority_beta(spec))
+                   getattr(algo_spec, "policy_delay", 1), priority_beta(spec),
+                   getattr(algo_spec, "training_batch_iter", 1))
 
     def run(self, buffer: TensorDictReplayBuffer, frame: int,
             gradient_step: Callable[[TensorDictBase], tuple[dict[str, torch.Tensor], torch.Tensor]],
             set_lr: Callable[[int], float]) -> dict[str, torch.Tensor]:
         """The training phase after a batch is stored: nothing before frame `start`; then the learning rate for
-        `frame` (`set_lr`, the agent's) and `iters` gradient steps through `replay_updates`. Returns each step's
-        metrics averaged over the steps that have them (actor metrics: every `policy_delay`-th step),
-        `lr_factor` and `time/updates_per_s`."""
+        `frame` (`set_lr`, the agent's) and `iters` x `batch_iter` gradient steps through `replay_updates`.
+        Returns each step's metrics averaged over the steps that have them (actor metrics: every
+        `policy_delay`-th step), `lr_factor` and `time/updates_per_s`."""
         if frame < self.start:
             return {}
         lr = set_lr(frame)
         start = time.perf_counter()
         beta = None if self.beta is None else self.beta(frame)
-        steps = replay_updates(buffer, self.batch_size, self.iters, beta, gradient_step)
+        steps = replay_updates(buffer, self.batch_size, self.iters, beta, gradient_step, self.batch_iter)
         metrics = {key: torch.stack([s[key] for s in steps if key in s]).mean()
                    for key in dict.fromkeys(k for step in steps for k in step)}
-        metrics["time/updates_per_s"] = torch.tensor(self.iters / (time.perf_counter() - start))
+        metrics["time/updates_per_s"] = torch.tensor(len(steps) / (time.perf_counter() - start))
         metrics["lr_factor"] = torch.tensor(lr)
         return metrics
 

@@ -446,14 +446,10 @@ def _dqn(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
     _training_frequency(t, a, out, num_envs)
     if "training_frequency" not in out:
         out["training_frequency"] = 1
-    iters, batch_iters = _int(a.pop("training_iter", 1)), _int(a.pop("training_batch_iter", 1))
-    out["training_iter"] = iters * batch_iters
-    if batch_iters != 1:
-        t.note(f"{w}.training_batch_iter", f"training_iter {iters} x training_batch_iter {batch_iters}: zoo's "
-               f"training_iter {iters * batch_iters} gradient steps, each on a fresh batch (SLM-Lab repeats "
-               f"{batch_iters} steps on each sampled batch)")
-    else:
-        t.same(f"{w}.training_iter", f"{w}.training_iter")
+    out["training_iter"] = _int(a.pop("training_iter", 1))
+    out["training_batch_iter"] = _int(a.pop("training_batch_iter", 1))
+    for key in ("training_iter", "training_batch_iter"):
+        t.same(f"{w}.{key}", f"{w}.{key}")
     out["training_start_step"] = _int(a.pop("training_start_step", memory.get("batch_size", 32)))
     t.same(f"{w}.training_start_step", f"{w}.training_start_step")
 
