@@ -14,6 +14,7 @@ from tensordict import TensorDict
 
 from tests.conftest import ROOT, only_run_dir, read_metrics, run_cli
 from tools.convert_slm import convert
+from zoo.algos.actor_critic import optimizer_step
 from zoo.components import build
 from zoo.memory import CombinedReplay, make_replay_buffer, replay_updates
 from zoo.nets import build_mlp
@@ -237,12 +238,27 @@ def test_training_batch_iter_steps_several_times_on_each_batch():
         buffer.extend(TensorDict({"x": torch.arange(50.0)}, batch_size=[50]))
         seen = []
 
-        def step(batch):
+        def step(batch, seen=seen):
             seen.append(batch["index"].tolist())
             return {}, torch.ones(4)
 
         assert len(replay_updates(buffer, 4, 2, None, step, reuse=3)) == 6
         assert seen[0] == seen[1] == seen[2] and seen[3] == seen[4] == seen[5]
+
+
+def test_clip_grad_val_bounds_each_net_as_slm_lab():
+    raw, _ = translate_slm(slm({"name": "PPO"}, net={"type": "MLPNet", "hid_layers": [8], "clip_grad_val": 0.5}), "f")
+    assert raw["agent"]["net"]["clip_grad_per_net"] is True
+    actor, critic = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    optimizers = {"actor": torch.optim.SGD(actor.parameters(), lr=0.0),
+                  "critic": torch.optim.SGD(critic.parameters(), lr=0.0)}
+    x = torch.ones(4, 3)
+    optimizer_step(optimizers, 100 * actor(x).sum() + critic(x).sum(), [], 0.5, per_net=True)
+    for net in (actor, critic):
+        norm = torch.cat([p.grad.flatten() for p in net.parameters()]).norm()
+        assert norm.item() == pytest.approx(0.5)
+    with pytest.raises(SpecError, match="clip_grad_per_net"):
+        load_spec(FIXTURES / "dqn.yaml", "ddqn_per_dueling_acrobot", ["agent.net.clip_grad_per_net=true"])
 
 
 # ------------------------------------------------------------------------------------------ conversion

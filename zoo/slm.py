@@ -664,8 +664,9 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     if "shared" in out and algorithm not in ("A2C", "PPO") and out.pop("shared"):  # read by actor-critics only
         t.note(f"{w}.shared", f"unused by {algorithm} (as in SLM-Lab)")
     if out.get("clip_grad_val") is not None and algorithm in ("A2C", "PPO") and not out.get("shared"):
-        t.note(f"{w}.clip_grad_val", "zoo clips the gradient norm of actor and critic together; SLM-Lab clips each "
-               "net's own")
+        out["clip_grad_per_net"] = True
+        t.note(f"{w}.clip_grad_val", "SLM-Lab clips each net's own gradient norm: zoo's clip_grad_per_net true (zoo's "
+               "default clips actor and critic together)")
     loss = n.pop("loss_spec", None)
     if loss is not None:
         loss = dict(loss)

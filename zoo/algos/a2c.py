@@ -95,6 +95,7 @@ class A2CAgent(Agent):
     advantage_module: ValueEstimatorBase
     params: list[nn.Parameter]
     clip_grad_val: float | None = None
+    clip_per_net: bool = False  # clip_grad_val bounds actor and critic apart (agent.net.clip_grad_per_net)
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         lr = self.set_lr(frame)
@@ -109,7 +110,7 @@ class A2CAgent(Agent):
                 data["advantage"] = (advantage - advantage.mean()) / (advantage.std() + 1e-8)
         out = self.loss(data)
         loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
-        optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
+        optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val, self.clip_per_net)
         self.num_updates += 1
         return {"loss": loss.detach(), "loss_critic": out["loss_critic"].detach(), "entropy": out["entropy"],
                 "entropy_coef": torch.tensor(entropy_coef), "lr_factor": torch.tensor(lr)}
@@ -133,4 +134,5 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, critic,
                                                                     keys=learning_keys(env)),
         params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val,
+        clip_per_net=net_spec.clip_grad_per_net,
     )

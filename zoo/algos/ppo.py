@@ -206,6 +206,7 @@ class PPOAgent(Agent):
     params: list[nn.Parameter]
     recorded_values: bool = False  # the collector's policy records V(obs) (shared trunk): GAE reuses them
     clip_grad_val: float | None = None
+    clip_per_net: bool = False  # clip_grad_val bounds actor and critic apart (agent.net.clip_grad_per_net)
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         spec, loss_module = self.algo_spec, self.loss
@@ -229,7 +230,7 @@ class PPOAgent(Agent):
             for index in torch.randperm(flat.shape[0]).split(spec.minibatch_size):
                 out = loss_module(flat[index])
                 loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
-                optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
+                optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val, self.clip_per_net)
                 epoch_stats.append(torch.stack([loss.detach(), out["loss_critic"].detach(), out["kl_approx"],
                                                 out["clip_fraction"], out["entropy"]]))
             totals += epoch_stats
@@ -294,4 +295,5 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         algo_spec=algo_spec, advantage_module=loss.value_estimator if not shared else
         make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys),
         params=list(module.parameters()), recorded_values=shared, clip_grad_val=net_spec.clip_grad_val,
+        clip_per_net=net_spec.clip_grad_per_net,
     )
