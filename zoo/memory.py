@@ -20,6 +20,7 @@ from zoo.schedules import Schedule
 from zoo.spec import MemorySpec, ScheduleSpec, Spec, SpecError
 
 FRAME_STACK_FILE = "frame_stack.pt"  # FrameStackReplay's own state, next to what TorchRL's `dumps` writes
+CER_FILE = "cer_pending.pt"  # CombinedReplay's rows not yet drawn, likewise
 # keys a one-step off-policy learner needs; everything else the collector writes is dropped before storing
 TRANSITION_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done"),
                    ("next", "terminated"))
@@ -87,7 +88,8 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
 class CombinedReplay(TensorDictReplayBuffer):
     """Combined experience replay (Zhang & Sutton 2017), as SLM-Lab's `use_cer`: the rows stored since the last
     draw replace the end of the next drawn batch, oldest first, at most one batch's worth (the rest wait for the
-    next draw). A draw of several batches at once (`replay_batches`) puts them in its first batch."""
+    next draw; `replay_batches` draws one batch at a time). The rows not
+    yet drawn travel with `dumps` / `loads` as `cer_pending.pt` and with `state_dict` under `_cer_pending`."""
 
     def __init__(self, batch_size: int, **kwargs):
         super().__init__(**kwargs)
@@ -120,6 +122,15 @@ class CombinedReplay(TensorDictReplayBuffer):
         self.pending = state_dict.pop("_cer_pending").clone()
         super().load_state_dict(state_dict)
 
+    def dumps(self, path) -> None:
+        super().dumps(path)
+        torch.save(self.pending.clone(), Path(path) / CER_FILE)
+
+    def loads(self, path) -> None:
+        pending = torch.load(Path(path) / CER_FILE, map_location="cpu", weights_only=True)
+        super().loads(path)
+        self.pending = pending
+
 
 def store_transitions(buffer: TensorDictReplayBuffer, data: TensorDictBase, terminated_key: str = "terminated",
                       nstep: NStepTransform | None = None) -> None:
@@ -140,9 +151,10 @@ def store_transitions(buffer: TensorDictReplayBuffer, data: TensorDictBase, term
 
 def replay_batches(buffer: TensorDictReplayBuffer, batch_size: int, steps: int) -> Iterator[TensorDictBase]:
     """The batches of `steps` consecutive gradient steps. Prioritized replay draws each batch lazily, after the
-    previous step updated the priorities; uniform replay (with replacement) draws all of them in one call, the
-    same distribution at a fraction of the cost."""
-    if isinstance(buffer.sampler, PrioritizedSampler):
+    previous step updated the priorities, and combined replay too (each draw takes its share of the newest rows,
+    as SLM-Lab's); uniform replay (with replacement) draws all of them in one call, the same distribution at a
+    fraction of the cost."""
+    if isinstance(buffer.sampler, PrioritizedSampler) or isinstance(buffer, CombinedReplay):
         return (buffer.sample(batch_size) for _ in range(steps))
     return iter(buffer.sample(batch_size * steps).split(batch_size))
 
