@@ -382,9 +382,7 @@ def _ppo(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
     clip_value = a.pop("clip_vloss", None)
     legacy = a.pop("clip_val_loss", None)
     if legacy is not None:
-        t.note(f"{w}.clip_val_loss", "SLM-Lab v5 reads clip_vloss, not this older key; "
-               + ("taken as clip_vloss" if clip_value is None else "clip_vloss wins"))
-        clip_value = legacy if clip_value is None else clip_value
+        t.note(f"{w}.clip_val_loss", f"{legacy!r} is ignored, as by SLM-Lab v5 (its PPO reads clip_vloss only)")
     out["clip_value"] = bool(clip_value)
     t.same(f"{w}.clip_vloss", f"{w}.clip_value")
     adv = a.pop("normalize_advantages", "standardize")  # SLM-Lab normalizes every minibatch's advantages
