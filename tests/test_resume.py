@@ -107,6 +107,11 @@ FAMILIES = {
     "sil": ("sil_cartpole", [*VECTOR, "env.num_envs=8", "agent.memory.batch_size=16"], 512, 1024),
     "reinforce": ("reinforce_cartpole", [*VECTOR, "agent.algorithm.time_horizon=32"], 512, 1024),
     "sarsa": ("sarsa_cartpole", VECTOR, 512, 1024),
+    # combined experience replay's undrawn rows live beside the buffer; several steps on each batch
+    "dqn_cer": ("dqn_cartpole", [*VECTOR, "agent.memory.use_cer=true", "agent.memory.batch_size=16",
+                                 "agent.algorithm.training_start_step=256", "agent.algorithm.training_frequency=64",
+                                 "agent.algorithm.training_iter=2", "agent.algorithm.training_batch_iter=2"],
+                512, 1024),
     # 5 training phases of 3 gradient steps before `half`: an odd count, so with policy_delay 2 the delayed
     # actor updates resume out of phase unless the step counter is checkpointed
     "sac": ("sac_pendulum", [*PENDULUM, "agent.algorithm.policy_delay=2"], 300, 600),

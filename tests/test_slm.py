@@ -5,6 +5,7 @@ benchmark_arc/*.yaml): JSON and YAML, one spec and several named specs per file,
 """
 
 import json
+import math
 
 import pytest
 import torch
@@ -13,12 +14,24 @@ from tensordict import TensorDict
 
 from tests.conftest import ROOT, only_run_dir, read_metrics, run_cli
 from tools.convert_slm import convert
+from zoo.algos.actor_critic import optimizer_step
 from zoo.components import build
-from zoo.memory import CombinedReplay, make_replay_buffer
+from zoo.memory import CombinedReplay, make_replay_buffer, replay_updates
 from zoo.nets import build_mlp
 from zoo.record import TIMING_COLUMNS
 from zoo.slm import SlmSpecError, is_slm_spec, translate_slm
-from zoo.spec import MemorySpec, NetSpec, SpecError, load_spec, read_spec_file, spec_names, spec_to_dict
+from zoo.spec import (
+    MemorySpec,
+    NetSpec,
+    Spec,
+    SpecError,
+    build_dataclass,
+    load_spec,
+    read_spec_file,
+    spec_names,
+    spec_to_dict,
+    validate,
+)
 
 FIXTURES = ROOT / "tests" / "fixtures" / "slm"
 TEMPLATES = ["-s", "env=ALE/Pong-v5", "-s", "max_frame=256"]  # as SLM-Lab's `-s` fills its ${var} templates
@@ -65,7 +78,8 @@ def test_dqn_is_translated_to_the_double_dqn_target_it_computes():
     raw, _ = translate_slm(slm({"name": "VanillaDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1},
                                 "training_iter": 2, "training_batch_iter": 3}), "f")
     algo = raw["agent"]["algorithm"]
-    assert algo["name"] == "VanillaDQN" and algo["training_iter"] == 6 and algo["training_start_step"] == 32
+    assert algo["name"] == "VanillaDQN" and algo["training_start_step"] == 32
+    assert (algo["training_iter"], algo["training_batch_iter"]) == (2, 3)
 
 
 @pytest.mark.parametrize(("returns", "expected"), [
@@ -91,6 +105,56 @@ def test_slm_defaults_are_filled_where_zoo_differs():
     per, _ = translate_slm(slm({"name": "DoubleDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1}},
                                memory={"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4}), "f")
     assert per["agent"]["memory"] == {"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4, "beta": 0.0}
+
+
+def test_advantage_normalisation_as_slm_lab_does_it():
+    """SLM-Lab's REINFORCE and ActorCritic standardize every batch; its PPO every minibatch, or by percentiles."""
+    for name in ("Reinforce", "ActorCritic", "PPO"):
+        raw, _ = translate_slm(slm({"name": name}), "f")
+        assert raw["agent"]["algorithm"]["normalize_advantage"] is True
+    raw, notes = translate_slm(slm({"name": "PPO", "normalize_advantages": "percentile", "symlog": True,
+                                    "normalize_v_targets": True, "action_pdtype": "Beta"}), "f")
+    algo = raw["agent"]["algorithm"]
+    assert algo["advantage_normalizer"] == "percentile" and algo["symlog"] and algo["normalize_v_targets"]
+    assert algo["action_pdtype"] == "Beta" and any("percentile" in note for note in notes)
+
+
+def test_sac_temperature_as_slm_lab_tunes_it():
+    sac = {"name": "SoftActorCritic", "action_pdtype": "Categorical"}
+    algo = translate_slm(slm(sac), "f")[0]["agent"]["algorithm"]
+    assert (algo["log_alpha_min"], algo["log_alpha_max"]) == (-5.0, 2.0)  # SLM-Lab always clamps
+    assert algo["entropy_anneal"] == {"start_ratio": 0.6, "end_ratio": 0.6, "frames": 0}  # its discrete target
+    assert algo["policy_delay"] == 1 and algo["training_start_step"] == 1000
+    fixed = translate_slm(slm({**sac, "fixed_alpha": 0.02, "alpha_anneal_frames": 1e4}), "f")[0]["agent"]["algorithm"]
+    assert fixed["fixed_alpha"] and fixed["alpha_init"] == 0.02 and fixed["alpha_anneal_frames"] == 10000
+    assert "log_alpha_min" not in fixed and "entropy_anneal" not in fixed
+    crossq = translate_slm(slm({"name": "CrossQ", "action_pdtype": "Categorical", "log_alpha_max": 0.5}), "f")
+    algo = crossq[0]["agent"]["algorithm"]  # CrossQ inherits SAC's defaults; CartPole's 2 actions read from the env
+    assert algo["log_alpha_max"] == 0.5 and algo["policy_delay"] == 1
+    assert algo["target_entropy"] == pytest.approx(0.6 * math.log(2))
+    spec = build_dataclass(Spec, crossq[0], "")
+    validate(spec)
+    agent = build(spec, seed=0).agent
+    agent.loss.log_alpha.data.fill_(3.0)
+    batch = TensorDict({"observation": torch.zeros(8, 4), "action": torch.zeros(8, dtype=torch.long),
+                        ("next", "observation"): torch.zeros(8, 4), ("next", "reward"): torch.zeros(8, 1),
+                        ("next", "terminated"): torch.zeros(8, 1, dtype=torch.bool)}, [8])
+    agent.gradient_step(batch)  # the first step trains the temperature, then clamps it
+    assert agent.loss.log_alpha.item() == 0.5
+    continuous = translate_slm(slm({"name": "SoftActorCritic", "entropy_anneal": {"start_ratio": 0.3}},
+                                   env={"name": "Pendulum-v1", "max_frame": 1000}), "f")[0]["agent"]["algorithm"]
+    assert "entropy_anneal" not in continuous and "target_entropy" not in continuous
+
+
+def test_random_and_refused_algorithms():
+    raw, _ = translate_slm(slm({"name": "Random"}, net={}, memory={"name": "OnPolicyReplay"}), "f")
+    assert raw["agent"]["algorithm"] == {"name": "Random"} and "net" not in raw["agent"]
+    sil = slm({"name": "PPOSIL", "gamma": 0.99})
+    sil["search"] = {"agent": {"algorithm": {"gamma__uniform": [0.9, 0.99]}}}
+    with pytest.raises(SlmSpecError) as err:
+        translate_slm(sil, "f")
+    assert err.value.lines == ["f: agent.algorithm.name: 'PPOSIL' cannot run: SLM-Lab's SIL specs are not "
+                               "translated yet (zoo's own SIL / PPOSIL: see specs/sil_cartpole.yaml)"]
 
 
 def test_lunar_lander_continuous_runs_on_the_continuous_action_space():
@@ -165,6 +229,36 @@ def test_combined_replay_puts_the_newest_transitions_in_the_next_batch():
     buffer.extend(TensorDict({"x": torch.tensor([42.0])}, batch_size=[1]))
     batch = buffer.sample(4)
     assert batch["x"][-1] == 42.0 and batch["index"][-1] == 10
+
+
+def test_training_batch_iter_steps_several_times_on_each_batch():
+    """SLM-Lab's DQN draws training_iter batches and takes training_batch_iter gradient steps on each."""
+    for name in ("Replay", "PrioritizedReplay"):
+        buffer = make_replay_buffer(MemorySpec(name=name, max_size=100, batch_size=4))
+        buffer.extend(TensorDict({"x": torch.arange(50.0)}, batch_size=[50]))
+        seen = []
+
+        def step(batch, seen=seen):
+            seen.append(batch["index"].tolist())
+            return {}, torch.ones(4)
+
+        assert len(replay_updates(buffer, 4, 2, None, step, reuse=3)) == 6
+        assert seen[0] == seen[1] == seen[2] and seen[3] == seen[4] == seen[5]
+
+
+def test_clip_grad_val_bounds_each_net_as_slm_lab():
+    raw, _ = translate_slm(slm({"name": "PPO"}, net={"type": "MLPNet", "hid_layers": [8], "clip_grad_val": 0.5}), "f")
+    assert raw["agent"]["net"]["clip_grad_per_net"] is True
+    actor, critic = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    optimizers = {"actor": torch.optim.SGD(actor.parameters(), lr=0.0),
+                  "critic": torch.optim.SGD(critic.parameters(), lr=0.0)}
+    x = torch.ones(4, 3)
+    optimizer_step(optimizers, 100 * actor(x).sum() + critic(x).sum(), [], 0.5, per_net=True)
+    for net in (actor, critic):
+        norm = torch.cat([p.grad.flatten() for p in net.parameters()]).norm()
+        assert norm.item() == pytest.approx(0.5)
+    with pytest.raises(SpecError, match="clip_grad_per_net"):
+        load_spec(FIXTURES / "dqn.yaml", "ddqn_per_dueling_acrobot", ["agent.net.clip_grad_per_net=true"])
 
 
 # ------------------------------------------------------------------------------------------ conversion

@@ -34,8 +34,9 @@ def spec_files(paths: list[Path]) -> list[Path]:
     return files
 
 
-def run_one(path: Path, name: str | None, run: bool, data_dir: str) -> tuple[int, str]:
-    argv = [str(path), *([name] if name else []), "dev", *template_values(path), "--no-progress",
+def run_one(path: Path, name: str | None, run: bool, data_dir: str, max_frame: int | None) -> tuple[int, str]:
+    frames = ["-s", f"env.max_frame={max_frame}"] if max_frame else []
+    argv = [str(path), *([name] if name else []), "dev", *template_values(path), *frames, "--no-progress",
             "--data-dir", data_dir, "--seed", "0", *([] if run else ["--dry-run"])]
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -52,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", type=Path, help="SLM-Lab spec files or directories")
     parser.add_argument("--run", action="store_true", help="train each spec in dev mode (default: load and build)")
     parser.add_argument("--one-per-file", action="store_true", help="only the first spec of each file")
+    parser.add_argument("--max-frame", type=int, help="frames per dev run (default: dev mode's cap)")
     args = parser.parse_args(argv)
     ok = failed = 0
     with tempfile.TemporaryDirectory() as data_dir:
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed += 1
                 continue
             for name in names[:1] if args.one_per_file else names:
-                status, message = run_one(path, name, args.run, data_dir)
+                status, message = run_one(path, name, args.run, data_dir, args.max_frame)
                 ok, failed = ok + (status == 0), failed + (status != 0)
                 print(f"{'ok  ' if status == 0 else 'FAIL'} {path}:{name or ''}" + (f"  [{status}] {message}"
                                                                                     if status else ""), flush=True)

@@ -33,13 +33,13 @@ from torchrl.collectors import BaseCollector, Collector
 from torchrl.data import ReplayBuffer
 from torchrl.envs import EnvBase
 
-from zoo.memory import FRAME_STACK_FILE
+from zoo.memory import CER_FILE, FRAME_STACK_FILE
 
 # attributes that are configuration or handles, not state (restoring them is unnecessary)
 SKIPPED_ATTRIBUTES = {"_saved_kwargs", "spec", "_cached_spec", "metadata", "_metadata", "env_fns", "render_mode",
                       "screen", "clock"}
 REPLAY_SUFFIXES = {".json", ".memmap"}  # all `buffer.dumps` writes for tensor storages once prefetch.pkl is removed
-REPLAY_FILES = {FRAME_STACK_FILE}  # zoo's own additions, read with torch.load(weights_only=True)
+REPLAY_FILES = {FRAME_STACK_FILE, CER_FILE}  # zoo's own additions, read with torch.load(weights_only=True)
 
 
 class UnsupportedEnvState(TypeError):
@@ -179,7 +179,7 @@ def load_replay(buffer: ReplayBuffer, path: Path) -> None:
 
     `loads` would unpickle a `prefetch.pkl` and TensorDict's memmap reader unpickles non-tensor fields, so a
     folder from elsewhere could run code; ours hold only `.json` and `.memmap` files (and FrameStackReplay's
-    `frame_stack.pt` at the top, which it reads with `torch.load(weights_only=True)`).
+    `frame_stack.pt` or CombinedReplay's `cer_pending.pt` at the top, read with `torch.load(weights_only=True)`).
     """
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: replay folder missing")

@@ -20,6 +20,7 @@ from zoo.schedules import Schedule
 from zoo.spec import MemorySpec, ScheduleSpec, Spec, SpecError
 
 FRAME_STACK_FILE = "frame_stack.pt"  # FrameStackReplay's own state, next to what TorchRL's `dumps` writes
+CER_FILE = "cer_pending.pt"  # CombinedReplay's rows not yet drawn, likewise
 # keys a one-step off-policy learner needs; everything else the collector writes is dropped before storing
 TRANSITION_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward"), ("next", "done"),
                    ("next", "terminated"))
@@ -121,7 +122,8 @@ class LeanReplayBuffer(TensorDictReplayBuffer):
 class CombinedReplay(LeanReplayBuffer):
     """Combined experience replay (Zhang & Sutton 2017), as SLM-Lab's `use_cer`: the rows stored since the last
     draw replace the end of the next drawn batch, oldest first, at most one batch's worth (the rest wait for the
-    next draw). A draw of several batches at once (`replay_batches`) puts them in its first batch."""
+    next draw; `replay_batches` draws one batch at a time). The rows not
+    yet drawn travel with `dumps` / `loads` as `cer_pending.pt` and with `state_dict` under `_cer_pending`."""
 
     def __init__(self, batch_size: int, **kwargs):
         super().__init__(**kwargs)
@@ -154,6 +156,15 @@ class CombinedReplay(LeanReplayBuffer):
         self.pending = state_dict.pop("_cer_pending").clone()
         super().load_state_dict(state_dict)
 
+    def dumps(self, path) -> None:
+        super().dumps(path)
+        torch.save(self.pending.clone(), Path(path) / CER_FILE)
+
+    def loads(self, path) -> None:
+        pending = torch.load(Path(path) / CER_FILE, map_location="cpu", weights_only=True)
+        super().loads(path)
+        self.pending = pending
+
 
 def store_transitions(buffer: TensorDictReplayBuffer, data: TensorDictBase, terminated_key: str = "terminated",
                       nstep: NStepTransform | None = None) -> None:
@@ -174,27 +185,29 @@ def store_transitions(buffer: TensorDictReplayBuffer, data: TensorDictBase, term
 
 def replay_batches(buffer: TensorDictReplayBuffer, batch_size: int, steps: int) -> Iterator[TensorDictBase]:
     """The batches of `steps` consecutive gradient steps. Prioritized replay draws each batch lazily, after the
-    previous step updated the priorities; uniform replay (with replacement) draws all of them in one call, the
-    same distribution at a fraction of the cost."""
-    if isinstance(buffer.sampler, PrioritizedSampler):
+    previous step updated the priorities, and combined replay too (each draw takes its share of the newest rows,
+    as SLM-Lab's); uniform replay (with replacement) draws all of them in one call, the same distribution at a
+    fraction of the cost."""
+    if isinstance(buffer.sampler, PrioritizedSampler) or isinstance(buffer, CombinedReplay):
         return (buffer.sample(batch_size) for _ in range(steps))
     return iter(buffer.sample(batch_size * steps).split(batch_size))
 
 
 def replay_updates(buffer: TensorDictReplayBuffer, batch_size: int, steps: int, beta: float | None,
-                   gradient_step: Callable[[TensorDictBase], tuple[Any, torch.Tensor]]) -> list[Any]:
-    """Run `steps` gradient steps on replayed batches; `gradient_step(batch)` returns (its result, per-sample
-    |TD error|). Prioritized replay anneals the sampler's importance-sampling exponent to `beta` first (the
-    batches carry `priority_weight`) and makes each step's |TD error| its rows' new priorities."""
+                   gradient_step: Callable[[TensorDictBase], tuple[Any, torch.Tensor]], reuse: int = 1) -> list[Any]:
+    """Run `reuse` gradient steps on each of `steps` replayed batches; `gradient_step(batch)` returns (its result,
+    per-sample |TD error|). Prioritized replay anneals the sampler's importance-sampling exponent to `beta` first
+    (the batches carry `priority_weight`) and makes each step's |TD error| its rows' new priorities."""
     prioritized = isinstance(buffer.sampler, PrioritizedSampler)
     if prioritized and beta is not None:
         buffer.sampler.beta = beta
     results = []
     for batch in replay_batches(buffer, batch_size, steps):
-        result, td_error = gradient_step(batch)
-        if prioritized:
-            buffer.update_priority(batch["index"], td_error)
-        results.append(result)
+        for _ in range(reuse):
+            result, td_error = gradient_step(batch)
+            if prioritized:
+                buffer.update_priority(batch["index"], td_error)
+            results.append(result)
     return results
 
 
@@ -217,38 +230,40 @@ def priority_beta(spec: Spec) -> Schedule | None:
 
 @dataclass
 class ReplayPhase:
-    """When and how much an off-policy agent learns: `iters` gradient steps on replayed batches of `batch_size`
-    after each collected batch, from frame `start`, the actor every `policy_delay`-th step; prioritized replay
-    anneals its exponent on `beta`."""
+    """When and how much an off-policy agent learns: `iters` replayed batches of `batch_size` after each collected
+    batch, `batch_iter` gradient steps on each, from frame `start`, the actor every `policy_delay`-th step;
+    prioritized replay anneals its exponent on `beta`."""
 
     batch_size: int
     iters: int
     start: int
     policy_delay: int = 1
     beta: Schedule | None = None
+    batch_iter: int = 1
 
     @classmethod
     def from_spec(cls, spec: Spec) -> "ReplayPhase":
         algo_spec = spec.agent.algorithm
         return cls(spec.agent.memory.batch_size, algo_spec.training_iter, algo_spec.training_start_step,
-                   getattr(algo_spec, "policy_delay", 1), priority_beta(spec))
+                   getattr(algo_spec, "policy_delay", 1), priority_beta(spec),
+                   getattr(algo_spec, "training_batch_iter", 1))
 
     def run(self, buffer: TensorDictReplayBuffer, frame: int,
             gradient_step: Callable[[TensorDictBase], tuple[dict[str, torch.Tensor], torch.Tensor]],
             set_lr: Callable[[int], float]) -> dict[str, torch.Tensor]:
         """The training phase after a batch is stored: nothing before frame `start`; then the learning rate for
-        `frame` (`set_lr`, the agent's) and `iters` gradient steps through `replay_updates`. Returns each step's
-        metrics averaged over the steps that have them (actor metrics: every `policy_delay`-th step),
-        `lr_factor` and `time/updates_per_s`."""
+        `frame` (`set_lr`, the agent's) and `iters` x `batch_iter` gradient steps through `replay_updates`.
+        Returns each step's metrics averaged over the steps that have them (actor metrics: every
+        `policy_delay`-th step), `lr_factor` and `time/updates_per_s`."""
         if frame < self.start:
             return {}
         lr = set_lr(frame)
         start = time.perf_counter()
         beta = None if self.beta is None else self.beta(frame)
-        steps = replay_updates(buffer, self.batch_size, self.iters, beta, gradient_step)
+        steps = replay_updates(buffer, self.batch_size, self.iters, beta, gradient_step, self.batch_iter)
         metrics = {key: torch.stack([s[key] for s in steps if key in s]).mean()
                    for key in dict.fromkeys(k for step in steps for k in step)}
-        metrics["time/updates_per_s"] = torch.tensor(self.iters / (time.perf_counter() - start))
+        metrics["time/updates_per_s"] = torch.tensor(len(steps) / (time.perf_counter() - start))
         metrics["lr_factor"] = torch.tensor(lr)
         return metrics
 

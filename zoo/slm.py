@@ -12,11 +12,17 @@ the one source of truth for what a spec may say.
 import json
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
+
+from zoo.distributions import PDTYPE_CHOICES
+from zoo.envs import make_vector_env
 from zoo.spec import (
     ALGORITHM_SPECS,
+    EnvSpec,
     SpecError,
     SpecFormat,
     apply_overrides,
@@ -29,10 +35,9 @@ from zoo.spec import (
 # SLM-Lab algorithm name -> zoo algorithm name
 ALGORITHMS = {"ActorCritic": "A2C", "VanillaDQN": "VanillaDQN", "DQN": "DoubleDQN", "DoubleDQN": "DoubleDQN",
               "Reinforce": "Reinforce", "SARSA": "SARSA", "PPO": "PPO", "SoftActorCritic": "SoftActorCritic",
-              "CrossQ": "CrossQ"}
+              "CrossQ": "CrossQ", "Random": "Random"}
 SIL_NOT_TRANSLATED = "SLM-Lab's SIL specs are not translated yet (zoo's own SIL / PPOSIL: see specs/sil_cartpole.yaml)"
-REFUSED_ALGORITHMS = {"SIL": SIL_NOT_TRANSLATED, "PPOSIL": SIL_NOT_TRANSLATED, "SILPPO": SIL_NOT_TRANSLATED,
-                      "Random": "zoo has no random-policy learner (its trials compute random baselines themselves)"}
+REFUSED_ALGORITHMS = {name: SIL_NOT_TRANSLATED for name in ("SIL", "PPOSIL", "SILPPO")}
 VALUE_BASED = ("VanillaDQN", "DoubleDQN", "SARSA")
 POLICY_GRADIENT = ("A2C", "PPO", "Reinforce")
 OFF_POLICY = ("VanillaDQN", "DoubleDQN", "SoftActorCritic", "CrossQ")
@@ -143,7 +148,7 @@ def translate_slm(raw: dict[str, Any], file: str) -> tuple[dict[str, Any], list[
     out["meta"] = _meta(t, dict(meta or {}), out)
     if device is not None:
         out["meta"]["device"] = device
-    if search:
+    if search and out["agent"]:  # an algorithm zoo cannot run has no fields to search
         out["search"] = _search(t, search)
     if t.errors:
         raise SlmSpecError(t.errors, file)
@@ -173,6 +178,10 @@ def _agent(t: Translation, agent: dict[str, Any], env: dict[str, Any]) -> tuple[
         t.note("agent.name", f"'{label}' is a label in SLM-Lab; zoo names a spec by its key in the file")
     out = {"algorithm": _algorithm(t, dict(algo), name, memory, env)}
     out["memory"] = _memory(t, dict(memory), name)
+    if name == "Random":  # SLM-Lab's Random builds no net: its net section is unused
+        if net:
+            t.note("agent.net", "unused by Random (as in SLM-Lab)")
+        return out, None
     if not isinstance(net, dict):
         t.error("agent.net", "missing or not a mapping")
         return out, None
@@ -210,10 +219,15 @@ def _algorithm(t: Translation, a: dict[str, Any], name: str, memory: dict[str, A
                "target net scores it); reproduced as zoo's DoubleDQN")
     elif slm_name != name:
         t.note(f"{w}.name", f"SLM-Lab's {slm_name} is zoo's {name}")
+    if name == "Random":  # SLM-Lab's Random reads no algorithm key
+        for key in a:
+            t.note(f"{w}.{key}", "unused by Random (as in SLM-Lab)")
+        return out
     num_envs = env.get("num_envs", 1)
     if "gamma" in a:
         out["gamma"] = a.pop("gamma")
         t.same(f"{w}.gamma", f"{w}.gamma")
+    discrete = a.get("action_pdtype") == "Categorical"  # SLM-Lab's SAC and CrossQ require it for discrete actions
     _action(t, a, name, out)
     if name in POLICY_GRADIENT:
         entropy = _schedule(t, a.pop("entropy_coef_spec", None), f"{w}.entropy_coef_spec", f"{w}.entropy_coef_spec")
@@ -229,7 +243,8 @@ def _algorithm(t: Translation, a: dict[str, Any], name: str, memory: dict[str, A
         t.same(f"{w}.val_loss_coef", f"{w}.val_loss_coef")
         _normalize_v_targets(t, a, name, out)
     {"A2C": _a2c, "PPO": _ppo, "Reinforce": _reinforce, "SARSA": _sarsa, "VanillaDQN": _dqn, "DoubleDQN": _dqn,
-     "SoftActorCritic": _sac, "CrossQ": _sac}[name](t, a, name, out, memory, num_envs)
+     "SoftActorCritic": partial(_sac, discrete=discrete, env=env), "CrossQ": partial(_sac, discrete=discrete, env=env)
+     }[name](t, a, name, out, memory, num_envs)
     _leftover(t, a, w, tuple(sorted({"name", "gamma", "action_pdtype", "action_policy", "explore_var_spec",
                                      *_allowed_keys(name)})))
     return out
@@ -246,7 +261,8 @@ def _allowed_keys(name: str) -> tuple[str, ...]:
               "SARSA": ("training_frequency",),
               "SoftActorCritic": ("training_frequency", "training_iter", "training_start_step", "policy_delay",
                                   "fixed_alpha", "log_alpha_min", "log_alpha_max", "symlog", "spectral_norm",
-                                  "entropy_penalty_coef", "alpha_anneal_frames")}
+                                  "entropy_penalty_coef", "alpha_anneal_frames", "alpha_lr", "target_entropy",
+                                  "entropy_anneal")}
     common["CrossQ"] = common["SoftActorCritic"]
     common["VanillaDQN"] = common["DoubleDQN"] = ("training_frequency", "training_iter", "training_batch_iter",
                                                   "training_start_step")
@@ -286,9 +302,15 @@ def _action(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any]) -
     if policy != "default":
         t.error(f"{w}.action_policy", f"'{policy}' for {name}: zoo samples from the policy's own distribution; "
                 "allowed: default")
-    if pdtype not in ("default", "Categorical", "Normal"):
-        t.error(f"{w}.action_pdtype", f"'{pdtype}' is not yet supported: zoo's policies are Categorical (discrete) "
-                "or Gaussian (continuous); allowed: default, Categorical, Normal")
+    if name in POLICY_GRADIENT:
+        if pdtype not in PDTYPE_CHOICES:
+            t.error(f"{w}.action_pdtype", f"'{pdtype}' has no zoo equivalent; allowed: " + ", ".join(PDTYPE_CHOICES))
+        elif pdtype != "default":
+            out["action_pdtype"] = pdtype
+            t.same(f"{w}.action_pdtype", f"{w}.action_pdtype")
+    elif pdtype not in ("default", "Categorical", "Normal"):
+        t.error(f"{w}.action_pdtype", f"'{pdtype}': zoo's {name} samples Categorical (discrete) or tanh-squashed "
+                "Normal (continuous) actions; allowed: default, Categorical, Normal")
     if explore is not None:
         t.error(f"{w}.explore_var_spec", f"{name} explores through its policy; allowed: null")
 
@@ -333,7 +355,9 @@ def _a2c(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
         t.note(f"{w}.lam", "null with num_step_returns null: SLM-Lab's Monte-Carlo returns, as GAE(lambda=1) on "
                "zoo's fixed-length rollouts (bootstrapped from V where a rollout cuts an episode; SLM-Lab trains on "
                "whole episodes)")
-    out["normalize_advantage"] = False
+    out["normalize_advantage"] = True
+    t.note(f"{w}.normalize_advantage", "SLM-Lab's ActorCritic standardizes each batch's advantages (its policy loss is "
+           "REINFORCE's): zoo's normalize_advantage true (zoo's A2C default is false)")
 
 
 def _ppo(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memory: dict, num_envs: int) -> None:
@@ -358,18 +382,21 @@ def _ppo(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
     clip_value = a.pop("clip_vloss", None)
     legacy = a.pop("clip_val_loss", None)
     if legacy is not None:
-        t.note(f"{w}.clip_val_loss", "SLM-Lab v5 reads clip_vloss, not this older key; "
-               + ("taken as clip_vloss" if clip_value is None else "clip_vloss wins"))
-        clip_value = legacy if clip_value is None else clip_value
+        t.note(f"{w}.clip_val_loss", f"{legacy!r} is ignored, as by SLM-Lab v5 (its PPO reads clip_vloss only)")
     out["clip_value"] = bool(clip_value)
     t.same(f"{w}.clip_vloss", f"{w}.clip_value")
-    adv = a.pop("normalize_advantages", "standardize")
-    if adv != "standardize":
-        t.error(f"{w}.normalize_advantages", f"'{adv}' is not yet supported; zoo standardizes advantages per "
-                "minibatch; allowed: standardize")
+    adv = a.pop("normalize_advantages", "standardize")  # SLM-Lab normalizes every minibatch's advantages
     out["normalize_advantage"] = True
+    if adv == "percentile":
+        out["advantage_normalizer"] = "percentile"
+        t.same(f"{w}.normalize_advantages", f"{w}.advantage_normalizer")
+        t.note(f"{w}.normalize_advantages", "percentile: zoo's advantage_normalizer percentile (advantages / max(1, "
+               "P95 - P5), EMA 0.99 over minibatches, as SLM-Lab)")
+    elif adv != "standardize":
+        t.error(f"{w}.normalize_advantages", f"'{adv}'; allowed: standardize, percentile")
     if a.pop("symlog", False):
-        t.error(f"{w}.symlog", "symlog value compression has no zoo equivalent; allowed: false")
+        out["symlog"] = True
+        t.same(f"{w}.symlog", f"{w}.symlog")
 
 
 def _reinforce(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memory: dict,
@@ -377,6 +404,9 @@ def _reinforce(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any]
     w = "agent.algorithm"
     out["center_return"] = a.pop("center_return", False)
     t.same(f"{w}.center_return", f"{w}.center_return")
+    out["normalize_advantage"] = True
+    t.note(f"{w}.normalize_advantage", "SLM-Lab's REINFORCE always standardizes its returns per batch (zoo's "
+           "normalize_advantage: true; zoo's default is false)")
     frequency = a.pop("training_frequency", None)
     if memory.get("name") == "OnPolicyReplay":
         t.note(f"{w}.training_frequency", "OnPolicyReplay trains after that many episodes in SLM-Lab; zoo batches "
@@ -414,50 +444,121 @@ def _dqn(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
     _training_frequency(t, a, out, num_envs)
     if "training_frequency" not in out:
         out["training_frequency"] = 1
-    iters, batch_iters = _int(a.pop("training_iter", 1)), _int(a.pop("training_batch_iter", 1))
-    out["training_iter"] = iters * batch_iters
-    if batch_iters != 1:
-        t.note(f"{w}.training_batch_iter", f"training_iter {iters} x training_batch_iter {batch_iters}: zoo's "
-               f"training_iter {iters * batch_iters} gradient steps, each on a fresh batch (SLM-Lab repeats "
-               f"{batch_iters} steps on each sampled batch)")
-    else:
-        t.same(f"{w}.training_iter", f"{w}.training_iter")
+    out["training_iter"] = _int(a.pop("training_iter", 1))
+    out["training_batch_iter"] = _int(a.pop("training_batch_iter", 1))
+    for key in ("training_iter", "training_batch_iter"):
+        t.same(f"{w}.{key}", f"{w}.{key}")
     out["training_start_step"] = _int(a.pop("training_start_step", memory.get("batch_size", 32)))
     t.same(f"{w}.training_start_step", f"{w}.training_start_step")
 
 
-def _sac(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memory: dict, num_envs: int) -> None:
+def _sac(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memory: dict, num_envs: int,
+         discrete: bool, env: dict[str, Any]) -> None:
+    """SLM-Lab's SoftActorCritic, and its CrossQ, which inherits every SAC default and temperature setting."""
     w = "agent.algorithm"
+    fields = ALGORITHM_SPECS[name].__dataclass_fields__
     _training_frequency(t, a, out, num_envs)
     if "training_frequency" not in out:
         out["training_frequency"] = 1
     out["training_iter"] = _int(a.pop("training_iter", num_envs))
     t.same(f"{w}.training_iter", f"{w}.training_iter")
-    default_start = max(1000, memory.get("batch_size", 32)) if name == "SoftActorCritic" else out.get(
-        "training_start_step")
-    start = a.pop("training_start_step", default_start)
-    if start is not None:
-        out["training_start_step"] = _int(start)
-        t.same(f"{w}.training_start_step", f"{w}.training_start_step")
-    out["policy_delay"] = _int(a.pop("policy_delay", 1 if name == "SoftActorCritic" else 3))
+    out["training_start_step"] = _int(a.pop("training_start_step", max(1000, memory.get("batch_size", 32))))
+    t.same(f"{w}.training_start_step", f"{w}.training_start_step")
+    out["policy_delay"] = _int(a.pop("policy_delay", 1))
     t.same(f"{w}.policy_delay", f"{w}.policy_delay")
     fixed = a.pop("fixed_alpha", None)
-    if fixed is not None:
-        out["fixed_alpha"], out["alpha_init"] = True, fixed
     low, high = a.pop("log_alpha_min", -5.0), a.pop("log_alpha_max", 2.0)
-    t.note(f"{w}.log_alpha_max", f"SLM-Lab clamps log alpha to [{low}, {high}]; zoo's temperature is unclamped")
-    for key, off in (("symlog", False), ("spectral_norm", False), ("entropy_penalty_coef", 0.0),
-                     ("alpha_anneal_frames", 0)):
+    anneal_frames = _int(a.pop("alpha_anneal_frames", 0))
+    target, anneal = a.pop("target_entropy", "auto"), a.pop("entropy_anneal", None)
+    alpha_lr = a.pop("alpha_lr", None)
+    if fixed is not None:  # SLM-Lab: a fixed temperature, no clamp, target entropy or alpha optimizer
+        out["fixed_alpha"], out["alpha_init"] = True, fixed
+        t.note(f"{w}.fixed_alpha", f"{fixed}: zoo's fixed_alpha true with alpha_init {fixed}")
+        if anneal_frames:
+            out["alpha_anneal_frames"] = anneal_frames
+            t.same(f"{w}.alpha_anneal_frames", f"{w}.alpha_anneal_frames")
+            t.note(f"{w}.alpha_anneal_frames", "zoo's temperature stops at 1e-8 x alpha_init, not 0 (log alpha stays "
+                   "finite)")
+        for key, value in (("target_entropy", target != "auto"), ("entropy_anneal", anneal is not None),
+                           ("alpha_lr", alpha_lr is not None)):
+            if value:
+                t.note(f"{w}.{key}", "unused with fixed_alpha (as in SLM-Lab)")
+    else:
+        if anneal_frames:
+            t.note(f"{w}.alpha_anneal_frames", "unused without fixed_alpha (as in SLM-Lab)")
+        if "log_alpha_min" in fields:
+            out["log_alpha_min"], out["log_alpha_max"] = low, high
+            t.same(f"{w}.log_alpha_min", f"{w}.log_alpha_min")
+            t.same(f"{w}.log_alpha_max", f"{w}.log_alpha_max")
+            t.note(f"{w}.log_alpha_max", f"SLM-Lab always clamps log alpha to [{low}, {high}] (its defaults -5, 2): "
+                   "zoo's log_alpha_min / log_alpha_max (zoo's default: no clamp)")
+        else:
+            t.error(f"{w}.log_alpha_max", f"SLM-Lab clamps log alpha to [{low}, {high}]; zoo's {name} has no clamp")
+        if alpha_lr is not None:
+            out["alpha_lr"] = alpha_lr
+            t.same(f"{w}.alpha_lr", f"{w}.alpha_lr")
+        _target_entropy(t, target, anneal, name, out, discrete, env)
+    if a.pop("spectral_norm", False):
+        if "spectral_norm" in fields:
+            out["spectral_norm"] = True
+            t.same(f"{w}.spectral_norm", f"{w}.spectral_norm")
+        else:
+            t.error(f"{w}.spectral_norm", f"true: zoo's {name} critics have no spectral norm; allowed: false")
+    for key, off in (("symlog", False), ("entropy_penalty_coef", 0.0)):
         value = a.pop(key, off)
         if value != off:
             t.error(f"{w}.{key}", f"{value!r} has no zoo equivalent; allowed: {off!r}")
-    alpha_lr = a.pop("alpha_lr", None)
-    if alpha_lr is not None and "alpha_lr" in ALGORITHM_SPECS[name].__dataclass_fields__:
-        out["alpha_lr"] = alpha_lr
-        t.same(f"{w}.alpha_lr", f"{w}.alpha_lr")
-    elif alpha_lr is not None:
-        t.error(f"{w}.alpha_lr", f"zoo's {name} tunes the temperature with the actor's optimizer settings; allowed: "
-                "null")
+
+
+def _target_entropy(t: Translation, target: Any, anneal: Any, name: str, out: dict[str, Any], discrete: bool,
+                    env: dict[str, Any]) -> None:
+    """SLM-Lab's tuned temperature aims at `target_entropy`; `auto` is -action_dim, or for discrete actions
+    `entropy_anneal.start_ratio` (0.6) x log(num_actions), annealed to `end_ratio` over `frames`."""
+    w = "agent.algorithm"
+    if target != "auto":
+        out["target_entropy"] = target
+        t.same(f"{w}.target_entropy", f"{w}.target_entropy")
+        if anneal is not None:
+            t.note(f"{w}.entropy_anneal", "unused with a numeric target_entropy (as in SLM-Lab)")
+        return
+    if not discrete:
+        if anneal is not None:
+            t.note(f"{w}.entropy_anneal", "unused with continuous actions (as in SLM-Lab)")
+        return
+    if not isinstance(anneal, dict | None):
+        t.error(f"{w}.entropy_anneal", f"expected a mapping with start_ratio, end_ratio, frames; got {anneal!r}")
+        return
+    anneal = dict(anneal or {})
+    ratios = {"start_ratio": anneal.pop("start_ratio", 0.6)}
+    ratios["end_ratio"] = anneal.pop("end_ratio", ratios["start_ratio"])
+    frames = _int(anneal.pop("frames", 0))
+    _leftover(t, anneal, f"{w}.entropy_anneal", ("start_ratio", "end_ratio", "frames"))
+    if "entropy_anneal" in ALGORITHM_SPECS[name].__dataclass_fields__:
+        out["entropy_anneal"] = {**ratios, "frames": frames}
+        t.note(f"{w}.target_entropy", f"auto with discrete actions: SLM-Lab aims at {ratios['start_ratio']} x "
+               "log(num_actions) (zoo's auto: 0.98 x): zoo's entropy_anneal")
+        return
+    num_actions = _num_actions(env)
+    if frames and ratios["end_ratio"] != ratios["start_ratio"]:
+        t.error(f"{w}.entropy_anneal", f"zoo's {name} has no annealed target entropy; allowed: frames 0")
+    elif num_actions is None:
+        t.error(f"{w}.target_entropy", f"auto with discrete actions is {ratios['start_ratio']} x log(num_actions) in "
+                f"SLM-Lab, and {env.get('name')}'s action count could not be read; set a number")
+    else:
+        out["target_entropy"] = ratios["start_ratio"] * math.log(num_actions)
+        t.note(f"{w}.target_entropy", f"auto with {num_actions} discrete actions: SLM-Lab's {ratios['start_ratio']} "
+               f"x log({num_actions}) = {out['target_entropy']:.4g} (zoo's auto: 0.98 x)")
+
+
+def _num_actions(env: dict[str, Any]) -> int | None:
+    """The size of a gymnasium env's Discrete action space (None: not Discrete, or the env does not make)."""
+    try:
+        made = make_vector_env(EnvSpec(name=env["name"], max_frame=1, kwargs=env.get("kwargs", {})), 1)
+    except Exception:  # any failure to make it (a missing or custom env): the caller reports the unknown count
+        return None
+    space = made.single_action_space
+    made.close()
+    return int(space.n) if isinstance(space, gym.spaces.Discrete) else None
 
 
 # --------------------------------------------------------------------------------------------------- memory
@@ -562,8 +663,9 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     if "shared" in out and algorithm not in ("A2C", "PPO") and out.pop("shared"):  # read by actor-critics only
         t.note(f"{w}.shared", f"unused by {algorithm} (as in SLM-Lab)")
     if out.get("clip_grad_val") is not None and algorithm in ("A2C", "PPO") and not out.get("shared"):
-        t.note(f"{w}.clip_grad_val", "zoo clips the gradient norm of actor and critic together; SLM-Lab clips each "
-               "net's own")
+        out["clip_grad_per_net"] = True
+        t.note(f"{w}.clip_grad_val", "SLM-Lab clips each net's own gradient norm: zoo's clip_grad_per_net true (zoo's "
+               "default clips actor and critic together)")
     loss = n.pop("loss_spec", None)
     if loss is not None:
         loss = dict(loss)

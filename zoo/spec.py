@@ -208,6 +208,9 @@ class NetSpec:
     log_std_init: float = spec_field(0.0, "initial log std of Gaussian policies")
     clip_grad_val: float | None = spec_field(None, "max global gradient norm (None: no clipping)", low=0.0,
                                              low_open=True)
+    clip_grad_per_net: bool = spec_field(False, "clip_grad_val bounds each net's own gradient norm (actor and critic "
+                                         "apart, as SLM-Lab) instead of their global norm (A2C, PPO; the off-policy "
+                                         "actor-critics always clip each net's own)")
     loss_spec: LossSpec = spec_field(LossSpec(), "value regression loss")
     optim_spec: OptimSpec = spec_field(OptimSpec(), "optimizer (single or shared network)")
     actor_optim_spec: OptimSpec | None = spec_field(None, "actor optimizer when not shared (default: optim_spec)")
@@ -758,6 +761,9 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if split and not support.split_optims:
         raise SpecError(f"agent.net.{split[0]}", f"{name} trains with agent.net.optim_spec only; remove it (separate "
                         f"actor / critic optimizers: {_supporting(lambda s: s.split_optims)})")
+    if net.clip_grad_per_net and (net.clip_grad_val is None or not support.split_optims):
+        raise SpecError("agent.net.clip_grad_per_net", "needs agent.net.clip_grad_val and an algorithm with separate "
+                        f"actor and critic nets ({_supporting(lambda s: s.split_optims)}); allowed: false")
     if net.shared and not net.hid_layers and net.type != "RecurrentNet":  # a recurrent trunk needs no MLP
         raise SpecError("agent.net.hid_layers", "a shared trunk (agent.net.shared: true) needs at least one hidden "
                         "layer; got []")

@@ -109,6 +109,7 @@ class A2CAgent(Agent):
     clip_grad_val: float | None = None
     nets: PlainNets | None = None  # RecurrentNet: the torsos, for the recorded values and training sequences
     seq_len: int | None = None
+    clip_per_net: bool = False  # clip_grad_val bounds actor and critic apart (agent.net.clip_grad_per_net)
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         lr = self.set_lr(frame)
@@ -129,7 +130,7 @@ class A2CAgent(Agent):
             with set_recurrent_mode(True):
                 out = self.loss(sequences(data, self.nets, self.seq_len))
         loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
-        optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
+        optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val, self.clip_per_net)
         self.num_updates += 1
         return {"loss": loss.detach(), "loss_critic": out["loss_critic"].detach(), "entropy": out["entropy"],
                 "entropy_coef": torch.tensor(entropy_coef), "lr_factor": torch.tensor(lr)}
@@ -160,5 +161,5 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                                                                     None if recurrent else critic,
                                                                     keys=learning_keys(env)),
         params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val, nets=nets if recurrent else None,
-        seq_len=net_spec.seq_len,
+        seq_len=net_spec.seq_len, clip_per_net=net_spec.clip_grad_per_net,
     )

@@ -488,12 +488,17 @@ def build_optimizers(net_spec: NetSpec, actor: nn.Module, critic: nn.Module | No
 
 
 def optimizer_step(optimizers: dict[str, torch.optim.Optimizer], loss: torch.Tensor, params: list[nn.Parameter],
-                   max_norm: float | None) -> None:
-    """Backward `loss` (actor and critic terms summed: their parameters are disjoint or shared) and step all."""
+                   max_norm: float | None, per_net: bool = False) -> None:
+    """Backward `loss` (actor and critic terms summed: their parameters are disjoint or shared) and step all,
+    clipping the global gradient norm of `params`, or with `per_net` each optimizer's own (SLM-Lab's)."""
     for opt in optimizers.values():
         opt.zero_grad(set_to_none=True)
     loss.backward()
-    clip_grad(params, max_norm)
+    if per_net:
+        for opt in optimizers.values():
+            clip_grad([p for group in opt.param_groups for p in group["params"]], max_norm)
+    else:
+        clip_grad(params, max_norm)
     for opt in optimizers.values():
         opt.step()
 

@@ -75,6 +75,10 @@ class CrossQAlgorithmSpec(AlgorithmSpec):
     fixed_alpha: bool = spec_field(False, "keep the temperature at alpha_init instead of tuning it")
     alpha_lr: float | None = spec_field(None, "learning rate of the temperature (None: the actor's)", low=0.0,
                                         low_open=True)
+    log_alpha_min: float | None = spec_field(None, "clamp log(temperature) from below after each temperature step "
+                                             "(SLM-Lab uses -5; None: no clamp)")
+    log_alpha_max: float | None = spec_field(None, "clamp log(temperature) from above after each temperature step "
+                                             "(SLM-Lab uses 2; None: no clamp)")
     brn_momentum: float = spec_field(0.01, "batch renormalization running-statistics rate (paper: 1 - 0.99)",
                                      low=0.0, low_open=True, high=1.0)
     brn_warmup_steps: int = spec_field(100000, "critic steps before batch renorm corrects with running stats",
@@ -297,6 +301,7 @@ class CrossQAgent(Agent):
 
     replay: ReplayPhase
     clip_grad_val: float | None = None
+    log_alpha_range: tuple[float | None, float | None] = (None, None)  # the temperature's clamp (log_alpha_min, max)
     terminated_key: str = "terminated"  # ("next", key) that stops bootstrapping (Atari: also a lost life)
 
     def __post_init__(self):
@@ -308,9 +313,13 @@ class CrossQAgent(Agent):
 
     def gradient_step(self, batch: TensorDictBase) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """Critics every step (`CrossQLoss.qvalue_loss`); critics, actor and temperature every `policy_delay`-th
-        (`CrossQLoss.forward`, which writes `td_error`)."""
+        (`CrossQLoss.forward`, which writes `td_error`); the temperature is clamped after its steps."""
         out = self.loss(batch) if count_step(self, self.replay.policy_delay) else self.loss.critic_loss(batch)
-        return optimize(out, self.optimizers, self.params, self.clip_grad_val), batch["td_error"]
+        metrics = optimize(out, self.optimizers, self.params, self.clip_grad_val)
+        if "loss_actor" in out and self.log_alpha_range != (None, None):
+            with torch.no_grad():
+                self.loss.log_alpha.clamp_(*self.log_alpha_range)
+        return metrics, batch["td_error"]
 
 
 def build(spec: Spec, env: EnvBase) -> Agent:
@@ -321,6 +330,13 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if spec.agent.memory.name != "Replay":
         raise SpecError("agent.memory.name", "CrossQ supports Replay only (TorchRL's CrossQLoss ignores importance "
                         "weights)")
+    for key in ("log_alpha_min", "log_alpha_max"):
+        if algo_spec.fixed_alpha and getattr(algo_spec, key) is not None:
+            raise SpecError(f"agent.algorithm.{key}", "has no effect with fixed_alpha: true; remove it")
+    if None not in (algo_spec.log_alpha_min, algo_spec.log_alpha_max) and \
+            algo_spec.log_alpha_min >= algo_spec.log_alpha_max:
+        raise SpecError("agent.algorithm.log_alpha_min", f"{algo_spec.log_alpha_min} must be below log_alpha_max "
+                        f"{algo_spec.log_alpha_max}")
     action_spec, obs_dim = info["action_spec"], math.prod(info["obs_shape"])
     critic_layers = net_spec.critic_hid_layers or net_spec.hid_layers
     if info["discrete"]:
@@ -381,5 +397,5 @@ def _agent(spec: Spec, env: EnvBase, actor: ProbabilisticActor, actor_net: nn.Mo
         max_frame=spec.env.max_frame, buffer=make_replay_buffer(spec.agent.memory, env=env),
         lr_scheduler_spec=net_spec.lr_scheduler_spec, init_random_frames=algo_spec.training_start_step,
         replay=ReplayPhase.from_spec(spec), clip_grad_val=net_spec.clip_grad_val,
-        terminated_key=learning_keys(env)[1],
+        log_alpha_range=(algo_spec.log_alpha_min, algo_spec.log_alpha_max), terminated_key=learning_keys(env)[1],
     )

@@ -63,7 +63,9 @@ class DQNAlgorithmSpec(ValueExplorationSpec):
 
     training_frequency: int = spec_field(256, "frames collected between training phases (a multiple of num_envs)",
                                          low=1)
-    training_iter: int = spec_field(32, "gradient steps per training phase", low=1)
+    training_iter: int = spec_field(32, "replayed batches per training phase", low=1)
+    training_batch_iter: int = spec_field(1, "gradient steps on each replayed batch (SLM-Lab's; targets recomputed "
+                                          "each step)", low=1)
     training_start_step: int = spec_field(1000, "frames of uniform random actions before learning starts", low=0)
     n_step: int = spec_field(1, "steps of reward summed before bootstrapping (n-step returns)", low=1)
 
@@ -208,7 +210,8 @@ def make_exploration(qactor: QValueActor, q_net: nn.Module, algo_spec: ValueExpl
 
 @dataclass(kw_only=True)
 class DQNAgent(Agent):
-    """Stores each batch, then runs `training_iter` gradient steps on replayed transitions."""
+    """Stores each batch, then runs `training_batch_iter` gradient steps on each of `training_iter` replayed
+    batches."""
 
     q_net: nn.Module
     replay: ReplayPhase  # when and how much to learn from the replay buffer
@@ -259,7 +262,8 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if use_target and net_spec.update_type == "polyak":
         target_updater = SoftUpdate(loss, tau=net_spec.polyak_coef)
     elif use_target:  # replace every update_frequency frames, counted in gradient steps
-        interval = max(1, round(net_spec.update_frequency * algo_spec.training_iter / frames_per_batch(spec)))
+        steps = algo_spec.training_iter * algo_spec.training_batch_iter  # gradient steps per phase
+        interval = max(1, round(net_spec.update_frequency * steps / frames_per_batch(spec)))
         target_updater = HardUpdate(loss, value_network_update_interval=interval)
 
     buffer = make_replay_buffer(mem_spec, env=env)  # stacked frames: each frame stored once

@@ -216,6 +216,7 @@ class PPOAgent(Agent):
     recorded_values: bool = False  # the collector's policy records V(obs) (shared trunk, RecurrentNet): GAE reuses them
     clip_grad_val: float | None = None
     seq_len: int | None = None  # RecurrentNet: training sequence length (None: whole batch rows)
+    clip_per_net: bool = False  # clip_grad_val bounds actor and critic apart (agent.net.clip_grad_per_net)
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
         spec, loss_module = self.algo_spec, self.loss
@@ -244,7 +245,7 @@ class PPOAgent(Agent):
             for index in torch.randperm(flat.shape[0]).split(rows):
                 out = loss_module(flat[index])
                 loss = out["loss_objective"] + out["loss_critic"] + out["loss_entropy"]
-                optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val)
+                optimizer_step(self.optimizers, loss, self.params, self.clip_grad_val, self.clip_per_net)
                 epoch_stats.append(torch.stack([loss.detach(), out["loss_critic"].detach(), out["kl_approx"],
                                                 out["clip_fraction"], out["entropy"]]))
             totals += epoch_stats
@@ -302,4 +303,5 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys)
         if recorded else loss.value_estimator, params=list(module.parameters()), recorded_values=recorded,
         clip_grad_val=net_spec.clip_grad_val, seq_len=net_spec.seq_len,
+        clip_per_net=net_spec.clip_grad_per_net,
     )
