@@ -13,7 +13,8 @@ terminal transitions.
 Normalization (`env.normalize_obs`, `env.clip_obs`, `env.normalize_reward`) is a chain of transforms on top:
 TorchRL's `VecNormV2` for observations (decay 1: an exact running mean / variance, as SB3's VecNormalize),
 `ClipTransform` for the clip, and `ReturnScaling` for rewards. The eval env gets a frozen copy of the
-observation statistics (synced from the train env before each evaluation) and no reward scaling. Without
+observation statistics (synced from the train env before each evaluation) and no reward scaling (nor
+`env.reward_scale`'s `RewardScaling`). VizDoom ids get their pixel preprocessing in zoo/vizdoom.py. Without
 normalization the env is the bare `VectorGymEnv` (a `TransformedEnv` would bypass its fused step).
 """
 
@@ -35,13 +36,15 @@ from torchrl.envs import (
     Compose,
     EnvBase,
     GymWrapper,
+    RewardScaling,
     Transform,
     TransformedEnv,
     VecNormV2,
 )
 
 from zoo.atari import LIFE_DONE_KEY, LIFE_TERMINATED_KEY, make_atari_env
-from zoo.spec import EnvSpec, SpecError, is_atari
+from zoo.spec import EnvSpec, SpecError, is_atari, is_vizdoom
+from zoo.vizdoom import vizdoom_factory
 
 try:  # ALE ids (ALE/Pong-v5) need ale-py's registration; its ROMs ship with the package
     import ale_py
@@ -142,6 +145,8 @@ def _env_factory(env_spec: EnvSpec) -> Callable[[], gym.Env]:
 
 def _raw_env_factory(env_spec: EnvSpec) -> Callable[[], gym.Env]:
     """A zero-argument constructor of one gymnasium env, checked once so errors name the spec field."""
+    if is_vizdoom(env_spec.name):  # screen-only uint8 frames, frame skip and stack (zoo/vizdoom.py)
+        return vizdoom_factory(env_spec)
     kwargs = dict(env_spec.kwargs)
     if ":" in env_spec.name and "/" not in env_spec.name.split(":")[0]:
         module_name, _, attr = env_spec.name.partition(":")
@@ -327,6 +332,8 @@ def make_env(env_spec: EnvSpec | str, seed: int = 0, num_envs: int | None = None
             transforms.append(ClipTransform(in_keys=["observation"], low=-env_spec.clip_obs, high=env_spec.clip_obs))
     if env_spec.normalize_reward and not evaluation:
         transforms.append(ReturnScaling(num_envs, gamma))
+    if env_spec.reward_scale != 1.0 and not evaluation:  # after the raw episode_reward the env itself records
+        transforms.append(RewardScaling(loc=0.0, scale=env_spec.reward_scale))
     if transforms:  # else the bare env, whose fused step_and_maybe_reset a TransformedEnv would bypass
         with warnings.catch_warnings():  # VecNormV2 calls batched envs "experimental"; tested in tests/unit
             warnings.filterwarnings("ignore", message="Support of ObsNorm", category=UserWarning)

@@ -236,7 +236,8 @@ class AgentSpec:
 class EnvSpec:
     """The environment: a gymnasium id or `module:factory`, vectorized `num_envs` times."""
 
-    name: str = spec_field(REQUIRED, "gymnasium id (e.g. CartPole-v1, ALE/Pong-v5) or 'module:factory'")
+    name: str = spec_field(REQUIRED, "gymnasium id (e.g. CartPole-v1, ALE/Pong-v5, VizdoomBasic-v1) or "
+                           "'module:factory'")
     num_envs: int = spec_field(1, "environments stepped together", low=1)
     max_frame: int = spec_field(REQUIRED, "training budget in frames (env steps summed over num_envs)", low=1)
     max_t: int | None = spec_field(None, "episode step limit (default: the env's own)", low=1)
@@ -249,6 +250,13 @@ class EnvSpec:
     obs_mask: list[int] | None = spec_field(None, "keep only the observation components flagged 1, e.g. [1, 0, 1, 0] "
                                             "drops CartPole's velocities (a partially observed task); one flag per "
                                             "component of a 1-D observation", low=0, high=1, min_len=1)
+    reward_scale: float = spec_field(1.0, "multiply the rewards the learner sees (not Atari; recorded returns and "
+                                     "evaluation stay raw)", low=0.0, low_open=True)
+    frame_skip: int = spec_field(1, "VizDoom: game tics per action, rewards summed over them (ALE ids: "
+                                 "env.kwargs.frameskip)", low=1)
+    frame_stack: int = spec_field(1, "VizDoom: newest grayscale frames stacked as the observation's channels", low=1)
+    screen_size: list[int] = spec_field([84, 84], "VizDoom: [height, width] the grayscale screen is resized to",
+                                        low=8, length=2)
     kwargs: dict[str, Any] = spec_field({}, "extra keyword arguments for gym.make or the factory")
     collector: str = spec_field("sync", "who steps the envs: sync (this process, TorchRL's Collector), multi_sync / "
                                 "multi_async (TorchRL's MultiSyncCollector / MultiAsyncCollector: env.num_workers "
@@ -357,6 +365,11 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
 def is_atari(env_name: str) -> bool:
     """Whether `env_name` gets zoo's Atari preprocessing (zoo/atari.py): the ALE ids, `ALE/<Game>-v5`."""
     return env_name.startswith("ALE/")
+
+
+def is_vizdoom(env_name: str) -> bool:
+    """Whether `env_name` gets zoo's VizDoom preprocessing (zoo/vizdoom.py): ViZDoom's ids, `Vizdoom<Scenario>-v1`."""
+    return env_name.startswith("Vizdoom")
 
 
 # -------------------------------------------------------------------------------------- typed conversion
@@ -816,7 +829,9 @@ def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw
 
 
 ATARI_ONLY = {"episode_life": True, "clip_reward": True}  # field -> default, a non-default value needs an ALE env
-NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None, "obs_mask": None}  # not for ALE
+NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None,  # not applied to ALE envs
+             "obs_mask": None, "reward_scale": 1.0}
+VIZDOOM_ONLY = {"frame_skip": 1, "frame_stack": 1, "screen_size": [84, 84]}  # a non-default value needs a VizDoom id
 RECURRENT_FIELDS = ("cell_type", "fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len")
 
 
@@ -828,6 +843,10 @@ def _check_recurrent(net: NetSpec) -> None:
 
 def _check_env(env: EnvSpec) -> None:
     _check_collector(env)
+    for key, default in VIZDOOM_ONLY.items():
+        if getattr(env, key) != default and not is_vizdoom(env.name):
+            raise SpecError(f"env.{key}", f"applies to VizDoom (Vizdoom<Scenario>-v1) envs only, not {env.name}; "
+                            "remove it")
     if is_atari(env.name):
         for key, default in NOT_ATARI.items():
             if getattr(env, key) != default:
@@ -837,6 +856,9 @@ def _check_env(env: EnvSpec) -> None:
     for key, default in ATARI_ONLY.items():
         if getattr(env, key) != default:
             raise SpecError(f"env.{key}", f"applies to Atari (ALE/<Game>-v5) envs only, not {env.name}; remove it")
+    if env.reward_scale != 1.0 and env.normalize_reward:
+        raise SpecError("env.reward_scale", "unused with env.normalize_reward: true (rewards are scaled by the "
+                        "return's running std); remove one")
     if env.clip_obs is not None and not env.normalize_obs:
         raise SpecError("env.clip_obs", "clips normalized observations: needs env.normalize_obs: true")
 
