@@ -85,13 +85,14 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
     return LeanReplayBuffer(storage=storage, sampler=sampler, transform=transform)
 
 
-def gather_rows(data: TensorDictBase, index: torch.Tensor) -> TensorDict:
-    """`data[index]` for a 1-D integer `index`, leaf by leaf: a fraction of `TensorDict.__getitem__`'s cost.
-    The rows come from a storage TorchRL already validated, so the result is built without re-validating each
-    leaf (`TensorDict._new_unsafe`, what tensordict's own indexing uses)."""
-    return TensorDict._new_unsafe(
-        {key: gather_rows(value, index) if isinstance(value, TensorDictBase) else value[index]
-         for key, value in data.items()}, batch_size=index.shape, device=data.device)
+def gather_rows(data: TensorDictBase, index: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> TensorDict:
+    """`data[index]` for a 1-D integer `index`, leaf by leaf, plus the `extra` entries (one value per row): a
+    fraction of `TensorDict.__getitem__`'s cost. The rows come from a storage TorchRL already validated, so the
+    result is built without re-validating each leaf (`TensorDict._new_unsafe`, what tensordict's own indexing
+    uses)."""
+    rows = {key: gather_rows(value, index) if isinstance(value, TensorDictBase) else value[index]
+            for key, value in data.items()}
+    return TensorDict._new_unsafe({**rows, **(extra or {})}, batch_size=index.shape, device=data.device)
 
 
 class LeanReplayBuffer(TensorDictReplayBuffer):
@@ -112,11 +113,16 @@ class LeanReplayBuffer(TensorDictReplayBuffer):
         if not lean:
             return super().sample(batch_size, return_info=return_info, **kwargs)
         index, info = self._sampler.sample(storage, batch_size)
-        data = gather_rows(storage._storage, index.to(storage.device))
         info["index"] = index
-        for key, value in info.items():
-            data.set(key, torch.as_tensor(value, device=data.device))
+        data = gather_rows(storage._storage, index.to(storage.device),
+                           {key: torch.as_tensor(value, device=storage.device) for key, value in info.items()})
         return (data, info) if return_info else data
+
+    def update_priority(self, index, priority) -> None:
+        """TorchRL's, straight to the sampler for a flat storage's 1-D index (no locks: one thread)."""
+        if self._storage.ndim != 1 or not isinstance(index, torch.Tensor) or index.ndim != 1:
+            return super().update_priority(index, priority)
+        self._sampler.update_priority(index, priority)
 
 
 class CombinedReplay(LeanReplayBuffer):
