@@ -146,15 +146,25 @@ def test_sac_temperature_as_slm_lab_tunes_it():
     assert "entropy_anneal" not in continuous and "target_entropy" not in continuous
 
 
-def test_random_and_refused_algorithms():
+def test_random_and_self_imitation_algorithms():
     raw, _ = translate_slm(slm({"name": "Random"}, net={}, memory={"name": "OnPolicyReplay"}), "f")
     assert raw["agent"]["algorithm"] == {"name": "Random"} and "net" not in raw["agent"]
-    sil = slm({"name": "PPOSIL", "gamma": 0.99})
-    sil["search"] = {"agent": {"algorithm": {"gamma__uniform": [0.9, 0.99]}}}
-    with pytest.raises(SlmSpecError) as err:
-        translate_slm(sil, "f")
-    assert err.value.lines == ["f: agent.algorithm.name: 'PPOSIL' cannot run: SLM-Lab's SIL specs are not "
-                               "translated yet (zoo's own SIL / PPOSIL: see specs/sil_cartpole.yaml)"]
+    sil = slm({"name": "PPOSIL", "gamma": 0.99, "sil_policy_loss_coef": 0.5, "sil_val_loss_coef": 0.02,
+               "training_iter": 4, "training_batch_iter": 2, "time_horizon": 32, "minibatch_size": 32},
+              memory={"name": "OnPolicyBatchReplay", "sil_replay_name": "Replay", "batch_size": 64,
+                      "max_size": 1000})
+    raw, notes = translate_slm(sil, "f")
+    algorithm, memory = raw["agent"]["algorithm"], raw["agent"]["memory"]
+    assert algorithm["name"] == "PPOSIL" and algorithm["time_horizon"] == 32  # PPO's fields, translated as PPO's
+    assert {k: algorithm[k] for k in ("sil_policy_loss_coef", "sil_val_loss_coef", "training_iter",
+                                      "training_batch_iter")} == {"sil_policy_loss_coef": 0.5,
+                                                                  "sil_val_loss_coef": 0.02, "training_iter": 4,
+                                                                  "training_batch_iter": 2}
+    assert memory == {"name": "OnPolicyBatchReplay", "sil_replay_name": "Replay", "batch_size": 64, "max_size": 1000}
+    assert any("Monte-Carlo returns" in note for note in notes)
+    validate(build_dataclass(Spec, raw, ""))  # zoo accepts it
+    a2c_sil = translate_slm(slm({"name": "SIL", "gamma": 0.99}, memory={"name": "OnPolicyReplay"}), "f")[0]
+    assert a2c_sil["agent"]["algorithm"]["name"] == "SIL"
 
 
 def test_lunar_lander_continuous_runs_on_the_continuous_action_space():
@@ -208,7 +218,7 @@ def test_bad_file_exits_2_with_one_line_per_field_and_no_traceback(tmp_path):
     assert len(lines) == 9 and all(line.startswith(f"error: {FIXTURES / 'bad.json'}: ") for line in lines)
     assert "Traceback" not in result.stderr
     refused = run_cli(str(FIXTURES / "bad.json"), "sil_cartpole", "dev", data_dir=tmp_path)
-    assert refused.returncode == 2 and "SIL specs are not translated yet" in refused.stderr
+    assert refused.returncode == 2 and "sil_replay_name: 'OnPolicyReplay' has no zoo equivalent" in refused.stderr
 
 
 def test_dry_run_prints_the_zoo_spec_and_the_differences(tmp_path):

@@ -36,8 +36,11 @@ from zoo.spec import (
 ALGORITHMS = {"ActorCritic": "A2C", "VanillaDQN": "VanillaDQN", "DQN": "DoubleDQN", "DoubleDQN": "DoubleDQN",
               "Reinforce": "Reinforce", "SARSA": "SARSA", "PPO": "PPO", "SoftActorCritic": "SoftActorCritic",
               "CrossQ": "CrossQ", "Random": "Random"}
-SIL_NOT_TRANSLATED = "SLM-Lab's SIL specs are not translated yet (zoo's own SIL / PPOSIL: see specs/sil_cartpole.yaml)"
-REFUSED_ALGORITHMS = {name: SIL_NOT_TRANSLATED for name in ("SIL", "PPOSIL", "SILPPO")}
+REFUSED_ALGORITHMS: dict[str, str] = {}
+# SLM-Lab's SIL extends its ActorCritic, PPOSIL its PPO: translated as that base, plus the self-imitation fields
+SIL_BASES = {"SIL": "ActorCritic", "PPOSIL": "PPO"}
+SIL_ALGORITHM_KEYS = ("sil_policy_loss_coef", "sil_val_loss_coef", "training_iter", "training_batch_iter")
+SIL_MEMORY_KEYS = ("sil_replay_name", "batch_size", "max_size", "use_cer")
 VALUE_BASED = ("VanillaDQN", "DoubleDQN", "SARSA")
 POLICY_GRADIENT = ("A2C", "PPO", "Reinforce")
 OFF_POLICY = ("VanillaDQN", "DoubleDQN", "SoftActorCritic", "CrossQ")
@@ -164,20 +167,29 @@ def _agent(t: Translation, agent: dict[str, Any], env: dict[str, Any]) -> tuple[
     critic_net = agent.pop("critic_net", None)
     _leftover(t, agent, "agent", ("name", "algorithm", "memory", "net", "critic_net"))
     if not isinstance(algo, dict) or "name" not in algo:
-        t.error("agent.algorithm.name", "missing; allowed: " + ", ".join(ALGORITHMS))
+        t.error("agent.algorithm.name", "missing; allowed: " + ", ".join([*ALGORITHMS, *SIL_BASES]))
         return {}, None
     slm_name = algo["name"]
     if slm_name in REFUSED_ALGORITHMS:
         t.error("agent.algorithm.name", f"'{slm_name}' cannot run: {REFUSED_ALGORITHMS[slm_name]}")
         return {}, None
-    if slm_name not in ALGORITHMS:
-        t.error("agent.algorithm.name", f"unknown SLM-Lab algorithm '{slm_name}'; allowed: " + ", ".join(ALGORITHMS))
+    if slm_name not in ALGORITHMS and slm_name not in SIL_BASES:
+        t.error("agent.algorithm.name", f"unknown SLM-Lab algorithm '{slm_name}'; allowed: "
+                + ", ".join([*ALGORITHMS, *SIL_BASES]))
         return {}, None
-    name = ALGORITHMS[slm_name]
     if label is not None and label != slm_name:
         t.note("agent.name", f"'{label}' is a label in SLM-Lab; zoo names a spec by its key in the file")
+    sil_name, sil_algo, sil_memory = None, {}, {}
+    if slm_name in SIL_BASES:
+        sil_name, algo, memory = slm_name, dict(algo), dict(memory)
+        sil_algo = {k: algo.pop(k) for k in SIL_ALGORITHM_KEYS if k in algo}
+        sil_memory = {k: memory.pop(k) for k in SIL_MEMORY_KEYS if k in memory}
+        slm_name = algo["name"] = SIL_BASES[sil_name]
+    name = ALGORITHMS[slm_name]
     out = {"algorithm": _algorithm(t, dict(algo), name, memory, env)}
     out["memory"] = _memory(t, dict(memory), name)
+    if sil_name is not None:
+        _sil(t, sil_name, sil_algo, sil_memory, out)
     if name == "Random":  # SLM-Lab's Random builds no net: its net section is unused
         if net:
             t.note("agent.net", "unused by Random (as in SLM-Lab)")
@@ -189,6 +201,27 @@ def _agent(t: Translation, agent: dict[str, Any], env: dict[str, Any]) -> tuple[
     if critic_net is not None:
         _critic_net(t, dict(critic_net), name, out)
     return out, device
+
+
+def _sil(t: Translation, sil_name: str, algo: dict[str, Any], memory: dict[str, Any], out: dict[str, Any]) -> None:
+    """SLM-Lab's SIL / PPOSIL on top of the translated A2C / PPO: zoo's SIL / PPOSIL with the same fields."""
+    w, m = "agent.algorithm", "agent.memory"
+    out["algorithm"]["name"] = sil_name
+    t.note(f"{w}.name", f"SLM-Lab's {sil_name} is zoo's {sil_name} ({SIL_BASES[sil_name]} plus self-imitation); "
+           "zoo's self-imitation targets are each finished episode's Monte-Carlo returns, where SLM-Lab v5 discounts "
+           "along the rows of a uniformly drawn batch")
+    for key, value in algo.items():
+        out["algorithm"][key] = _int(value) if key.startswith("training") else value
+        t.same(f"{w}.{key}", f"{w}.{key}")
+    replay = memory.pop("sil_replay_name", "Replay")
+    if replay not in ("Replay", "PrioritizedReplay"):
+        t.error(f"{m}.sil_replay_name", f"'{replay}' has no zoo equivalent; allowed: Replay, PrioritizedReplay")
+        return
+    out["memory"]["sil_replay_name"] = replay
+    t.same(f"{m}.sil_replay_name", f"{m}.sil_replay_name")
+    for key, value in memory.items():
+        out["memory"][key] = value if key == "use_cer" else _int(value)
+        t.same(f"{m}.{key}", f"{m}.{key}")
 
 
 def _schedule(t: Translation, value: Any, where: str, zoo_where: str) -> dict[str, Any] | None:
