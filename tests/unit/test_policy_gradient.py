@@ -316,3 +316,10 @@ def test_shared_trunk_collector_policy_draws_as_the_actor_value_operator():
     assert torch.equal(got["action"], expected["action"]) and expected["action"].unique().numel() == 2
     torch.testing.assert_close(got["action_log_prob"], expected["action_log_prob"])
     torch.testing.assert_close(got["state_value"], expected["state_value"])
+
+
+def test_a2c_refuses_to_standardize_a_one_transition_batch():
+    spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=[
+        "env.num_envs=1", "agent.algorithm.time_horizon=1", "agent.algorithm.normalize_advantage=true"])
+    with pytest.raises(SpecError, match="normalize_advantage.*>= 2 transitions"):
+        build(spec, seed=0)

@@ -140,6 +140,10 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble A2C for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
     horizon = rollout_length(algo_spec)
+    if algo_spec.normalize_advantage and horizon * spec.env.num_envs < 2:
+        raise SpecError("agent.algorithm.normalize_advantage", "standardizes the advantages of a batch, which needs "
+                        f"time_horizon x env.num_envs >= 2 transitions (here {horizon * spec.env.num_envs}); "
+                        "allowed: false, or a longer time_horizon")
     recurrent = net_spec.type == "RecurrentNet"
     if recurrent:
         check_sequences(net_spec, horizon, horizon)
