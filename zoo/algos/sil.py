@@ -4,10 +4,10 @@ transitions with their Monte-Carlo returns, learned from only where the return b
 After each on-policy update (A2C's or PPO's own, unchanged), the episodes that ended in the batch (their
 earlier steps carried over from previous batches, as REINFORCE's `EpisodeCarry`) enter the self-imitation
 replay with their discounted returns R, and `training_iter` replayed batches each take `training_batch_iter`
-gradient steps of the self-imitation loss (`SILLoss`): policy -log pi(a|s) * max(R - V(s), 0), value
-0.5 * max(R - V(s), 0)^2, through the on-policy agent's own networks and optimizers. With
-`agent.memory.sil_replay_name: PrioritizedReplay` rows are drawn in proportion to their clipped advantage
-max(R - V, 0) (plus epsilon), and the losses are weighted by importance sampling, as the paper.
+gradient steps (`zoo.memory.replay_updates`) of the self-imitation loss (`SILLoss`): policy
+-log pi(a|s) * max(R - V(s), 0), value 0.5 * max(R - V(s), 0)^2, through the on-policy agent's own networks and
+optimizers. With `agent.memory.sil_replay_name: PrioritizedReplay` rows are drawn in proportion to their clipped
+advantage max(R - V, 0) (plus epsilon), and the losses are weighted by importance sampling, as the paper.
 
 Differences from the paper: returns stop at truncation as well as termination (as SLM-Lab's; the replay keeps
 no value to bootstrap from), and an episode enters the replay when it ends, not step by step.
@@ -110,17 +110,17 @@ class SILAgent(Agent):
         if len(self.buffer) < self.batch_size:
             return metrics
         beta = self.beta(frame) if self.beta is not None else None
-        steps = replay_updates(self.buffer, self.batch_size, self.algo_spec.training_iter, beta, self.sil_step)
+        steps = replay_updates(self.buffer, self.batch_size, self.algo_spec.training_iter, beta, self.sil_step,
+                               reuse=self.algo_spec.training_batch_iter)
         policy, value, advantage = torch.stack(steps).mean(0)
         return {**metrics, "loss_sil_policy": policy, "loss_sil_value": value, "sil_advantage": advantage}
 
     def sil_step(self, batch: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor]:
-        """`training_batch_iter` gradient steps on one replayed batch; (statistics, the rows' new priorities)."""
-        for _ in range(self.algo_spec.training_batch_iter):
-            out = self.sil_loss(batch)
-            optimizer_step(self.optimizers, out["loss_sil_policy"] + out["loss_sil_value"], self.params,
-                           self.clip_grad_val)
-            self.num_updates += 1
+        """One self-imitation gradient step on a replayed batch; (statistics, the rows' new priorities)."""
+        out = self.sil_loss(batch)
+        optimizer_step(self.optimizers, out["loss_sil_policy"] + out["loss_sil_value"], self.params,
+                       self.clip_grad_val, self.on_policy.clip_per_net)
+        self.num_updates += 1
         stats = torch.stack([out["loss_sil_policy"].detach(), out["loss_sil_value"].detach(),
                              out["sil_advantage"].mean()])
         return stats, out["sil_advantage"]
