@@ -26,6 +26,7 @@ import importlib.util
 import json
 import math
 import multiprocessing
+import random
 import re
 import socket
 import statistics
@@ -38,6 +39,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import sqlalchemy.exc
 import yaml
 from optuna.trial import TrialState
 
@@ -56,6 +58,7 @@ from zoo.trial import (
 DISTRIBUTIONS = ("uniform", "loguniform", "normal", "randint", "qrandint", "choice")
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # toward meta.max_trial
 HEARTBEAT_S, HEARTBEAT_GRACE_S = 60, 180  # a trial silent this long (its worker died) is marked FAIL
+SCHEMA_RETRIES = 5  # workers creating one shared study's schema at once: the losers retry
 NORMAL_QUANTILE = 1e-3  # `normal` samples a quantile in [q, 1 - q], so the values stay finite
 
 
@@ -212,6 +215,18 @@ def make_storage(config: SearchConfig) -> optuna.storages.BaseStorage:
         return JournalStorage(JournalFileBackend(str(exp / "study.log")))
     url = with_driver(config.storage or f"sqlite:///{exp / 'study.db'}")
     engine = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    for attempt in range(SCHEMA_RETRIES):
+        try:
+            return open_rdb_storage(url, engine)
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
+            # Workers that start together on a fresh database race to create Optuna's schema: on PostgreSQL all
+            # but one fail on `CREATE TYPE ... AS ENUM` (a duplicate pg_type row). DDL is transactional there, so
+            # the loser's attempt rolled back; once the winner has committed, a retry finds the schema and goes on.
+            time.sleep(0.5 * (attempt + 1) + random.random())
+    return open_rdb_storage(url, engine)
+
+
+def open_rdb_storage(url: str, engine: dict[str, Any]) -> optuna.storages.RDBStorage:
     with warnings.catch_warnings():  # Optuna marks heartbeats experimental; our tests cover what we rely on
         warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
         return optuna.storages.RDBStorage(url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_S,
