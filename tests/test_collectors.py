@@ -34,7 +34,8 @@ def tiny(collector: str, *extra: str) -> list[str]:
     (["env.num_workers=2"], "env.num_workers"),
     (["env.collector=multi_sync", "env.num_workers=3"], "env.num_workers"),
     (["env.collector=multi_async", "env.num_workers=2", "env.normalize_obs=true"], "env.normalize_obs"),
-    (["env.collector=ray"], "env.collector"),
+    (["env.collector=redis"], "env.collector"),
+    (["env.ray_address=auto"], "env.ray_address"),
     (["env.collector=multi_sync", "env.num_workers=2", "meta.device=cuda"], "meta.device"),
 ])
 def test_collector_fields_are_validated(overrides, field):

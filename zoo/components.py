@@ -32,7 +32,7 @@ class Components:
     env: EnvBase
     eval_env: EnvBase
     agent: Agent
-    collector: BaseCollector  # Collector, or MultiSyncCollector / MultiAsyncCollector (env.collector)
+    collector: BaseCollector  # Collector, MultiSyncCollector / MultiAsyncCollector or RayCollector (env.collector)
 
     @property
     def policy(self):
@@ -69,7 +69,11 @@ class Components:
 
     def push_policy_weights(self) -> None:
         """After an update: the collector's worker processes act with the new weights (and exploration state)."""
-        if not isinstance(self.collector, Collector):
+        if self.spec.env.collector == "ray":
+            from zoo.distributed import push_ray_weights  # imported already: make_collector built the collector
+
+            push_ray_weights(self.collector, self.agent.policy)
+        elif not isinstance(self.collector, Collector):
             self.collector.update_policy_weights_()
 
     def close(self) -> None:
@@ -177,7 +181,8 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
                    env_spec: EnvSpec | None = None, seed: int = 0, gamma: float = 0.99) -> BaseCollector:
     """The collector of `agent.policy`, batches of `agent.frames_per_batch` frames: TorchRL's `Collector` on `env`,
     or with `env_spec.collector` multi_sync / multi_async its multi-process collectors, whose workers each build
-    `env_spec.num_envs / num_workers` copies of the env (`env` then only gave the agent its specs).
+    `env_spec.num_envs / num_workers` copies of the env (`env` then only gave the agent its specs), or with `ray`
+    TorchRL's RayCollector, whose Ray actors do the same (zoo.distributed).
 
     Either way the learner sees batches of the same shape `[num_envs, time]` (multi_sync joins the workers'
     `[workers, copies, time]`; a multi_async worker collects `[copies, workers * time]`), so a spec trains with the
@@ -197,6 +202,12 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
                "device": env.device, "init_fn": worker_setup}
     if env_spec.collector == "multi_sync":
         return MultiSyncCollector(env_fns, agent.policy, cat_results="stack", postproc=join_workers, **options)
+    if env_spec.collector == "ray":
+        from zoo.distributed import make_ray_collector  # only ray runs pay for importing TorchRL's distributed
+
+        return make_ray_collector(env_fns, agent.policy, address=env_spec.ray_address, postproc=join_workers,
+                                  **{key: options[key] for key in ("frames_per_batch", "total_frames",
+                                                                    "init_random_frames")})
     return MultiAsyncCollector(env_fns, agent.policy, **options)
 
 

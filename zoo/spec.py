@@ -32,7 +32,7 @@ NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "RecurrentN
 CELL_TYPES = ("LSTM", "GRU")
 MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
 TARGET_UPDATES = ("replace", "polyak")
-COLLECTORS = ("sync", "multi_sync", "multi_async")
+COLLECTORS = ("sync", "multi_sync", "multi_async", "ray")
 
 
 class SpecError(ValueError):
@@ -262,9 +262,14 @@ class EnvSpec:
                                 "multi_async (TorchRL's MultiSyncCollector / MultiAsyncCollector: env.num_workers "
                                 "processes, each stepping num_envs / num_workers copies; multi_sync joins their "
                                 "batches into one, multi_async hands the learner each worker's batch of the same size "
-                                "as it arrives, collected with weights up to one update old)", choices=COLLECTORS)
-    num_workers: int = spec_field(1, "collector processes (env.collector multi_sync, multi_async); must divide "
-                                  "num_envs", low=1)
+                                "as it arrives, collected with weights up to one update old), ray (TorchRL's "
+                                "RayCollector: env.num_workers Ray actors on the cluster env.ray_address, batches "
+                                "joined as multi_sync's; a worker that dies is restarted by Ray)", choices=COLLECTORS)
+    num_workers: int = spec_field(1, "collector processes (env.collector multi_sync, multi_async) or Ray actors "
+                                  "(ray); must divide num_envs", low=1)
+    ray_address: str = spec_field("local", "env.collector ray: the Ray cluster, local (a Ray instance started for "
+                                  "this run on this machine), auto (the cluster `ray start` runs here) or "
+                                  "host:port (a cluster's head; needs the distributed extra)")
 
 
 @dataclass
@@ -864,10 +869,13 @@ def _check_env(env: EnvSpec) -> None:
 
 
 def _check_collector(env: EnvSpec) -> None:
+    if env.collector != "ray" and env.ray_address != "local":
+        raise SpecError("env.ray_address", f"is read by env.collector ray only (this spec's is {env.collector}); "
+                        "allowed: local (the default), or env.collector: ray")
     if env.collector == "sync":
         if env.num_workers != 1:
-            raise SpecError("env.num_workers", f"{env.num_workers} needs env.collector multi_sync or multi_async "
-                            "(sync steps every copy in this process); allowed: 1")
+            raise SpecError("env.num_workers", f"{env.num_workers} needs env.collector multi_sync, multi_async or "
+                            "ray (sync steps every copy in this process); allowed: 1")
         return
     if env.num_envs % env.num_workers:
         raise SpecError("env.num_workers", f"{env.num_workers} does not divide env.num_envs {env.num_envs} (each "
