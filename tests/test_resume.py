@@ -100,6 +100,12 @@ FAMILIES = {
                                              "agent.net.seq_len=16"], 512, 1024),
     "a2c_gru": ("a2c_gru_cartpole_novel", [*VECTOR, "env.num_envs=8", "agent.net.fc_hid_layers=[8]",
                                            "agent.net.rnn_hidden_size=8"], 512, 1024),
+    # DRQN: the replay holds each env's stream with its hidden states, sampled as sequences
+    "drqn": ("drqn_cartpole_novel", [*VECTOR, "env.num_envs=8", "agent.net.fc_hid_layers=[8]",
+                                     "agent.net.rnn_hidden_size=8", "agent.net.seq_len=8", "agent.algorithm.burn_in=2",
+                                     "agent.memory.batch_size=32", "agent.algorithm.training_start_step=128",
+                                     "agent.algorithm.training_frequency=64", "agent.algorithm.training_iter=4"],
+             512, 1024),
     "a2c": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8"], 512, 1024),
     "a2c_normalized": ("a2c_gae_cartpole", [*VECTOR, "env.num_envs=8", "agent.algorithm.normalize_v_targets=true"],
                        512, 1024),
