@@ -61,8 +61,8 @@ def test_ppo_learns_in_multidiscrete_multibinary_and_discrete_observation_spaces
 @pytest.mark.learning
 @pytest.mark.skipif(importlib.util.find_spec("vizdoom") is None, reason="needs the vizdoom extra")
 def test_ppo_vizdoom_basic_learns(tmp_path):
-    # pixels: an untrained greedy policy scores -300 (timeout), random play about -170; seed 1 evaluates at ~80
-    # after 41k frames (best possible ~83 on average, BENCHMARK.md) and stops at the first evaluation >= 50
+    # pixels: an untrained greedy policy scores -300 (timeout), random play about -170; seed 1 evaluates at 69 after
+    # 20k frames and 78 after 41k (best possible ~83 on average, BENCHMARK.md) and stops at the first evaluation >= 50
     result = run_cli(str(SPECS / "ppo_vizdoom_basic.yaml"), "-s", "meta.seed=1", "-s", "env.max_frame=61440", "-s",
                      "meta.eval_frequency=10240", "--target-return", "50", data_dir=tmp_path, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
