@@ -6,7 +6,7 @@ pay for importing torch, tensordict and TorchRL (several seconds); `from zoo imp
 
 import importlib
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 _EXPORTS = {"Agent": "zoo.agent", "Components": "zoo.components", "build": "zoo.components", "make_env": "zoo.envs",
             "Session": "zoo.session", "evaluate": "zoo.session", "Spec": "zoo.spec", "SpecError": "zoo.spec",
