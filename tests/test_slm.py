@@ -102,6 +102,10 @@ def test_slm_defaults_are_filled_where_zoo_differs():
     reinforce, _ = translate_slm(slm({"name": "Reinforce", "training_frequency": 64}), "f")
     assert reinforce["agent"]["algorithm"]["center_return"] is False
     assert reinforce["agent"]["algorithm"]["time_horizon"] == 64
+    assert reinforce["agent"]["algorithm"]["episodic"] is False  # OnPolicyBatchReplay: each batch alone
+    episodic, _ = translate_slm(slm({"name": "Reinforce", "training_frequency": 1}, memory={"name": "OnPolicyReplay"}),
+                                "f")
+    assert "episodic" not in episodic["agent"]["algorithm"]  # OnPolicyReplay: whole episodes, zoo's default
     per, _ = translate_slm(slm({"name": "DoubleDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1}},
                                memory={"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4}), "f")
     assert per["agent"]["memory"] == {"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4, "beta": 0.0}

@@ -444,10 +444,15 @@ def _reinforce(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any]
     if memory.get("name") == "OnPolicyReplay":
         t.note(f"{w}.training_frequency", "OnPolicyReplay trains after that many episodes in SLM-Lab; zoo batches "
                "time_horizon steps of every env (its default 500) instead")
-    elif frequency is not None:
+        return
+    if frequency is not None:
         out["time_horizon"] = _int(frequency)
         t.note(f"{w}.training_frequency", f"{frequency} vector steps per batch (SLM-Lab's OnPolicyBatchReplay "
                "counts steps of all envs together): zoo's time_horizon")
+    out["episodic"] = False
+    t.note(f"{w}.episodic", "false: SLM-Lab's OnPolicyBatchReplay learns from each batch alone, returns discounted to "
+           "the batch's end and cut at terminations only (a truncated episode's return runs on into the env's next "
+           "episode; SLM-Lab's next-step autoreset adds one zero-reward step between them, zoo's envs do not)")
 
 
 def _sarsa(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memory: dict, num_envs: int) -> None:

@@ -107,6 +107,29 @@ def test_reinforce_update_waits_for_episode_ends():
     assert [len(row) for row in agent.carry.waiting] == [16, 4]
 
 
+
+def test_reinforce_batch_returns_cut_at_terminations_only():
+    """SLM-Lab's OnPolicyBatchReplay returns (episodic: false): a truncation's return runs on into the next
+    episode; the rollout's last step gets its own reward only."""
+    data = batch()
+    data["next", "truncated"][0, 1] = True  # step 1 terminates; make step 2 a truncation instead of step 3
+    data["next", "terminated"][0, 1] = False
+    returns = monte_carlo_returns(data, GAMMA, "terminated").flatten().tolist()
+    expected_tail = [3 + GAMMA * 4, 4]
+    assert returns == pytest.approx([1 + GAMMA * (2 + GAMMA * expected_tail[0]), 2 + GAMMA * expected_tail[0],
+                                     *expected_tail], rel=1e-6)
+
+
+def test_reinforce_without_episodes_learns_from_every_step_of_each_batch():
+    spec = load_spec(SPECS / "reinforce_cartpole.yaml", overrides=["env.num_envs=2", "agent.algorithm.time_horizon=8",
+                                                                   "agent.algorithm.episodic=false"])
+    components = build(spec, seed=0)
+    agent, data = components.agent, next(iter(components.collector))
+    data["next", "done"].zero_()  # no episode ended: still an update, on all 16 steps
+    metrics = agent.update(data, data.numel())
+    assert agent.num_updates == 1 and metrics["learned_steps"] == 16
+    assert [len(row) for row in agent.carry.waiting] == []  # nothing waits for a later batch
+
 @pytest.mark.parametrize("shared", [True, False])
 def test_shared_and_separate_networks(shared):
     split = [] if not shared else ["agent.net.actor_optim_spec=null", "agent.net.critic_optim_spec=null"]
