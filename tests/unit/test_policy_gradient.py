@@ -130,6 +130,34 @@ def test_reinforce_without_episodes_learns_from_every_step_of_each_batch():
     assert agent.num_updates == 1 and metrics["learned_steps"] == 16
     assert [len(row) for row in agent.carry.waiting] == []  # nothing waits for a later batch
 
+
+def singular_values(module: nn.Module) -> list[torch.Tensor]:
+    return [torch.linalg.svdvals(m.weight.detach()) for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+@pytest.mark.parametrize("gains", [[], ["agent.net.init_gain=1.5", "agent.net.actor_init_gain=0.5",
+                                        "agent.net.critic_init_gain=2.0"]])
+def test_orthogonal_gains_of_hidden_layers_and_heads(gains):
+    """An orthogonal init with gain g leaves every singular value at g: zoo's defaults (ReLU's sqrt(2), policy head
+    0.01) or the spec's init_gain / actor_init_gain / critic_init_gain (SLM-Lab's activation gains)."""
+    spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=["agent.net.init_fn=orthogonal", *gains])
+    agent = build(spec, seed=0).agent
+    hidden, head, critic = (1.5, 0.5, 2.0) if gains else (math.sqrt(2), 0.01, math.sqrt(2))
+    *actor_hidden, actor_head = singular_values(agent.actor)
+    *_, critic_head = singular_values(agent.advantage_module.value_network)
+    for values, gain in ((torch.cat(actor_hidden), hidden), (actor_head, head), (critic_head, critic)):
+        assert values.tolist() == pytest.approx([gain] * len(values), rel=1e-4)
+
+
+@pytest.mark.parametrize("spec_file, overrides, field", [
+    ("a2c_gae_cartpole.yaml", ["agent.net.init_gain=1.5"], "agent.net.init_gain"),  # torch's default init
+    ("dqn_cartpole.yaml", ["agent.net.init_fn=orthogonal", "agent.net.actor_init_gain=1.0"],
+     "agent.net.actor_init_gain"),  # no policy head
+])
+def test_gains_are_refused_where_nothing_reads_them(spec_file, overrides, field):
+    with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+        load_spec(SPECS / spec_file, overrides=overrides)
+
 @pytest.mark.parametrize("shared", [True, False])
 def test_shared_and_separate_networks(shared):
     split = [] if not shared else ["agent.net.actor_optim_spec=null", "agent.net.critic_optim_spec=null"]

@@ -40,7 +40,7 @@ NAMES = ("Reinforce",)
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         one_hot_actions=True, multi_actions=True)
+                         one_hot_actions=True, multi_actions=True, head_gains=True)
 @dataclass
 class ReinforceAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of REINFORCE."""
