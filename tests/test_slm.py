@@ -102,6 +102,10 @@ def test_slm_defaults_are_filled_where_zoo_differs():
     reinforce, _ = translate_slm(slm({"name": "Reinforce", "training_frequency": 64}), "f")
     assert reinforce["agent"]["algorithm"]["center_return"] is False
     assert reinforce["agent"]["algorithm"]["time_horizon"] == 64
+    assert reinforce["agent"]["algorithm"]["episodic"] is False  # OnPolicyBatchReplay: each batch alone
+    episodic, _ = translate_slm(slm({"name": "Reinforce", "training_frequency": 1}, memory={"name": "OnPolicyReplay"}),
+                                "f")
+    assert "episodic" not in episodic["agent"]["algorithm"]  # OnPolicyReplay: whole episodes, zoo's default
     per, _ = translate_slm(slm({"name": "DoubleDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1}},
                                memory={"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4}), "f")
     assert per["agent"]["memory"] == {"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4, "beta": 0.0}
@@ -185,6 +189,21 @@ def test_torcharc_arcs_become_zoo_nets():
     assert crossq.agent.net.hid_layers == [32, 32] and crossq.agent.algorithm.brn_warmup_steps == 500
     assert crossq.agent.net.critic_optim_spec.lr == 1e-3 and crossq.agent.net.optim_spec.lr == 3e-4
 
+
+
+def test_init_gains_as_slm_lab_sets_them():
+    """init_layers: the activation's gain on every layer; init_tails: the stds on a shared net's heads only."""
+    net = {"type": "MLPNet", "hid_layers": [16], "hid_layers_activation": "tanh", "init_fn": "orthogonal_",
+           "actor_init_std": 0.01, "critic_init_std": 1.0}
+    separate, notes = translate_slm(slm({"name": "ActorCritic"}, net={**net, "shared": False}), "f")
+    assert separate["agent"]["net"]["init_gain"] == separate["agent"]["net"]["actor_init_gain"] == pytest.approx(5 / 3)
+    assert "critic_init_gain" not in separate["agent"]["net"] and any("unused for separate nets" in n for n in notes)
+    shared, _ = translate_slm(slm({"name": "ActorCritic"}, net={**net, "shared": True}), "f")
+    assert (shared["agent"]["net"]["actor_init_gain"], shared["agent"]["net"]["critic_init_gain"]) == (0.01, 1.0)
+    dqn, _ = translate_slm(slm({"name": "DoubleDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1}},
+                               net={"type": "MLPNet", "hid_layers": [16], "init_fn": "xavier_uniform_"}), "f")
+    assert dqn["agent"]["net"]["init_gain"] == pytest.approx(2 ** 0.5)  # SLM-Lab's default activation: relu
+    assert "actor_init_gain" not in dqn["agent"]["net"]
 
 def test_env_kwargs_atari_life_loss_and_meta():
     spec = load_spec(FIXTURES / "atari.yaml", "ppo_arc_atari", TEMPLATES[1::2])

@@ -35,7 +35,10 @@ def init_weights(module: nn.Module, init_fn: str, gain: float = 1.0) -> None:
         nn.init.zeros_(layer.bias)
 
 
-def _gain(net_spec: NetSpec) -> float:
+def init_gain(net_spec: NetSpec) -> float:
+    """The gain of `init_fn` on the spec's layers: `init_gain`, else ReLU's for orthogonal and 1 for the others."""
+    if net_spec.init_gain is not None:
+        return net_spec.init_gain
     return nn.init.calculate_gain("relu") if net_spec.init_fn == "orthogonal" else 1.0
 
 
@@ -46,7 +49,7 @@ def build_mlp(in_dim: int, out_dim: int, net_spec: NetSpec, hid_layers: list[int
         net_spec.layer_norm and hid_layers) else {}
     mlp = MLP(in_features=in_dim, out_features=out_dim, num_cells=list(hid_layers),
               activation_class=ACTIVATIONS[net_spec.hid_layers_activation], **norm)
-    init_weights(mlp, net_spec.init_fn, gain=_gain(net_spec))
+    init_weights(mlp, net_spec.init_fn, gain=init_gain(net_spec))
     return mlp
 
 
@@ -79,7 +82,7 @@ class ConvTorso(nn.Module):
         self.convs = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             self.out_dim = self.convs(torch.zeros(1, *in_shape)).shape[-1]
-        init_weights(self, net_spec.init_fn, gain=_gain(net_spec))
+        init_weights(self, net_spec.init_fn, gain=init_gain(net_spec))
         # channels_last (NHWC) weights make the convs run NHWC (oneDNN's faster CPU kernels; same maths). Nature
         # CNN forward + backward on 256 Pong frames, 1 thread, 2-core CPU: 340-450 ms NCHW, 275-300 ms NHWC
         self.to(memory_format=torch.channels_last)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+from torch import nn
 
 from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import make_vector_env
@@ -444,10 +445,15 @@ def _reinforce(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any]
     if memory.get("name") == "OnPolicyReplay":
         t.note(f"{w}.training_frequency", "OnPolicyReplay trains after that many episodes in SLM-Lab; zoo batches "
                "time_horizon steps of every env (its default 500) instead")
-    elif frequency is not None:
+        return
+    if frequency is not None:
         out["time_horizon"] = _int(frequency)
         t.note(f"{w}.training_frequency", f"{frequency} vector steps per batch (SLM-Lab's OnPolicyBatchReplay "
                "counts steps of all envs together): zoo's time_horizon")
+    out["episodic"] = False
+    t.note(f"{w}.episodic", "false: SLM-Lab's OnPolicyBatchReplay learns from each batch alone, returns discounted to "
+           "the batch's end and cut at terminations only (a truncated episode's return runs on into the env's next "
+           "episode; SLM-Lab's next-step autoreset adds one zero-reward step between them, zoo's envs do not)")
 
 
 def _sarsa(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memory: dict, num_envs: int) -> None:
@@ -749,12 +755,7 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     if n.pop("normalize", False):
         t.note(f"{w}.normalize", "true: zoo scales uint8 (Atari) frames to [0, 1] inside the net; other observations "
                "are not scaled")
-    for key, zoo_gain in (("actor_init_std", 0.01), ("critic_init_std", 1.0)):
-        if key in n:
-            value = n.pop(key)
-            if value != zoo_gain:
-                t.error(f"{w}.{key}", f"{value}: zoo initialises the {key.split('_')[0]} head with gain {zoo_gain}; "
-                        f"allowed: {zoo_gain}")
+    _init_gains(t, n, w, algorithm, init, activation, out)
     if "out_layer_activation" in n:
         value = n.pop("out_layer_activation")
         if value not in (None, "linear"):
@@ -766,6 +767,49 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
                         "update_frequency", "polyak_coef", "gpu", "normalize", "batch_norm", "layer_norm",
                         "actor_init_std", "critic_init_std", "log_std_init"))
     return out, device
+
+
+def _init_gains(t: Translation, n: dict[str, Any], w: str, algorithm: str, init: Any, activation: Any,
+                out: dict[str, Any]) -> None:
+    """SLM-Lab's init_layers: `init_fn` with gain calculate_gain(hid_layers_activation) (its default relu) on every
+    Linear / Conv layer, output layers included; then init_tails re-initialises the output layers with
+    `actor_init_std` / `critic_init_std`, but only in a net of several tails (a shared actor-critic)."""
+    stds = {key: n.pop(key) for key in ("actor_init_std", "critic_init_std") if key in n}
+    shared = bool(out.get("shared")) and algorithm in ("A2C", "PPO")
+    if activation is not None and activation not in ACTIVATIONS:
+        return  # reported with hid_layers_activation
+    if init not in ("orthogonal_", "xavier_uniform_"):
+        if shared and stds:
+            t.note(f"{w}.{next(iter(stds))}", f"init_fn {init}: zoo keeps torch's default initialisation of the heads "
+                   "(SLM-Lab re-initialises a shared net's heads orthogonally with these stds)")
+        return
+    name = {"lrelu": "leaky_relu", "leakyrelu": "leaky_relu"}.get(str(activation or "relu").lower(),
+                                                                  str(activation or "relu").lower())
+    try:
+        gain = nn.init.calculate_gain(name)
+    except ValueError:
+        t.error(f"{w}.hid_layers_activation", f"'{activation}': SLM-Lab's {init} takes the gain of this activation, "
+                "which torch's calculate_gain does not know (SLM-Lab fails too); allowed: relu, tanh, leaky_relu, "
+                "selu, sigmoid, linear")
+        return
+    out["init_gain"] = gain
+    t.note(f"{w}.init_fn", f"{init} with gain {gain:.4g} ({name}'s, as SLM-Lab's init_layers; zoo's default: ReLU's "
+           "for orthogonal, 1 for xavier_uniform) on every layer")
+    if algorithm not in POLICY_GRADIENT:
+        for key in stds:
+            t.note(f"{w}.{key}", f"unused by {algorithm} (as in SLM-Lab: its init_tails reads shared actor-critics)")
+        return
+    if shared:
+        out["actor_init_gain"] = stds.get("actor_init_std", gain)
+        out["critic_init_gain"] = stds.get("critic_init_std", gain)
+        t.note(f"{w}.actor_init_std", f"the shared net's policy / value output layers get gains "
+               f"{out['actor_init_gain']:.4g} / {out['critic_init_gain']:.4g}: zoo's actor_init_gain / "
+               "critic_init_gain")
+        return
+    out["actor_init_gain"] = gain  # one tail per net: SLM-Lab's init_tails leaves it as init_layers made it
+    t.note(f"{w}.actor_init_gain", f"{gain:.4g}: SLM-Lab initialises the policy's output layer as the others (zoo's "
+           "default: 0.01 with orthogonal)" + (f"; {', '.join(stds)} unused for separate nets, as in SLM-Lab (its "
+                                              "init_tails reads a net of several tails)" if stds else ""))
 
 
 def _lr_scheduler(t: Translation, value: Any, where: str, out: dict[str, Any]) -> None:

@@ -203,6 +203,15 @@ class NetSpec:
                                      "sequences of seq_len steps, each starting from its stored hidden state "
                                      "(None: whole rows)", low=1)
     init_fn: str = spec_field("default", "weight initialisation", choices=INIT_FNS)
+    init_gain: float | None = spec_field(None, "gain of init_fn orthogonal / xavier_uniform (None: ReLU's sqrt(2) "
+                                         "for orthogonal, 1 for xavier_uniform; SLM-Lab takes its activation's)",
+                                         low=0.0, low_open=True)
+    actor_init_gain: float | None = spec_field(None, "gain of the policy's output layer under init_fn orthogonal / "
+                                               "xavier_uniform (None: 0.01 with orthogonal, a near-uniform initial "
+                                               "policy; init_gain with xavier_uniform)", low=0.0, low_open=True)
+    critic_init_gain: float | None = spec_field(None, "gain of the value head's output layer under init_fn "
+                                                "orthogonal / xavier_uniform (None: init_gain)", low=0.0,
+                                                low_open=True)
     shared: bool = spec_field(False, "actor and critic share one trunk (actor-critic)")
     state_dependent_std: bool = spec_field(False, "Gaussian log std from the network instead of a free parameter")
     log_std_init: float = spec_field(0.0, "initial log std of Gaussian policies")
@@ -318,13 +327,15 @@ class AlgorithmSupport:
     layer_norm: bool = True  # agent.net.layer_norm: true (false where a fast loss reads the MLPs' Linear layers)
     critic_layers: bool = False  # agent.net.critic_hid_layers (critics of their own width)
     sil_replay: bool = False  # agent.memory.sil_replay_name and the replay fields (a self-imitation replay)
+    head_gains: bool = False  # agent.net.actor_init_gain / critic_init_gain (policy and value heads of actor_critic.py)
 
     def describe(self) -> str:
         extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
                                         ("meta.compile", self.compile), ("one-hot actions", self.one_hot_actions),
                                         ("MultiDiscrete / MultiBinary actions", self.multi_actions),
                                         ("layer norm", self.layer_norm), ("critic_hid_layers", self.critic_layers),
-                                        ("self-imitation replay", self.sil_replay))
+                                        ("self-imitation replay", self.sil_replay),
+                                        ("actor/critic head gains", self.head_gains))
                   if on]
         targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
         nets = f"net: {'|'.join(self.nets)}" if self.nets else "no networks"
@@ -338,7 +349,7 @@ ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
                             split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = (),
                             one_hot_actions: bool = False, multi_actions: bool = False, layer_norm: bool = True,
-                            critic_layers: bool = False, sil_replay: bool = False):
+                            critic_layers: bool = False, sil_replay: bool = False, head_gains: bool = False):
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
@@ -350,13 +361,14 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     actions are one-hot (TorchRL's `GymEnv` default); `zoo.build` refuses such an env otherwise. `multi_actions`: it
     also builds for MultiDiscrete and MultiBinary action spaces (`zoo.build` refuses them otherwise). `layer_norm`: it
     builds `agent.net.layer_norm` nets (default); `critic_layers`: its critics take `agent.net.critic_hid_layers`;
-    `sil_replay`: it keeps a self-imitation replay (`agent.memory.sil_replay_name` and that replay's fields)."""
+    `sil_replay`: it keeps a self-imitation replay (`agent.memory.sil_replay_name` and that replay's fields);
+    `head_gains`: its policy and value heads take `agent.net.actor_init_gain` / `critic_init_gain`."""
     unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
         t for t in targets if t not in TARGET_UPDATES]
     if unknown or not memories:
         raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
     support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets),
-                               one_hot_actions, multi_actions, layer_norm, critic_layers, sil_replay)
+                               one_hot_actions, multi_actions, layer_norm, critic_layers, sil_replay, head_gains)
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
@@ -796,6 +808,7 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
                         f"{_supporting(lambda s: s.compile)})")
     _check_target_update(name, support, net, raw)
     _check_recurrent(net)
+    _check_init(name, support, net)
     used, by = MEMORY_FIELDS[mem.name], f"by {mem.name}"
     if support.sil_replay:
         mem.sil_replay_name = mem.sil_replay_name or "Replay"
@@ -837,7 +850,18 @@ ATARI_ONLY = {"episode_life": True, "clip_reward": True}  # field -> default, a 
 NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None,  # not applied to ALE envs
              "obs_mask": None, "reward_scale": 1.0}
 VIZDOOM_ONLY = {"frame_skip": 1, "frame_stack": 1, "screen_size": [84, 84]}  # a non-default value needs a VizDoom id
+GAIN_FIELDS = ("init_gain", "actor_init_gain", "critic_init_gain")
 RECURRENT_FIELDS = ("cell_type", "fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len")
+
+
+def _check_init(name: str, support: AlgorithmSupport, net: NetSpec) -> None:
+    """Gains are read by the gain-taking initialisations, head gains by the actor-critic family's heads."""
+    if net.init_fn not in ("orthogonal", "xavier_uniform"):
+        _check_unused(net, (), "agent.net", f"with init_fn {net.init_fn} (orthogonal, xavier_uniform only)",
+                      GAIN_FIELDS)
+    elif not support.head_gains:
+        _check_unused(net, (), "agent.net", f"by {name} (head gains: "
+                      f"{_supporting(lambda s: s.head_gains)})", GAIN_FIELDS[1:])
 
 
 def _check_recurrent(net: NetSpec) -> None:

@@ -107,6 +107,57 @@ def test_reinforce_update_waits_for_episode_ends():
     assert [len(row) for row in agent.carry.waiting] == [16, 4]
 
 
+
+def test_reinforce_batch_returns_cut_at_terminations_only():
+    """SLM-Lab's OnPolicyBatchReplay returns (episodic: false): a truncation's return runs on into the next
+    episode; the rollout's last step gets its own reward only."""
+    data = batch()
+    data["next", "truncated"][0, 1] = True  # step 1 terminates; make step 2 a truncation instead of step 3
+    data["next", "terminated"][0, 1] = False
+    returns = monte_carlo_returns(data, GAMMA, "terminated").flatten().tolist()
+    expected_tail = [3 + GAMMA * 4, 4]
+    assert returns == pytest.approx([1 + GAMMA * (2 + GAMMA * expected_tail[0]), 2 + GAMMA * expected_tail[0],
+                                     *expected_tail], rel=1e-6)
+
+
+def test_reinforce_without_episodes_learns_from_every_step_of_each_batch():
+    spec = load_spec(SPECS / "reinforce_cartpole.yaml", overrides=["env.num_envs=2", "agent.algorithm.time_horizon=8",
+                                                                   "agent.algorithm.episodic=false"])
+    components = build(spec, seed=0)
+    agent, data = components.agent, next(iter(components.collector))
+    data["next", "done"].zero_()  # no episode ended: still an update, on all 16 steps
+    metrics = agent.update(data, data.numel())
+    assert agent.num_updates == 1 and metrics["learned_steps"] == 16
+    assert [len(row) for row in agent.carry.waiting] == []  # nothing waits for a later batch
+
+
+def singular_values(module: nn.Module) -> list[torch.Tensor]:
+    return [torch.linalg.svdvals(m.weight.detach()) for m in module.modules() if isinstance(m, nn.Linear)]
+
+
+@pytest.mark.parametrize("gains", [[], ["agent.net.init_gain=1.5", "agent.net.actor_init_gain=0.5",
+                                        "agent.net.critic_init_gain=2.0"]])
+def test_orthogonal_gains_of_hidden_layers_and_heads(gains):
+    """An orthogonal init with gain g leaves every singular value at g: zoo's defaults (ReLU's sqrt(2), policy head
+    0.01) or the spec's init_gain / actor_init_gain / critic_init_gain (SLM-Lab's activation gains)."""
+    spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=["agent.net.init_fn=orthogonal", *gains])
+    agent = build(spec, seed=0).agent
+    hidden, head, critic = (1.5, 0.5, 2.0) if gains else (math.sqrt(2), 0.01, math.sqrt(2))
+    *actor_hidden, actor_head = singular_values(agent.actor)
+    *_, critic_head = singular_values(agent.advantage_module.value_network)
+    for values, gain in ((torch.cat(actor_hidden), hidden), (actor_head, head), (critic_head, critic)):
+        assert values.tolist() == pytest.approx([gain] * len(values), rel=1e-4)
+
+
+@pytest.mark.parametrize("spec_file, overrides, field", [
+    ("a2c_gae_cartpole.yaml", ["agent.net.init_gain=1.5"], "agent.net.init_gain"),  # torch's default init
+    ("dqn_cartpole.yaml", ["agent.net.init_fn=orthogonal", "agent.net.actor_init_gain=1.0"],
+     "agent.net.actor_init_gain"),  # no policy head
+])
+def test_gains_are_refused_where_nothing_reads_them(spec_file, overrides, field):
+    with pytest.raises(SpecError, match=field.replace(".", r"\.")):
+        load_spec(SPECS / spec_file, overrides=overrides)
+
 @pytest.mark.parametrize("shared", [True, False])
 def test_shared_and_separate_networks(shared):
     split = [] if not shared else ["agent.net.actor_optim_spec=null", "agent.net.critic_optim_spec=null"]

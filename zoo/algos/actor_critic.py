@@ -128,7 +128,9 @@ class PolicyHead(NamedTuple):
 def _policy_head(in_dim: int, info: dict, net_spec: NetSpec, pdtype: str, hid_layers: list[int]) -> PolicyHead:
     """MLP over features ending in the parameters of the `pdtype` distribution (see zoo/distributions.py)."""
     space, kind = info["action_spec"].space, info["action_kind"]
-    gain_init = "orthogonal" if net_spec.init_fn == "orthogonal" else "default"
+    gain_init, gain = "orthogonal" if net_spec.init_fn == "orthogonal" else "default", 0.01
+    if net_spec.actor_init_gain is not None:
+        gain_init, gain = net_spec.init_fn, net_spec.actor_init_gain
     if kind != "Box":  # logits: one per action, per component's choice, or per bit
         if kind == "Discrete":
             out_dim, dist_kwargs = info["num_actions"], {}
@@ -140,27 +142,35 @@ def _policy_head(in_dim: int, info: dict, net_spec: NetSpec, pdtype: str, hid_la
         else:
             out_dim, dist_class, dist_kwargs = info["action_dim"], Bernoulli, {"dtype": info["action_spec"].dtype}
         head = build_mlp(in_dim, out_dim, net_spec, hid_layers)
-        init_weights(head[-1], gain_init, gain=0.01)
+        init_weights(head[-1], gain_init, gain=gain)
         return PolicyHead(head, ("logits",), dist_class, dist_kwargs)
     body = build_mlp(in_dim, hid_layers[-1], net_spec, hid_layers[:-1]) if hid_layers else nn.Identity()
     act = ACTIVATIONS[net_spec.hid_layers_activation]() if hid_layers else nn.Identity()
     feat_dim, action_dim = hid_layers[-1] if hid_layers else in_dim, info["action_dim"]
     if pdtype == "Beta":
         beta = BetaHead(feat_dim, action_dim)
-        init_weights(beta, gain_init, gain=0.01)
+        init_weights(beta, gain_init, gain=gain)
         return PolicyHead(nn.Sequential(body, act, beta), ("concentration1", "concentration0"), Beta,
                           {"low": space.low, "high": space.high})
     tanh_squash = pdtype == "TanhNormal"
     gaussian = GaussianHead(feat_dim, action_dim, space.low, space.high,
                             state_dependent_std=net_spec.state_dependent_std, log_std_init=net_spec.log_std_init,
                             tanh_squash=tanh_squash)
-    init_weights(gaussian.mean, gain_init, gain=0.01)
+    init_weights(gaussian.mean, gain_init, gain=gain)
     if pdtype == "MultivariateNormal":
         return PolicyHead(nn.Sequential(body, act, MultivariateNormalHead(gaussian, action_dim)),
                           ("loc", "scale_tril"), MultivariateNormal, {})
     dist_class, dist_kwargs = ((TanhNormal, {"low": space.low, "high": space.high}) if tanh_squash
                                else (IndependentNormal, {}))
     return PolicyHead(nn.Sequential(body, act, gaussian), ("loc", "scale"), dist_class, dist_kwargs)
+
+
+def _value_head(in_dim: int, net_spec: NetSpec, hid_layers: list[int] | None = None) -> nn.Module:
+    """MLP over features ending in V; its output layer initialised with `critic_init_gain` when set."""
+    head = build_mlp(in_dim, 1, net_spec, hid_layers)
+    if net_spec.critic_init_gain is not None:
+        init_weights(head[-1], net_spec.init_fn, gain=net_spec.critic_init_gain)
+    return head
 
 
 def _probabilistic_actor(module: nn.Module, head: PolicyHead, info: dict, in_key: str) -> ProbabilisticActor:
@@ -331,7 +341,7 @@ def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, pdtype: str = "defaul
         trunk = nn.Sequential(torso, build_mlp(feat_dim, widths[-1], net_spec, widths[:-1]),
                               ACTIVATIONS[net_spec.hid_layers_activation]())
         head = _policy_head(widths[-1], info, net_spec, distribution, [])
-        value_head = build_mlp(widths[-1], 1, net_spec, [])
+        value_head = _value_head(widths[-1], net_spec, [])
         common = TensorDictModule(trunk, ["observation"], ["hidden"])
         operator = ActorValueOperator(common, _probabilistic_actor(head.module, head, info, "hidden"),
                                       ValueOperator(value_head, in_keys=["hidden"]))
@@ -344,7 +354,7 @@ def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, pdtype: str = "defaul
     value_net = None
     if critic:
         critic_torso, _ = build_torso(info["obs_shape"], net_spec)
-        value_net = nn.Sequential(critic_torso, build_mlp(feat_dim, 1, net_spec))
+        value_net = nn.Sequential(critic_torso, _value_head(feat_dim, net_spec))
     nets = PlainNets(nn.Identity(), actor_module, value_net, distribution, head.param_keys, head.dist_class,
                      head.dist_kwargs, **bounds)
     if not critic:
@@ -366,7 +376,7 @@ def _recurrent_actor_critic(info: dict, net_spec: NetSpec, distribution: str, bo
     policy_key = f"{prefix}_features"
     value_key = policy_key if net_spec.shared else "critic_state_features"
     head = _policy_head(width, info, net_spec, distribution, net_spec.hid_layers)
-    value_head = build_mlp(width, 1, net_spec)
+    value_head = _value_head(width, net_spec)
     nets = PlainNets(nn.Identity(), head.module, value_head, distribution, head.param_keys, head.dist_class,
                      head.dist_kwargs, **bounds, recurrent=torso, feature_keys=(policy_key, value_key))
     value = ValueOperator(value_head, in_keys=[value_key])

@@ -1,12 +1,17 @@
 """REINFORCE (Williams 1992): Monte-Carlo policy gradient with an optional mean baseline and entropy bonus.
 
-Each batch is `time_horizon` steps of every env. The return of step t is the discounted reward-to-go to the
-end of its episode (`reward2go`), so a step is learned from once its episode has ended: the steps of each
-env's unfinished episode wait in `EpisodeCarry` and join the next batch (SLM-Lab's `OnPolicyReplay`: train on
-complete episodes), so every step of every episode enters the gradient once. Waiting steps were collected
-by earlier policies (as in SLM-Lab, whose episodes also span updates); an episode that never ends (no time
-limit, no termination) waits, and grows, for ever. Returns stop at truncation as well as termination: without
-a critic there is nothing to bootstrap from.
+Each batch is `time_horizon` steps of every env. With `episodic` (the default) the return of step t is the
+discounted reward-to-go to the end of its episode (`reward2go`), so a step is learned from once its episode has
+ended: the steps of each env's unfinished episode wait in `EpisodeCarry` and join the next batch (SLM-Lab's
+`OnPolicyReplay`: train on complete episodes), so every step of every episode enters the gradient once. Waiting
+steps were collected by earlier policies (as in SLM-Lab, whose episodes also span updates); an episode that never
+ends (no time limit, no termination) waits, and grows, for ever. Returns stop at truncation as well as
+termination: without a critic there is nothing to bootstrap from.
+
+With `episodic: false` each batch is learned from alone, as SLM-Lab's REINFORCE does with `OnPolicyBatchReplay`
+(slm_lab/lib/math_util.py calc_returns over the batch's [T, num_envs] rewards): returns run to the batch's end
+(the steps after the last episode end in a row get a cut-off return) and stop only at terminations, so a
+time-limit truncation's return flows on into the same env's next episode, SLM-Lab's stand-in for a bootstrap.
 
 Built from TorchRL: `ProbabilisticActor` and `A2CLoss` with `critic_coeff=None`, which computes exactly the
 REINFORCE objective `-log pi(a|s) * G` plus the entropy bonus and never calls a critic. `ReinforceLoss` is not
@@ -35,7 +40,7 @@ NAMES = ("Reinforce",)
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         one_hot_actions=True, multi_actions=True)
+                         one_hot_actions=True, multi_actions=True, head_gains=True)
 @dataclass
 class ReinforceAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of REINFORCE."""
@@ -45,7 +50,10 @@ class ReinforceAlgorithmSpec(AlgorithmSpec):
                                            "SLM-Lab's REINFORCE always does)")
     entropy_coef_spec: ScheduleSpec = spec_field(ScheduleSpec(start_val=0.01), "entropy bonus on the frame clock")
     time_horizon: int = spec_field(500, "steps per env in each batch; an episode is learned from in the batch where "
-                                   "it ends, its earlier steps carried over", low=1)
+                                   "it ends, its earlier steps carried over (episodic)", low=1)
+    episodic: bool = spec_field(True, "returns to each episode's end, unfinished episodes waiting for a later batch; "
+                                "false: each batch alone, returns to the batch's end, cut at terminations only "
+                                "(SLM-Lab's OnPolicyBatchReplay)")
     action_pdtype: str = spec_field("default", "action distribution, SLM-Lab's names (default: Categorical, Normal, "
                                     "MultiCategorical or Bernoulli by action space; see zoo/distributions.py)",
                                     choices=PDTYPE_CHOICES)
@@ -111,17 +119,25 @@ class ReinforceAgent(Agent):
     algo_spec: ReinforceAlgorithmSpec
     params: list[nn.Parameter]
     carry: EpisodeCarry
+    terminated_key: str = "terminated"
     clip_grad_val: float | None = None
 
     def update(self, data: TensorDictBase, frame: int) -> dict[str, torch.Tensor]:
-        episodes = self.carry.complete(data)
-        if episodes.shape[0] == 0:  # no episode ended yet: nothing has a return
-            return {}
+        if self.algo_spec.episodic:
+            episodes = self.carry.complete(data)
+            if episodes.shape[0] == 0:  # no episode ended yet: nothing has a return
+                return {}
+            with torch.no_grad():
+                returns = monte_carlo_returns(episodes, self.algo_spec.gamma, self.carry.done_key)
+        else:
+            episodes = data.select(*self.carry.keys()[:3])
+            with torch.no_grad():
+                returns = monte_carlo_returns(data, self.algo_spec.gamma, self.terminated_key).reshape(-1, 1)
+            episodes = episodes.reshape(-1)
         lr = self.set_lr(frame)
         entropy_coef = self.schedules["entropy_coef"](frame)
         self.loss.entropy_coeff.fill_(entropy_coef)
         with torch.no_grad():
-            returns = monte_carlo_returns(episodes, self.algo_spec.gamma, self.carry.done_key)
             if self.algo_spec.center_return:
                 returns = returns - returns.mean()
             if self.algo_spec.normalize_advantage and returns.numel() > 1:
@@ -156,5 +172,6 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         frames_per_batch=algo_spec.time_horizon * spec.env.num_envs, max_frame=spec.env.max_frame,
         schedules={"entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
         algo_spec=algo_spec, params=list(module.parameters()), carry=EpisodeCarry(learning_keys(env)[0]),
+        terminated_key=learning_keys(env)[1],
         clip_grad_val=net_spec.clip_grad_val,
     )

@@ -46,7 +46,7 @@ class SelfImitationSpec:
 
 
 SUPPORT = dict(memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"), shared=True,
-               split_optims=True, sil_replay=True)
+               split_optims=True, sil_replay=True, head_gains=True)
 
 
 @register_algorithm_spec("SIL", **SUPPORT)
