@@ -3,7 +3,6 @@
 Ray is an optional extra (`zoo[distributed]`): without it these tests skip, unless ZOO_REQUIRE_RAY is set (CI
 sets it and installs the extra), so a broken install fails rather than hides."""
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -18,20 +17,33 @@ from tensordict import TensorDict
 from tests.conftest import ROOT, SPECS, only_run_dir, read_metrics
 from tests.test_collectors import TINY, descendants
 from zoo.components import build
-from zoo.distributed import actor_pids, actor_policy_weights
+from zoo.distributed import ray
 from zoo.spec import load_spec
 
 SPEC = str(SPECS / "ppo_cartpole.yaml")
-HAS_RAY = importlib.util.find_spec("ray") is not None
+ACTOR_CALL_TIMEOUT_S = 600
 pytestmark = [pytest.mark.xdist_group("ray")]  # one Ray instance at a time on a 2-core machine
 
 
 @pytest.fixture(autouse=True)
 def need_ray():
-    if not HAS_RAY:
+    if ray is None:
         if os.environ.get("ZOO_REQUIRE_RAY"):
             pytest.fail("ZOO_REQUIRE_RAY is set but ray is not installed (pip install -e \".[distributed]\")")
         pytest.skip("ray not installed (the distributed extra; CI sets ZOO_REQUIRE_RAY=1)")
+
+
+def actor_pids(collector) -> list[int]:
+    """The process id of each collector actor."""
+    return ray.get([actor.__ray_call__.remote(lambda _: os.getpid()) for actor in collector.remote_collectors],
+                   timeout=ACTOR_CALL_TIMEOUT_S)
+
+
+def actor_policy_weights(collector) -> list[TensorDict]:
+    """Every actor's current policy weights (blocks until each actor has run the calls queued before)."""
+    futures = [actor.__ray_call__.remote(lambda c: TensorDict.from_module(c.policy).data.clone())
+               for actor in collector.remote_collectors]
+    return ray.get(futures, timeout=ACTOR_CALL_TIMEOUT_S)
 
 
 def collector_actors(pid: int) -> set[int]:

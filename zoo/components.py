@@ -206,8 +206,8 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
         from zoo.distributed import make_ray_collector  # only ray runs pay for importing TorchRL's distributed
 
         return make_ray_collector(env_fns, agent.policy, address=env_spec.ray_address, postproc=join_workers,
-                                  **{key: options[key] for key in ("frames_per_batch", "total_frames",
-                                                                    "init_random_frames")})
+                                  frames_per_batch=agent.frames_per_batch, total_frames=total_frames,
+                                  init_random_frames=init_random_frames)
     return MultiAsyncCollector(env_fns, agent.policy, **options)
 
 

@@ -30,7 +30,6 @@ except ImportError:  # the optional extra is not installed: make_ray_collector s
     ray = RayCollector = None
 
 MAX_RESTARTS = 4  # per actor: a worker that dies that often is failing, not preempted
-ACTOR_CALL_TIMEOUT_S = 600
 
 
 def make_ray_collector(env_fns: list, policy: torch.nn.Module, *, address: str, frames_per_batch: int,
@@ -71,15 +70,3 @@ def load_policy_weights(collector: Collector, weights: TensorDictBase) -> None:
     """Run inside a collector actor: its policy takes `weights`."""
     weights.to_module(collector.policy)
 
-
-def actor_policy_weights(collector: "RayCollector") -> list[TensorDictBase]:
-    """Every actor's current policy weights (for tests and checks; blocks until each actor answers)."""
-    futures = [actor.__ray_call__.remote(lambda c: TensorDict.from_module(c.policy).data.clone())
-               for actor in collector.remote_collectors]
-    return ray.get(futures, timeout=ACTOR_CALL_TIMEOUT_S)
-
-
-def actor_pids(collector: "RayCollector") -> list[int]:
-    """The process id of each collector actor (a test kills one)."""
-    return ray.get([actor.__ray_call__.remote(lambda _: os.getpid()) for actor in collector.remote_collectors],
-                   timeout=ACTOR_CALL_TIMEOUT_S)
