@@ -110,3 +110,20 @@ def test_speed_measures_each_collector_side_by_side():
     rates = dict(re.findall(r"collection with env.collector (\w+).*?: ([\d,]+) frames/s", result.stdout))
     assert set(rates) == {"sync", "multi_sync"}, result.stdout
     assert all(float(rate.replace(",", "")) > 0 for rate in rates.values()), rates
+
+
+def test_benchmark_cell_key_hashes_explicit_settings_only(tmp_path):
+    """A field left at its default stays out of the key (a release adding fields keeps the cache); an edit counts."""
+    benchmark = load_tool("benchmark")
+    shutil.copy(SPECS / "dqn_cartpole.yaml", tmp_path)
+    args = benchmark.parse_args(["--specs-dir", str(tmp_path)])
+    [entry] = benchmark.discover(tmp_path, benchmark.SUITES["classic"])
+    settings = benchmark.explicit_settings(benchmark.load_spec(entry.path))
+    assert settings["env"]["name"] == "CartPole-v1"
+    assert "max_session" not in settings["meta"] and "device" not in settings["meta"]  # defaults left out
+    key = benchmark.cell_key(entry, args, 0)
+    assert key.startswith("dqn_cartpole|") and key.endswith("|seed0")
+    spec_file = tmp_path / "dqn_cartpole.yaml"
+    spec_file.write_text(spec_file.read_text().replace("gamma: 0.99", "gamma: 0.98"))
+    [edited] = benchmark.discover(tmp_path, benchmark.SUITES["classic"])
+    assert benchmark.cell_key(edited, args, 0) != key

@@ -6,12 +6,13 @@
 Specs are discovered from the spec files (`--specs-dir`, default specs/): every spec whose env belongs to the
 suite is a row. Cells (spec x seed) run as `tools/train.py` subprocesses, one at a time or `--jobs` at once;
 each finished cell is cached in `<out>/results.json` (atomic writes) under a key made of the spec, a hash of
-its resolved settings (frame budget included) and the seed, so an interrupted benchmark resumes where it
-stopped, and an edited spec is rerun. After every cell the suite's section of the report (between marker
-comments; the rest of the file is kept) and one learning-curve plot per env are rewritten. The cache is
-committed beside the report (`git add -f data/benchmark/<section>/results.json`); a row the cache cannot back
-(its cells ran from a cache that was not kept) is carried over from the report as it stood, and the plot of
-its env is left as it is, so a run on a fresh checkout never drops results from the report.
+its explicit settings (those not at their defaults, frame budget included) and the seed, so an interrupted
+benchmark resumes where it stopped, and an edited spec is rerun. After every cell the suite's section of the
+report (between marker comments; the rest of the file is kept) and one learning-curve plot per env are
+rewritten. The cache is committed beside the report (`git add -f data/benchmark/<section>/results.json`); a
+row the cache cannot back (its cells ran from a cache that was not kept) is carried over from the report as it
+stood, and the plot of its env is left as it is, so a run on a fresh checkout never drops results from the
+report.
 
 Trial score = the final training-return moving average (last 100 episodes, as SLM-Lab), mean and spread
 (population std) over seeds. Frames per second = frames / training-loop seconds (evaluations included);
@@ -20,6 +21,7 @@ the budgets for a quick pass: such sections are labelled and kept apart from ful
 """
 
 import argparse
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -33,12 +35,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from zoo.record import TIME_PHASES, atomic_write_text, package_versions, read_metrics
-from zoo.spec import Spec, SpecError, load_spec, read_spec_file, spec_names, spec_to_dict
+from zoo.spec import Spec, SpecError, load_spec, read_spec_file, spec_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = {"classic": ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", "LunarLanderContinuous-v3")}
@@ -154,10 +157,29 @@ def cell_overrides(entry: Entry, args: argparse.Namespace) -> list[str]:
     return [f"env.max_frame={budget}", f"meta.log_frequency={log_frequency}", "meta.max_session=1"]
 
 
+def explicit_settings(value: Any) -> Any:
+    """`value` with every dataclass field that holds its default left out, recursively.
+
+    The cell key hashes these, not the whole resolved spec: a zoo release that adds a spec field (at a default
+    that keeps the old behaviour) must not orphan every cached cell. What the code did is recorded beside each
+    cell instead (`git_sha`, `versions`)."""
+    if isinstance(value, list | tuple):
+        return [explicit_settings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: explicit_settings(v) for k, v in value.items()}
+    if not dataclasses.is_dataclass(value):
+        return value
+    default = type(value)()
+    return {f.name: explicit_settings(getattr(value, f.name)) for f in dataclasses.fields(value)
+            if f.init and getattr(value, f.name) != getattr(default, f.name)}
+
+
 def cell_key(entry: Entry, args: argparse.Namespace, seed: int) -> str:
-    """Spec, hash of its resolved settings (budget included) and seed: an edited spec gets new keys."""
-    resolved = spec_to_dict(load_spec(entry.path, entry.name, cell_overrides(entry, args)))
-    digest = hashlib.sha1(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    """Spec, hash of its explicit settings (budget included) and seed: an edited spec gets new keys."""
+    settings = explicit_settings(load_spec(entry.path, entry.name, cell_overrides(entry, args)))
+    settings.pop("name", None)  # the spec's own name is the key's first part
+    settings.pop("translation", None)
+    digest = hashlib.sha1(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{entry.key}|{digest}|seed{seed}"
 
 
