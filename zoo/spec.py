@@ -272,8 +272,8 @@ class EnvSpec:
                                 "multi_async (TorchRL's MultiSyncCollector / MultiAsyncCollector: env.num_workers "
                                 "processes, each stepping num_envs / num_workers copies; multi_sync joins their "
                                 "batches into one, multi_async hands the learner each worker's batch of the same size "
-                                "as it arrives; its workers act with the learner's parameters, which TorchRL keeps in "
-                                "shared memory, see meta.distributed), ray (TorchRL's "
+                                "as it arrives; its workers act with the learner's shared-memory weights, see "
+                                "meta.distributed), ray (TorchRL's "
                                 "RayCollector: env.num_workers Ray actors on the cluster env.ray_address, batches "
                                 "joined as multi_sync's; a worker that dies is restarted by Ray)", choices=COLLECTORS)
     num_workers: int = spec_field(1, "collector processes (env.collector multi_sync, multi_async) or Ray actors "
