@@ -130,7 +130,8 @@ class Components:
             f"collector   {type(self.collector).__name__}(frames_per_batch={a.frames_per_batch}, "
             f"init_random_frames={a.init_random_frames}"
             + (f", {s.env.num_workers} workers x {s.env.num_envs // s.env.num_workers} envs)"
-               if s.env.collector != "sync" else ")"),
+               if s.env.collector != "sync" else ")")
+            + (f", meta.distributed {s.meta.distributed}" if s.meta.distributed else ""),
             f"buffer      {_buffer(a.buffer)}",
             f"loss        {_loss(a)}",
             f"target      {_target(a)}",
