@@ -298,8 +298,8 @@ class MetaSpec:
     compile: bool = spec_field(False, "torch.compile the update step")
     distributed: bool | str = spec_field(False, "A3C-style asynchronous actor-learners on env.collector multi_async "
                                          "(env.num_workers >= 2; A2C, PPO): the learner applies each worker's batch "
-                                         "as it arrives. synced: each worker acts with its own copy of the policy, "
-                                         "pushed to it after every update (SLM-Lab's synced: pull after each push); "
+                                         "as it arrives. synced: the workers act with a copy of the policy, "
+                                         "refreshed after every update (SLM-Lab's synced: pull after each push); "
                                          "shared: workers act with the learner's shared-memory parameters, seeing "
                                          "each update as the optimizer writes it (SLM-Lab's shared, Hogwild, but one "
                                          "learner writes: no racing gradients, policy lag instead; see "
