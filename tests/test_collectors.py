@@ -1,7 +1,7 @@
 """env.collector multi_sync / multi_async: TorchRL's multi-process collectors behind the one session loop.
 
-Two workers, a few hundred frames: batch layout, per-worker seeds, resume, and no worker outliving the learner
-(errors, SIGTERM, SIGKILL)."""
+Two workers, a few hundred frames: batch layout, per-worker seeds, resume, no worker outliving the learner
+(errors, SIGTERM, SIGKILL), and meta.distributed's two ways for the workers to see the learner's weights."""
 
 import os
 import signal
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from tests.conftest import ROOT, SPECS, only_run_dir, read_metrics
 from zoo.cli import main
@@ -37,6 +38,11 @@ def tiny(collector: str, *extra: str) -> list[str]:
     (["env.collector=redis"], "env.collector"),
     (["env.ray_address=auto"], "env.ray_address"),
     (["env.collector=multi_sync", "env.num_workers=2", "meta.device=cuda"], "meta.device"),
+    (["meta.distributed=hogwild"], "meta.distributed"),
+    (["meta.distributed=true"], "meta.distributed"),
+    (["meta.distributed=synced"], "meta.distributed"),  # needs env.collector multi_async
+    (["meta.distributed=shared", "env.collector=multi_sync", "env.num_workers=2"], "meta.distributed"),
+    (["meta.distributed=synced", "env.collector=multi_async", "env.num_workers=1"], "env.num_workers"),
 ])
 def test_collector_fields_are_validated(overrides, field):
     with pytest.raises(SpecError) as err:
@@ -57,14 +63,22 @@ def test_multi_sync_batches_keep_the_vector_layout_and_workers_draw_apart():
         components.close()
 
 
-def test_multi_sync_run_resumes(tmp_path):
+def test_distributed_needs_an_asynchronous_actor_critic():
+    with pytest.raises(SpecError) as err:
+        load_spec(SPECS / "dqn_cartpole.yaml", None, ["env.collector=multi_async", "env.num_workers=2",
+                                                      "meta.distributed=synced"])
+    assert err.value.where == "meta.distributed" and "A2C, PPO" in err.value.message
+
+
+@pytest.mark.parametrize(("collector", "extra"), [("multi_sync", ()), ("multi_async", ("meta.distributed=synced",))])
+def test_multi_process_run_resumes(tmp_path, collector, extra):
     """Stopped at its evaluation at 256 frames, train@latest continues the same run to 512."""
-    spec = load_spec(SPEC, None, tiny("multi_sync", "env.max_frame=512"))
+    spec = load_spec(SPEC, None, tiny(collector, "env.max_frame=512", *extra))
     components = build(spec)
     run = RunDir.create(spec, tmp_path, components.seed, ["test"])
     Session(components, run, progress=False, on_eval=lambda session, row: session.frame >= 256).run_loop()
     assert load_checkpoint(run.path / "ckpt" / "latest.pt")["frame"] == 256
-    sets = [arg for item in tiny("multi_sync", "env.max_frame=512") for arg in ("-s", item)]
+    sets = [arg for item in tiny(collector, "env.max_frame=512", *extra) for arg in ("-s", item)]
     assert main([SPEC, *sets, "train@latest", "--data-dir", str(tmp_path), "--no-progress"]) == 0
     assert only_run_dir(tmp_path) == run.path
     frames = [int(r["frame"]) for r in read_metrics(run.path)]
@@ -91,6 +105,31 @@ def test_multi_async_batches_and_an_error_in_the_loop_shuts_the_workers_down(tmp
     while any(proc.is_alive() for proc in components.collector.procs) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(proc.is_alive() for proc in components.collector.procs)
+
+
+@pytest.mark.parametrize("mode", ["synced", "shared"])
+def test_distributed_workers_see_the_learners_weights_as_the_mode_says(mode):
+    """The learner's policy turns to 'always action 0' in place, as an optimizer step writes it. shared: the
+    workers act on it at once; synced: they keep their copy (about half the actions 0) until the push."""
+    components = build(load_spec(SPEC, None, tiny("multi_async", "env.max_frame=100000", f"meta.distributed={mode}")))
+    head = [m for m in components.agent.policy.modules() if isinstance(m, nn.Linear) and m.out_features == 2][-1]
+    try:
+        batches = iter(components.collector)
+        next(batches)
+        with torch.no_grad():
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor([10.0, -10.0]))
+        before_push = [(next(batches)["action"] == 0).float().mean().item() for _ in range(3)]
+        components.push_policy_weights()
+        next(batches)  # the other worker's batch may have been in flight at the push
+        after_push = [(next(batches)["action"] == 0).float().mean().item() for _ in range(2)]
+    finally:
+        components.close()
+    assert min(after_push) == 1.0
+    if mode == "shared":
+        assert min(before_push[1:]) == 1.0  # the first may have been in flight at the change
+    else:
+        assert max(before_push) < 0.8
 
 
 def descendants(pid: int) -> set[int]:

@@ -214,6 +214,27 @@ def test_env_kwargs_atari_life_loss_and_meta():
     assert dqn.agent.net.update_type == "polyak" and dqn.agent.net.init_fn == "xavier_uniform"
 
 
+@pytest.mark.parametrize("mode", ["synced", "shared"])
+def test_hogwild_sessions_become_asynchronous_workers(mode):
+    """SLM-Lab's a3c specs: meta.max_session Hogwild sessions of num_envs envs each, GlobalAdam -> one session,
+    that many multi_async workers, Adam."""
+    raw = slm({"name": "ActorCritic", "lam": 0.95, "training_frequency": 32},
+              net={"type": "MLPNet", "hid_layers": [16], "actor_optim_spec": {"name": "GlobalAdam", "lr": 7e-4},
+                   "critic_optim_spec": {"name": "GlobalAdam", "lr": 7e-4}},
+              memory={"name": "OnPolicyBatchReplay"}, env={"name": "CartPole-v1", "num_envs": 4, "max_frame": 1000})
+    raw["meta"] = {"distributed": mode, "max_session": 4}
+    out, notes = translate_slm(raw, "a3c.json")
+    assert out["env"] | {"max_frame": 0} == {"name": "CartPole-v1", "num_envs": 16, "max_frame": 0,
+                                            "collector": "multi_async", "num_workers": 4}
+    assert out["meta"]["distributed"] == mode and "max_session" not in out["meta"]
+    assert out["agent"]["net"]["actor_optim_spec"]["name"] == "Adam"
+    assert any("meta.distributed" in n and "4 multi_async workers" in n for n in notes)
+    validate(build_dataclass(Spec, out, ""))
+    raw["meta"]["max_session"] = 1
+    with pytest.raises(SlmSpecError, match="meta.distributed"):
+        translate_slm(raw, "a3c.json")
+
+
 def test_search_block_keeps_slm_suffixes():
     spec = load_spec(FIXTURES / "a2c.yaml", "a2c_gae_cartpole")
     assert spec.search == {"agent.algorithm.gamma__uniform": [0.95, 0.999],

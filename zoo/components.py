@@ -1,5 +1,26 @@
-"""Spec -> component graph: the TorchRL objects of one session, built once and handed to the loop."""
+"""Spec -> component graph: the TorchRL objects of one session, built once and handed to the loop.
 
+`meta.distributed` (A3C-style asynchronous actor-learners) maps SLM-Lab's Hogwild modes onto TorchRL's
+`MultiAsyncCollector`: its worker processes act, the one learner (this process) applies each worker's batch as it
+arrives. How the workers see the learner's weights is the mode:
+- `synced`: the workers act with a copy of the policy, refreshed from the learner's after every update
+  (`update_policy_weights_`; SLM-Lab's synced: a worker pulls the global weights after each gradient push). A push
+  reaches every worker at once, also mid-batch (TorchRL keeps one weight buffer per device, not per worker).
+- `shared`: the workers act with the learner's own parameters, each step seeing them as the optimizer last wrote
+  them (also between PPO's minibatch steps); nothing is pushed (SLM-Lab's shared: workers use the global net).
+TorchRL 0.14 makes both possible: a policy handed to a worker process travels as shared memory (its CPU tensors
+are moved there, not copied), and its default `SharedMemWeightSyncScheme` copies weights into that memory, so the
+collector's policy *is* what the workers act with. `meta.distributed: false` with multi_async acts as shared does,
+plus TorchRL's acknowledged handshake after each update.
+What differs from SLM-Lab's Hogwild, and why: there every worker is also a learner that computes gradients on its
+own batch and writes them into the global net, unlocked, so updates race; here one learner computes every
+gradient with the current weights, so nothing races, and the asynchrony shows up as policy lag instead: a batch
+was collected by weights one or more updates old. On-policy losses then learn slightly off-policy;
+`agent.algorithm.off_policy_correction: vtrace` (IMPALA) corrects it. One learner keeps the optimizer, its
+statistics and the checkpoint in one place, which is why zoo does not reproduce the racing writes.
+"""
+
+import copy
 import ctypes
 import random
 import signal
@@ -9,7 +30,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.collectors import BaseCollector, Collector, MultiAsyncCollector, MultiSyncCollector
 from torchrl.envs import EnvBase
 from torchrl.modules.utils import get_primers_from_module
@@ -68,8 +89,13 @@ class Components:
         return self.agent.schedules
 
     def push_policy_weights(self) -> None:
-        """After an update: the collector's worker processes act with the new weights (and exploration state)."""
-        if self.spec.env.collector == "ray":
+        """After an update: the collector's worker processes act with the new weights (and exploration state);
+        with `meta.distributed: shared` they already do (shared memory), and nothing is sent."""
+        if self.spec.meta.distributed == "shared":
+            return
+        if self.spec.meta.distributed == "synced":  # into the workers' copy (the learner's policy is apart)
+            self.collector.update_policy_weights_(TensorDict.from_module(self.agent.policy).data)
+        elif self.spec.env.collector == "ray":
             from zoo.distributed import push_ray_weights  # imported already: make_collector built the collector
 
             push_ray_weights(self.collector, self.agent.policy)
@@ -104,7 +130,8 @@ class Components:
             f"collector   {type(self.collector).__name__}(frames_per_batch={a.frames_per_batch}, "
             f"init_random_frames={a.init_random_frames}"
             + (f", {s.env.num_workers} workers x {s.env.num_envs // s.env.num_workers} envs)"
-               if s.env.collector != "sync" else ")"),
+               if s.env.collector != "sync" else ")")
+            + (f", meta.distributed {s.meta.distributed}" if s.meta.distributed else ""),
             f"buffer      {_buffer(a.buffer)}",
             f"loss        {_loss(a)}",
             f"target      {_target(a)}",
@@ -178,7 +205,8 @@ def seed_everything(seed: int) -> dict[str, int]:
 
 
 def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_random_frames: int = 0, *,
-                   env_spec: EnvSpec | None = None, seed: int = 0, gamma: float = 0.99) -> BaseCollector:
+                   env_spec: EnvSpec | None = None, seed: int = 0, gamma: float = 0.99,
+                   distributed: bool | str = False) -> BaseCollector:
     """The collector of `agent.policy`, batches of `agent.frames_per_batch` frames: TorchRL's `Collector` on `env`,
     or with `env_spec.collector` multi_sync / multi_async its multi-process collectors, whose workers each build
     `env_spec.num_envs / num_workers` copies of the env (`env` then only gave the agent its specs), or with `ray`
@@ -186,7 +214,8 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
 
     Either way the learner sees batches of the same shape `[num_envs, time]` (multi_sync joins the workers'
     `[workers, copies, time]`; a multi_async worker collects `[copies, workers * time]`), so a spec trains with the
-    same hyperparameters whichever collector steps it. Worker seeds derive from `seed` (the env's)."""
+    same hyperparameters whichever collector steps it. Worker seeds derive from `seed` (the env's). `distributed`
+    (`meta.distributed`, multi_async only) picks how its workers see the weights (see this module's docstring)."""
     if env_spec is None or env_spec.collector == "sync":
         return Collector(
             env, agent.policy, frames_per_batch=agent.frames_per_batch, total_frames=total_frames,
@@ -208,7 +237,9 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
         return make_ray_collector(env_fns, agent.policy, address=env_spec.ray_address, postproc=join_workers,
                                   frames_per_batch=agent.frames_per_batch, total_frames=total_frames,
                                   init_random_frames=init_random_frames)
-    return MultiAsyncCollector(env_fns, agent.policy, **options)
+    # synced: the workers' weights are a copy that the learner's optimizer steps do not reach (push_policy_weights)
+    policy = copy.deepcopy(agent.policy) if distributed == "synced" else agent.policy
+    return MultiAsyncCollector(env_fns, policy, **options)
 
 
 def worker_env(env_spec: EnvSpec, seed: int, num_envs: int, gamma: float) -> EnvBase:
@@ -278,6 +309,7 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
     collector = make_collector(env, agent, total_frames=-(-max(spec.env.max_frame - start_frame, 1) // fpb) * fpb,
                                init_random_frames=-(-max(agent.init_random_frames - start_frame, 0) // fpb) * fpb,
                                env_spec=spec.env, seed=int(np.random.SeedSequence([seeds["env"], start_frame])
-                                                           .generate_state(1)[0]), gamma=gamma)
+                                                           .generate_state(1)[0]), gamma=gamma,
+                               distributed=spec.meta.distributed)
     return Components(spec=spec, seed=seed, device=device, env=env, eval_env=eval_env, agent=agent,
                       collector=collector)

@@ -239,6 +239,7 @@ class Session:
             load_env_state(c.eval_env, state["eval_env"])
             load_env_state(c.env, state["env"])
             if c.spec.env.collector != "sync":  # the workers' fresh envs start new episodes from new seeds
+                c.push_policy_weights()  # workers acting with a copy (meta.distributed synced, ray) get the loaded one
                 tqdm.write(f"note: env.collector {c.spec.env.collector}: the episodes in flight in the worker "
                            "processes at the checkpoint were dropped (resume is not bit-exact)")
             elif state["env"]["exact"]:

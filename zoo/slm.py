@@ -52,6 +52,7 @@ ACTIVATIONS = {"relu": "relu", "tanh": "tanh", "elu": "elu", "leaky_relu": "leak
 ARC_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "ELU": "elu", "LeakyReLU": "leaky_relu", "Sigmoid": "sigmoid",
                    "SELU": "selu", "GELU": "gelu", "SiLU": "silu"}
 OPTIM_KEYS = ("name", "lr", "eps", "weight_decay", "momentum", "alpha", "betas")
+GLOBAL_OPTIMS = {"GlobalAdam": "Adam", "GlobalRMSprop": "RMSprop"}  # SLM-Lab's shared-statistics optimizers
 SEARCH_SUFFIXES = ("uniform", "loguniform", "normal", "randint", "qrandint", "choice")
 ENV_KEYS = ("name", "num_envs", "max_t", "max_frame", "normalize_obs", "normalize_reward", "clip_obs", "clip_reward",
             "life_loss_info")
@@ -648,6 +649,10 @@ def _optim(t: Translation, value: Any, where: str, zoo_where: str) -> dict[str, 
     out = {k: value.pop(k) for k in OPTIM_KEYS if k in value}
     for key in out:
         t.same(f"{where}.{key}", f"{zoo_where}.{key}")
+    if out.get("name") in GLOBAL_OPTIMS:  # A3C's optimizers whose statistics the Hogwild workers share
+        out["name"] = GLOBAL_OPTIMS[out["name"]]
+        t.note(f"{where}.name", f"Global{out['name']} -> {out['name']}: the one learner's optimizer keeps the only "
+               "statistics (meta.distributed)")
     if value.pop("amsgrad", False):
         t.error(f"{where}.amsgrad", "zoo's optimizers have no amsgrad; allowed: false")
     _leftover(t, value, where, OPTIM_KEYS)
@@ -984,8 +989,7 @@ def _meta(t: Translation, m: dict[str, Any], spec: dict[str, Any]) -> dict[str, 
     out: dict[str, Any] = {}
     distributed = m.pop("distributed", False)
     if distributed is not False:
-        t.error(f"{w}.distributed", f"'{distributed}': zoo runs no Hogwild sessions (scale out with num_envs, "
-                "env.collector multi_sync / multi_async and env.num_workers, or meta.max_session); allowed: false")
+        _distributed(t, distributed, m, spec, out)
     for key in ("max_session", "max_trial", "log_frequency", "eval_frequency"):
         if key in m:
             out[key] = _int(m.pop(key))
@@ -1023,6 +1027,31 @@ def _meta(t: Translation, m: dict[str, Any], spec: dict[str, Any]) -> dict[str, 
     _leftover(t, m, w, ("distributed", "max_session", "max_trial", "log_frequency", "eval_frequency", "rigorous_eval",
                         "search_resources", "search_scheduler", "random_seed"))
     return out
+
+
+def _distributed(t: Translation, mode: Any, m: dict[str, Any], spec: dict[str, Any], out: dict[str, Any]) -> None:
+    """SLM-Lab's Hogwild: `meta.max_session` sessions are the workers of one trial (control.py,
+    `run_distributed_sessions`), each stepping its own `num_envs` envs -> zoo's one session with that many
+    asynchronous collector workers (`meta.distributed`, env.collector multi_async, zoo/components.py)."""
+    w = "meta.distributed"
+    workers = _int(m.pop("max_session", 1))
+    if mode not in ("synced", "shared"):
+        t.error(w, f"{mode!r}: allowed: false, synced, shared")
+        return
+    if not isinstance(workers, int) or workers < 2:
+        t.error(w, f"'{mode}' with meta.max_session {workers}: SLM-Lab's sessions are the workers, and zoo's "
+                "asynchronous actor-learners need 2 or more; allowed: false, or meta.max_session >= 2")
+        return
+    env = spec["env"]
+    copies = env.get("num_envs", 1)
+    env.update(num_envs=copies * workers, collector="multi_async", num_workers=workers)
+    out["distributed"] = mode
+    t.note(w, f"'{mode}': SLM-Lab's {workers} Hogwild sessions (meta.max_session) become one session with "
+           f"{workers} multi_async workers of {copies} envs each (env.num_envs {copies * workers}); one learner "
+           "applies each worker's batch (num_envs x time_horizon frames, all workers' envs' worth) as it arrives, "
+           "so there are no racing gradient writes, and policy lag instead"
+           + ("; workers act with the learner's shared-memory parameters" if mode == "shared" else
+              "; weights pushed to the workers after every update"))
 
 
 def _flatten(search: dict[str, Any], prefix: str = "") -> dict[str, Any]:

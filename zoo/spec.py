@@ -33,6 +33,7 @@ CELL_TYPES = ("LSTM", "GRU")
 MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
 TARGET_UPDATES = ("replace", "polyak")
 COLLECTORS = ("sync", "multi_sync", "multi_async", "ray")
+DISTRIBUTED = (False, "synced", "shared")
 
 
 class SpecError(ValueError):
@@ -271,7 +272,8 @@ class EnvSpec:
                                 "multi_async (TorchRL's MultiSyncCollector / MultiAsyncCollector: env.num_workers "
                                 "processes, each stepping num_envs / num_workers copies; multi_sync joins their "
                                 "batches into one, multi_async hands the learner each worker's batch of the same size "
-                                "as it arrives, collected with weights up to one update old), ray (TorchRL's "
+                                "as it arrives; its workers act with the learner's shared-memory weights, see "
+                                "meta.distributed), ray (TorchRL's "
                                 "RayCollector: env.num_workers Ray actors on the cluster env.ray_address, batches "
                                 "joined as multi_sync's; a worker that dies is restarted by Ray)", choices=COLLECTORS)
     num_workers: int = spec_field(1, "collector processes (env.collector multi_sync, multi_async) or Ray actors "
@@ -294,6 +296,14 @@ class MetaSpec:
     device: str = spec_field("cpu", "where networks live", choices=("auto", "cpu", "cuda"))
     num_threads: int | None = spec_field(1, "torch intra-op threads (None: torch default)", low=1)
     compile: bool = spec_field(False, "torch.compile the update step")
+    distributed: bool | str = spec_field(False, "A3C-style asynchronous actor-learners on env.collector multi_async "
+                                         "(env.num_workers >= 2; A2C, PPO): the learner applies each worker's batch "
+                                         "as it arrives. synced: the workers act with a copy of the policy, "
+                                         "refreshed after every update (SLM-Lab's synced: pull after each push); "
+                                         "shared: workers act with the learner's shared-memory parameters, seeing "
+                                         "each update as the optimizer writes it (SLM-Lab's shared, Hogwild, but one "
+                                         "learner writes: no racing gradients, policy lag instead; see "
+                                         "zoo/components.py); false: not distributed (false|synced|shared)")
     ckpt_replay: bool = spec_field(False, "include the replay buffer in checkpoints")
     search_scheduler: str | None = spec_field(None, "search pruning", choices=("median", "successive_halving"))
     grace_period: int = spec_field(1, "evaluations before a trial may be pruned", low=1)
@@ -328,6 +338,7 @@ class AlgorithmSupport:
     critic_layers: bool = False  # agent.net.critic_hid_layers (critics of their own width)
     sil_replay: bool = False  # agent.memory.sil_replay_name and the replay fields (a self-imitation replay)
     head_gains: bool = False  # agent.net.actor_init_gain / critic_init_gain (policy and value heads of actor_critic.py)
+    distributed: bool = False  # meta.distributed synced | shared (asynchronous actor-learners, on-policy actor-critics)
 
     def describe(self) -> str:
         extras = [word for word, on in (("shared trunk", self.shared), ("actor/critic optimizers", self.split_optims),
@@ -335,7 +346,8 @@ class AlgorithmSupport:
                                         ("MultiDiscrete / MultiBinary actions", self.multi_actions),
                                         ("layer norm", self.layer_norm), ("critic_hid_layers", self.critic_layers),
                                         ("self-imitation replay", self.sil_replay),
-                                        ("actor/critic head gains", self.head_gains))
+                                        ("actor/critic head gains", self.head_gains),
+                                        ("meta.distributed", self.distributed))
                   if on]
         targets = f"target update: {'|'.join(self.targets)}" if self.targets else "no target network"
         nets = f"net: {'|'.join(self.nets)}" if self.nets else "no networks"
@@ -349,7 +361,8 @@ ALGORITHM_SUPPORT: dict[str, AlgorithmSupport] = {}
 def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[str, ...], shared: bool = False,
                             split_optims: bool = False, compile: bool = False, targets: tuple[str, ...] = (),
                             one_hot_actions: bool = False, multi_actions: bool = False, layer_norm: bool = True,
-                            critic_layers: bool = False, sil_replay: bool = False, head_gains: bool = False):
+                            critic_layers: bool = False, sil_replay: bool = False, head_gains: bool = False,
+                            distributed: bool = False):
     """Class decorator: `agent.algorithm.name` values in `names` are parsed with the decorated dataclass.
 
     The keywords declare what the algorithm accepts outside its section (see `AlgorithmSupport`): the memory
@@ -362,13 +375,15 @@ def register_algorithm_spec(*names: str, memories: tuple[str, ...], nets: tuple[
     also builds for MultiDiscrete and MultiBinary action spaces (`zoo.build` refuses them otherwise). `layer_norm`: it
     builds `agent.net.layer_norm` nets (default); `critic_layers`: its critics take `agent.net.critic_hid_layers`;
     `sil_replay`: it keeps a self-imitation replay (`agent.memory.sil_replay_name` and that replay's fields);
-    `head_gains`: its policy and value heads take `agent.net.actor_init_gain` / `critic_init_gain`."""
+    `head_gains`: its policy and value heads take `agent.net.actor_init_gain` / `critic_init_gain`; `distributed`: it
+    learns from asynchronous actor-learners (`meta.distributed` synced / shared: each batch as a worker sends it)."""
     unknown = [m for m in memories if m not in MEMORY_NAMES] + [n for n in nets if n not in NET_TYPES] + [
         t for t in targets if t not in TARGET_UPDATES]
     if unknown or not memories:
         raise ValueError(f"register_algorithm_spec{names}: unknown or missing memories / nets / targets {unknown}")
     support = AlgorithmSupport(tuple(memories), tuple(nets), shared, split_optims, compile, tuple(targets),
-                               one_hot_actions, multi_actions, layer_norm, critic_layers, sil_replay, head_gains)
+                               one_hot_actions, multi_actions, layer_norm, critic_layers, sil_replay, head_gains,
+                               distributed)
 
     def decorate(cls: type[AlgorithmSpec]) -> type[AlgorithmSpec]:
         for name in names:
@@ -733,6 +748,7 @@ def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = N
     `agent.net.update_type`, the algorithm's own default is filled in (without `raw`, every field counts as
     written)."""
     try:
+        _check_distributed(spec)
         _check_algorithm_support(spec, raw)
         _check_env(spec.env)
     except SpecError as err:
@@ -746,6 +762,21 @@ def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = N
     for key, value in spec.search.items():  # nested mappings and the distributions are checked by zoo.search
         if "__" not in key and not isinstance(value, dict):
             raise SpecError(f"search.{key}", "search keys need a distribution suffix such as __uniform", file=file)
+
+
+def _check_distributed(spec: Spec) -> None:
+    """`meta.distributed` names how the asynchronous collector's workers see the learner's weights."""
+    mode, env = spec.meta.distributed, spec.env
+    if mode not in DISTRIBUTED:
+        raise SpecError("meta.distributed", f"{mode!r} is not allowed; allowed: false, synced, shared")
+    if mode is False:
+        return
+    if env.collector != "multi_async":
+        raise SpecError("meta.distributed", f"{mode} runs asynchronous actor-learners on env.collector multi_async "
+                        f"(this spec's is {env.collector}); allowed: false, or env.collector: multi_async")
+    if env.num_workers < 2:
+        raise SpecError("env.num_workers", f"{env.num_workers}: meta.distributed {mode} needs at least 2 "
+                        "actor-learner workers; allowed: 2 or more")
 
 
 def _given(raw: dict[str, Any] | None, dotted: str) -> bool:
@@ -803,6 +834,9 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if net.critic_hid_layers is not None and not support.critic_layers:
         raise SpecError("agent.net.critic_hid_layers", f"{name}'s critics use agent.net.hid_layers; remove it "
                         f"(critics of their own width: {_supporting(lambda s: s.critic_layers)})")
+    if spec.meta.distributed is not False and not support.distributed:
+        raise SpecError("meta.distributed", f"'{spec.meta.distributed}': {name} does not learn from asynchronous "
+                        f"actor-learners; allowed: false (distributed: {_supporting(lambda s: s.distributed)})")
     if spec.meta.compile and not support.compile:
         raise SpecError("meta.compile", f"{name} does not compile its update; allowed: false (compiled updates: "
                         f"{_supporting(lambda s: s.compile)})")

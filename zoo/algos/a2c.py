@@ -3,6 +3,9 @@
 Advantages come from GAE(lambda) (Schulman et al. 2016) when `lam` is set, else from n-step returns: every
 step bootstraps from the critic's value at the end of its `num_step_returns`-step rollout (A3C's scheme, so n
 runs from num_step_returns down to 1), which is TorchRL's TD(1) estimator on the `[num_envs, T]` batch.
+With `off_policy_correction: vtrace` they come from V-trace instead (IMPALA, Espeholt et al. 2018): the n-step
+returns with each step's importance ratio pi / mu clipped at 1, which corrects the policy lag of batches collected
+by asynchronous workers (`meta.distributed`); on-policy it equals the n-step returns, hence `lam: null`.
 
 Built from TorchRL: `ProbabilisticActor`, `ValueOperator` (or `ActorValueOperator` for a shared trunk),
 `GAE` / `TD1Estimator`, `A2CLoss`. With `agent.net.type: RecurrentNet` the actor and critic both act in the
@@ -27,13 +30,16 @@ from torchrl.objectives.value import ValueEstimatorBase
 
 from zoo.agent import Agent, loss_function
 from zoo.algos.actor_critic import (
+    OFF_POLICY_CORRECTIONS,
     PlainNets,
     PlainPolicy,
     ReturnNormalizer,
     build_actor_critic,
     build_optimizers,
+    check_off_policy_correction,
     check_sequences,
     make_advantage_module,
+    make_vtrace,
     next_values,
     optimizer_step,
     sequences,
@@ -48,7 +54,7 @@ NAMES = ("A2C",)
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"),
                          nets=("MLPNet", "ConvNet", "RecurrentNet"), shared=True, split_optims=True,
-                         one_hot_actions=True, multi_actions=True, head_gains=True)
+                         one_hot_actions=True, multi_actions=True, head_gains=True, distributed=True)
 @dataclass
 class A2CAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of A2C."""
@@ -67,6 +73,10 @@ class A2CAlgorithmSpec(AlgorithmSpec):
                                     choices=PDTYPE_CHOICES)
     tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds "
                                    "(the same as action_pdtype: TanhNormal)")
+    off_policy_correction: str = spec_field("none", "vtrace: advantages and value targets by V-trace (IMPALA), "
+                                            "correcting the policy lag of meta.distributed's asynchronous batches; "
+                                            "n-step (needs lam: null); none: GAE or n-step returns as collected",
+                                            choices=OFF_POLICY_CORRECTIONS)
 
 
 class NormalizedValueA2CLoss(A2CLoss):
@@ -89,6 +99,9 @@ def rollout_length(algo_spec: A2CAlgorithmSpec) -> int:
     """Steps per env per update; rejects contradictory return settings."""
     if algo_spec.lam is not None and algo_spec.num_step_returns is not None:
         raise SpecError("agent.algorithm.num_step_returns", "set either lam (GAE) or num_step_returns, not both")
+    if algo_spec.off_policy_correction == "vtrace" and algo_spec.lam is not None:
+        raise SpecError("agent.algorithm.lam", f"{algo_spec.lam}: off_policy_correction vtrace cuts its traces by the "
+                        "clipped importance ratio, not by GAE's lambda; allowed: null (with num_step_returns)")
     if algo_spec.lam is None:
         n = algo_spec.num_step_returns
         if n is None:
@@ -145,6 +158,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                         f"time_horizon x env.num_envs >= 2 transitions (here {horizon * spec.env.num_envs}); "
                         "allowed: false, or a longer time_horizon")
     recurrent = net_spec.type == "RecurrentNet"
+    check_off_policy_correction(algo_spec.off_policy_correction, net_spec)
     if recurrent:
         check_sequences(net_spec, horizon, horizon)
     actor, critic, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
@@ -161,9 +175,9 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         policy=policy, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=horizon * spec.env.num_envs, max_frame=spec.env.max_frame,
         schedules={"entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam,
-                                                                    None if recurrent else critic,
-                                                                    keys=learning_keys(env)),
+        algo_spec=algo_spec, advantage_module=make_vtrace(algo_spec.gamma, actor, critic, keys=learning_keys(env))
+        if algo_spec.off_policy_correction == "vtrace" else make_advantage_module(
+            algo_spec.gamma, algo_spec.lam, None if recurrent else critic, keys=learning_keys(env)),
         params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val, nets=nets if recurrent else None,
         seq_len=net_spec.seq_len, clip_per_net=net_spec.clip_grad_per_net,
     )

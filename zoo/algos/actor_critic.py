@@ -36,7 +36,8 @@ from torchrl.modules import (
     ValueOperator,
     set_recurrent_mode,
 )
-from torchrl.objectives.value import GAE, TD1Estimator, ValueEstimatorBase
+from torchrl.objectives.value import GAE, TD1Estimator, ValueEstimatorBase, VTrace
+from torchrl.objectives.value.functional import vtrace_advantage_estimate
 
 from zoo.agent import clip_grad, make_optimizer
 from zoo.distributions import (
@@ -511,6 +512,59 @@ def optimizer_step(optimizers: dict[str, torch.optim.Optimizer], loss: torch.Ten
         clip_grad(params, max_norm)
     for opt in optimizers.values():
         opt.step()
+
+
+OFF_POLICY_CORRECTIONS = ("none", "vtrace")
+TARGET_LOG_PROB = "target_log_prob"  # VTraceAdvantage's log pi(a_t | x_t) under the learner's current policy
+
+
+class VTraceAdvantage(VTrace):
+    """TorchRL's `VTrace` estimator (IMPALA, Espeholt et al. 2018) whose importance ratio compares the learner's
+    and the behaviour policy's log-probabilities of the action the batch took.
+
+    Why not `VTrace.forward`: in TorchRL 0.14 it takes log pi from `_call_actor_net`, which draws a fresh action
+    from the current policy (its mode outside RANDOM exploration) and returns that action's log-prob, so the
+    ratio pi / mu compares two different actions. Here log pi(a_t | x_t) comes from the actor's distribution at
+    the stored `action`, and TorchRL's functional `vtrace_advantage_estimate` does the rest: rho and c clipped at
+    1, traces cut at `done`, bootstrapping stopped at `terminated` only (truncated steps bootstrap from the critic's
+    value of the true final observation). Writes `advantage` (rho-weighted, for the policy gradient),
+    `value_target` (v_s), `state_value` and `target_log_prob` (log pi, PPO's proximal policy)."""
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDictBase:
+        keys, critic, actor = self.tensor_keys, self.value_network, self.actor_network
+        with torch.no_grad():
+            value = critic(tensordict.select(*critic.in_keys, strict=False)).get(keys.value)
+            next_value = critic(tensordict["next"].select(*critic.in_keys, strict=False)).get(keys.value)
+            dist = actor.get_dist(tensordict.select(*actor.in_keys, strict=False))
+            log_pi = dist.log_prob(tensordict.get("action")).reshape(value.shape)
+            stored = tensordict.get(keys.sample_log_prob)
+            log_mu = stored.reshape(value.shape)
+            nxt = tensordict["next"]
+            advantage, value_target = vtrace_advantage_estimate(
+                self.gamma, log_pi, log_mu, value, next_value, nxt.get(keys.reward), nxt.get(keys.done),
+                nxt.get(keys.terminated), rho_thresh=self.rho_thresh, c_thresh=self.c_thresh, time_dim=-2)
+        tensordict.set(keys.advantage, advantage)
+        tensordict.set(keys.value_target, value_target)
+        tensordict.set(keys.value, value)
+        tensordict.set(TARGET_LOG_PROB, log_pi.reshape(stored.shape))
+        return tensordict
+
+
+def make_vtrace(gamma: float, actor: ProbabilisticActor, critic: TensorDictModule,
+                keys: tuple[str, str] = ("done", "terminated")) -> VTraceAdvantage:
+    """`agent.algorithm.off_policy_correction: vtrace`: V-trace on the `[num_envs, T]` batch; `keys` as
+    `make_advantage_module`'s."""
+    estimator = VTraceAdvantage(gamma=gamma, actor_network=actor, value_network=critic)
+    estimator.set_keys(done=keys[0], terminated=keys[1], sample_log_prob="action_log_prob")
+    return estimator
+
+
+def check_off_policy_correction(correction: str, net_spec: NetSpec) -> None:
+    """SpecError where `off_policy_correction: vtrace` cannot run (recurrent nets would need stored hidden states
+    for the critic's and actor's passes over the batch)."""
+    if correction == "vtrace" and net_spec.type == "RecurrentNet":
+        raise SpecError("agent.algorithm.off_policy_correction", "vtrace re-evaluates the batch without hidden "
+                        "states; allowed with RecurrentNet: none")
 
 
 def make_advantage_module(gamma: float, lam: float | None, critic: TensorDictModule | None,

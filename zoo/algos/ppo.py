@@ -21,6 +21,11 @@ Where TorchRL differs from the paper, and what we chose:
   `agent.net.seq_len` steps (whole rows by default), each trained from the hidden state stored at its first step
   (TorchRL's recurrent mode, split at episode starts), and minibatches hold `minibatch_size / seq_len` of them.
   SB3's RecurrentPPO does the same; SLM-Lab's RecurrentNet instead re-reads a window of the last seq_len frames.
+- `off_policy_correction: vtrace` (IMPALA-style PPO, for the asynchronous batches of `meta.distributed`): V-trace
+  advantages and value targets replace GAE (clipped importance ratios learner / behaviour policy, traces cut at
+  c = 1, so `lam` is unused), and the clipped ratio is taken against the learner's policy at the start of the
+  update instead of the behaviour policy (decoupled PPO, Hilton et al. 2021; RLlib's APPO does the same): the
+  behaviour's lag is corrected once, by V-trace, and the clip still bounds how far the epochs move the policy.
 - target-KL early stopping (`target_kl`, SB3's rule: stop when approx KL > 1.5 x target) is checked after
   each epoch on the epoch's mean KL, not after every minibatch: one host sync per epoch instead of one per
   gradient step.
@@ -40,14 +45,18 @@ from torchrl.objectives.value import ValueEstimatorBase
 
 from zoo.agent import Agent, loss_function, regression
 from zoo.algos.actor_critic import (
+    OFF_POLICY_CORRECTIONS,
+    TARGET_LOG_PROB,
     PercentileNormalizer,
     PlainNets,
     PlainPolicy,
     ReturnNormalizer,
     build_actor_critic,
     build_optimizers,
+    check_off_policy_correction,
     check_sequences,
     make_advantage_module,
+    make_vtrace,
     next_values,
     optimizer_step,
     sequences,
@@ -65,12 +74,12 @@ TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_ta
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"),
                          nets=("MLPNet", "ConvNet", "RecurrentNet"), shared=True, split_optims=True,
-                         one_hot_actions=True, multi_actions=True, head_gains=True)
+                         one_hot_actions=True, multi_actions=True, head_gains=True, distributed=True)
 @dataclass
 class PPOAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of PPO."""
 
-    lam: float = spec_field(0.95, "GAE lambda", low=0.0, high=1.0)
+    lam: float = spec_field(0.95, "GAE lambda (unused with off_policy_correction vtrace)", low=0.0, high=1.0)
     time_horizon: int = spec_field(128, "steps per env in each batch", low=1)
     minibatch_size: int = spec_field(256, "transitions per gradient step", low=1)
     training_epoch: int = spec_field(10, "passes over each batch", low=1)
@@ -93,6 +102,10 @@ class PPOAlgorithmSpec(AlgorithmSpec):
                                     choices=PDTYPE_CHOICES)
     tanh_squash: bool = spec_field(False, "continuous actions: squash the Gaussian with tanh into the bounds "
                                    "(the same as action_pdtype: TanhNormal)")
+    off_policy_correction: str = spec_field("none", "vtrace: V-trace advantages and value targets (IMPALA) and the "
+                                            "ratio clipped against the learner's policy at the update's start, "
+                                            "correcting the policy lag of meta.distributed's asynchronous batches; "
+                                            "none: GAE on the batch as collected", choices=OFF_POLICY_CORRECTIONS)
 
 
 def log_prob_and_entropy(nets: PlainNets, features: torch.Tensor,
@@ -230,6 +243,8 @@ class PPOAgent(Agent):
             if self.recorded_values:
                 data["next", "state_value"] = next_values(data, loss_module.nets)
             self.advantage_module(data)
+            if spec.off_policy_correction == "vtrace":  # the ratio's reference: the learner's policy (proximal)
+                data["action_log_prob"] = data[TARGET_LOG_PROB]
             if loss_module.return_normalizer is not None:
                 target = data["value_target"]
                 loss_module.return_normalizer.update(symlog(target) if loss_module.symlog else target)
@@ -268,6 +283,11 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                         f"time_horizon x env.num_envs = {frames_per_batch} transitions")
     if algo_spec.advantage_normalizer == "percentile" and not algo_spec.normalize_advantage:
         raise SpecError("agent.algorithm.advantage_normalizer", "percentile needs normalize_advantage: true")
+    vtrace = algo_spec.off_policy_correction == "vtrace"
+    if vtrace and algo_spec.lam != PPOAlgorithmSpec.lam:
+        raise SpecError("agent.algorithm.lam", f"{algo_spec.lam} is unused with off_policy_correction vtrace (its "
+                        "traces are cut by the clipped importance ratio); remove it")
+    check_off_policy_correction(algo_spec.off_policy_correction, net_spec)
     recurrent = net_spec.type == "RecurrentNet"
     if recurrent:
         check_sequences(net_spec, algo_spec.time_horizon, algo_spec.minibatch_size)
@@ -300,8 +320,9 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, advantage_module=make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys)
-        if recorded else loss.value_estimator, params=list(module.parameters()), recorded_values=recorded,
+        algo_spec=algo_spec, advantage_module=make_vtrace(algo_spec.gamma, actor, critic, keys=keys) if vtrace else
+        make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys) if recorded else loss.value_estimator,
+        params=list(module.parameters()), recorded_values=recorded and not vtrace,
         clip_grad_val=net_spec.clip_grad_val, seq_len=net_spec.seq_len,
         clip_per_net=net_spec.clip_grad_per_net,
     )
