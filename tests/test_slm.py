@@ -19,6 +19,7 @@ from zoo.components import build
 from zoo.memory import CombinedReplay, make_replay_buffer, replay_updates
 from zoo.nets import build_mlp
 from zoo.record import TIMING_COLUMNS
+from zoo.schedules import Schedule
 from zoo.slm import SlmSpecError, is_slm_spec, translate_slm
 from zoo.spec import (
     MemorySpec,
@@ -109,6 +110,24 @@ def test_slm_defaults_are_filled_where_zoo_differs():
     per, _ = translate_slm(slm({"name": "DoubleDQN", "explore_var_spec": {"name": "no_decay", "start_val": 0.1}},
                                memory={"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4}), "f")
     assert per["agent"]["memory"] == {"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4, "beta": 0.0}
+
+
+@pytest.mark.parametrize(("schedule", "expected", "value"), [
+    ({"name": "linear_decay", "start_val": 0.001, "end_val": 0.0, "start_step": 0, "end_step": 200000},
+     {"name": "no_decay", "start_val": 0.001}, 0.001),  # `if not end_val: end_val = start_val`: constant
+    ({"name": "linear_decay", "start_val": 0.01, "start_step": 0, "end_step": 100},
+     {"name": "no_decay", "start_val": 0.01}, 0.01),
+    ({"name": "no_decay", "start_val": 0.01, "end_val": 0.001}, {"name": "no_decay", "start_val": 0.001}, 0.001),
+    ({"name": "linear_decay", "start_val": 0.01, "end_val": 0.001, "start_step": 0, "end_step": 200000},
+     {"name": "linear_decay", "start_val": 0.01, "end_val": 0.001, "start_step": 0, "end_step": 200000}, 0.0055),
+])
+def test_schedules_as_slm_lab_var_scheduler_reads_them(schedule, expected, value):
+    """SLM-Lab's VarScheduler replaces a falsy end_val by start_val, and its no_decay returns end_val."""
+    raw, notes = translate_slm(slm({"name": "Reinforce", "entropy_coef_spec": schedule}), "f")
+    assert raw["agent"]["algorithm"]["entropy_coef_spec"] == expected
+    assert any("end_val" in note for note in notes) == (expected != schedule)
+    spec = build_dataclass(Spec, raw, "")
+    assert Schedule(spec.agent.algorithm.entropy_coef_spec)(100_000) == pytest.approx(value)
 
 
 def test_advantage_normalisation_as_slm_lab_does_it():

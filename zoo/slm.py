@@ -240,6 +240,15 @@ def _schedule(t: Translation, value: Any, where: str, zoo_where: str) -> dict[st
     for key in out:
         t.same(f"{where}.{key}", f"{zoo_where}.{key}")
     _leftover(t, value, where, ("name", "start_val", "end_val", "start_step", "end_step", "frequency"))
+    # SLM-Lab's VarScheduler: `if not end_val: end_val = start_val`, and no_decay returns end_val
+    end = out.get("end_val")
+    if not end and "start_val" in out and out.get("name", "no_decay") != "no_decay":
+        t.note(f"{where}.end_val", f"{end!r}: SLM-Lab's VarScheduler replaces a falsy end_val by start_val, so the "
+               f"value stays {out['start_val']} (zoo's no_decay)")
+        return {"name": "no_decay", "start_val": out["start_val"]}
+    if out.get("name", "no_decay") == "no_decay" and end and end != out.get("start_val"):
+        t.note(f"{where}.end_val", f"{end!r}: SLM-Lab's no_decay returns end_val from the first step on")
+        return {"name": "no_decay", "start_val": end}
     return out
 
 
