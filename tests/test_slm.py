@@ -364,3 +364,27 @@ def test_layer_norm_and_critic_widths(tmp_path):
                    "env: {name: Pendulum-v1, max_frame: 100}\n")
     with pytest.raises(SpecError, match="agent.net.layer_norm"):
         load_spec(td3)  # its fast loss reads the Linear layers
+
+
+def test_recurrent_net_becomes_the_stateless_net_slm_lab_runs():
+    """SLM-Lab v5's RecurrentNet repeats the current state seq_len times (no history): StatelessRecurrentNet, its heads
+    on the hidden state (hid_layers unread, so not searched)."""
+    net = {"type": "RecurrentNet", "shared": True, "cell_type": "GRU", "fc_hid_layers": [8], "hid_layers": [32],
+           "hid_layers_activation": "tanh", "rnn_hidden_size": 16, "rnn_num_layers": 1, "seq_len": 4,
+           "init_fn": "orthogonal_"}
+    raw = slm({"name": "PPO", "time_horizon": 16, "minibatch_size": 16}, net=net,
+              memory={"name": "OnPolicyBatchReplay"})
+    raw["search"] = {"agent": {"net": {"hid_layers__choice": [[32], [64]], "rnn_hidden_size__choice": [16, 32]}}}
+    out, notes = translate_slm(raw, "f")
+    zoo_net = out["agent"]["net"]
+    assert {k: zoo_net[k] for k in ("type", "cell_type", "fc_hid_layers", "rnn_hidden_size", "seq_len", "hid_layers")
+            } == {"type": "StatelessRecurrentNet", "cell_type": "GRU", "fc_hid_layers": [8], "rnn_hidden_size": 16,
+                  "seq_len": 4, "hid_layers": []}
+    assert zoo_net["actor_init_gain"] == zoo_net["critic_init_gain"] == pytest.approx(5 / 3)  # no init_tails
+    assert out["search"] == {"agent.net.rnn_hidden_size__choice": [16, 32]}
+    assert any("not searched" in note for note in notes)
+    spec = build_dataclass(Spec, out, "")
+    validate(spec, raw=out)
+    assert build(spec, seed=0).agent is not None
+    with pytest.raises(SlmSpecError, match="bidirectional"):
+        translate_slm(slm({"name": "PPO"}, net={**net, "bidirectional": True}), "f")

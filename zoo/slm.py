@@ -91,6 +91,7 @@ class Translation:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)  # SLM-Lab dotted key -> zoo dotted key (values as they are)
+    unused: dict[str, str] = field(default_factory=dict)  # SLM-Lab dotted key it never reads -> why
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{self.file}: {where}: {message}")
@@ -667,9 +668,7 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     out: dict[str, Any] = {}
     net_type = n.pop("type", "MLPNet")
     if net_type == "RecurrentNet":
-        t.error(f"{w}.type", "RecurrentNet: SLM-Lab's (a window of seq_len past frames) is not translated; zoo's "
-                "RecurrentNet trains on stored hidden states (see specs/ppo_lstm_cartpole_novel.yaml); allowed: "
-                "MLPNet, ConvNet, DuelingMLPNet, DuelingConvNet, TorchArcNet")
+        out.update(_recurrent(t, n, w))
     elif net_type == "TorchArcNet":
         arc = n.pop("arc", None)
         out.update(_arc(t, arc, f"{w}.arc", algorithm))
@@ -685,7 +684,7 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
             t.note(f"{w}.fc_hid_layers", "zoo's hid_layers (the layers after the conv trunk)")
     else:
         t.error(f"{w}.type", f"'{net_type}' has no zoo equivalent; allowed: MLPNet, ConvNet, DuelingMLPNet, "
-                "DuelingConvNet, TorchArcNet (RecurrentNet: not translated)")
+                "DuelingConvNet, RecurrentNet, TorchArcNet")
     if net_type != "TorchArcNet" and n.pop("arc", None) is not None:
         t.note(f"{w}.arc", f"unused by {net_type} (as in SLM-Lab)")
     activation = n.pop("hid_layers_activation", None)
@@ -776,6 +775,39 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
                         "update_frequency", "polyak_coef", "gpu", "normalize", "batch_norm", "layer_norm",
                         "actor_init_std", "critic_init_std", "log_std_init"))
     return out, device
+
+
+def _recurrent(t: Translation, n: dict[str, Any], w: str) -> dict[str, Any]:
+    """SLM-Lab v5's RecurrentNet repeats the current state seq_len times and runs its RNN from a zero state (its
+    memories hold no history): zoo's StatelessRecurrentNet. Its heads read the RNN's hidden state; hid_layers is
+    unread."""
+    out: dict[str, Any] = {"type": "StatelessRecurrentNet", "hid_layers": []}
+    t.note(f"{w}.type", "RecurrentNet: SLM-Lab feeds it the current state repeated seq_len times and runs the RNN "
+           "from zeros at every step (no memory between steps): zoo's StatelessRecurrentNet does the same (zoo's "
+           "RecurrentNet, which carries hidden states, is not what SLM-Lab runs)")
+    cell = n.pop("cell_type", "GRU")
+    if cell not in ("GRU", "LSTM"):
+        t.error(f"{w}.cell_type", f"'{cell}'; allowed: GRU, LSTM")
+    out["cell_type"] = cell
+    for key in ("fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len"):
+        if key in n:
+            out[key] = _int(n.pop(key)) if key != "fc_hid_layers" else n.pop(key)
+            t.same(f"{w}.{key}", f"{w}.{key}")
+    t.same(f"{w}.cell_type", f"{w}.cell_type")
+    for key in ("rnn_hidden_size", "seq_len"):
+        if key not in out:
+            t.error(f"{w}.{key}", "missing: SLM-Lab's RecurrentNet needs it (it has no default)")
+    if n.pop("bidirectional", False):
+        t.error(f"{w}.bidirectional", "zoo's StatelessRecurrentNet runs one direction; allowed: false")
+    t.unused[f"{w}.hid_layers"] = "unread by SLM-Lab's RecurrentNet (its heads read the RNN's hidden state)"
+    if "hid_layers" in n:
+        n.pop("hid_layers")
+        t.note(f"{w}.hid_layers", t.unused[f"{w}.hid_layers"])
+    for key in ("actor_init_std", "critic_init_std"):
+        if key in n:
+            n.pop(key)
+            t.note(f"{w}.{key}", "unread by SLM-Lab's RecurrentNet (its heads get init_fn's gain as every layer)")
+    return out
 
 
 def _init_gains(t: Translation, n: dict[str, Any], w: str, algorithm: str, init: Any, activation: Any,
@@ -1057,6 +1089,8 @@ def _search(t: Translation, search: Any) -> dict[str, Any]:
             t.error(where, "needs a distribution suffix; allowed: __" + ", __".join(SEARCH_SUFFIXES))
         elif kind not in SEARCH_SUFFIXES:
             t.error(where, f"'__{kind}' has no zoo equivalent; allowed: __" + ", __".join(SEARCH_SUFFIXES))
+        elif path in t.unused:
+            t.note(where, f"not searched: {path} is {t.unused[path]}")
         elif path not in t.paths:
             t.error(where, f"{path} does not carry over to one zoo field unchanged (see the translation notes); "
                     "search a zoo spec after converting it")
