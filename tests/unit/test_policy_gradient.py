@@ -96,7 +96,8 @@ def test_episode_carry_learns_every_step_once_with_returns_across_batches():
 
 
 def test_reinforce_update_waits_for_episode_ends():
-    spec = load_spec(SPECS / "reinforce_cartpole.yaml", overrides=["env.num_envs=2", "agent.algorithm.time_horizon=8"])
+    spec = load_spec(SPECS / "reinforce_cartpole.yaml", overrides=["env.num_envs=2", "agent.algorithm.time_horizon=8",
+                                                                   "agent.algorithm.episodic=true"])
     components = build(spec, seed=0)
     agent, data = components.agent, next(iter(components.collector))
     data["next", "done"].zero_()  # no episode ended in this batch: no update
