@@ -95,7 +95,8 @@ def test_eval_env_carries_the_actors_hidden_state():
 
 
 @pytest.mark.parametrize(("overrides", "field", "fragment"), [
-    (["agent.net.type=MLPNet"], "agent.net.fc_hid_layers", "not used by MLPNet (RecurrentNet only)"),
+    (["agent.net.type=MLPNet"], "agent.net.fc_hid_layers",
+     "not used by MLPNet (RecurrentNet, StatelessRecurrentNet only)"),
     (["agent.net.cell_type=RNN"], "agent.net.cell_type", "allowed: LSTM, GRU"),
     (["agent.net.rnn_hidden_size=0"], "agent.net.rnn_hidden_size", "out of range"),
     (["env.obs_mask=[1, 2, 0, 0]"], "env.obs_mask[1]", "allowed: [0, 1]"),
