@@ -142,6 +142,19 @@ def test_advantage_normalisation_as_slm_lab_does_it():
     assert algo["action_pdtype"] == "Beta" and any("percentile" in note for note in notes)
 
 
+def test_a_one_transition_batch_is_not_standardized_as_slm_lab():
+    """SLM-Lab's policy loss standardizes only batches of more than one transition (`if len(advs) > 1`)."""
+    for algorithm in ({"name": "ActorCritic", "lam": 0.95, "training_frequency": 1},
+                      {"name": "Reinforce", "training_frequency": 1}):
+        raw, notes = translate_slm(slm(algorithm), "f")
+        assert raw["agent"]["algorithm"]["normalize_advantage"] is False
+        assert any("one transition" in note for note in notes)
+        validate(build_dataclass(Spec, raw, ""), raw=raw)  # zoo refuses to standardize one transition
+    raw, _ = translate_slm(slm({"name": "Reinforce", "training_frequency": 1}, env={
+        "name": "CartPole-v1", "max_frame": 1000, "num_envs": 2}), "f")
+    assert raw["agent"]["algorithm"]["normalize_advantage"] is True  # two envs: two transitions
+
+
 def test_sac_temperature_as_slm_lab_tunes_it():
     sac = {"name": "SoftActorCritic", "action_pdtype": "Categorical"}
     algo = translate_slm(slm(sac), "f")[0]["agent"]["algorithm"]

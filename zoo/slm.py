@@ -289,6 +289,11 @@ def _algorithm(t: Translation, a: dict[str, Any], name: str, memory: dict[str, A
     {"A2C": _a2c, "PPO": _ppo, "Reinforce": _reinforce, "SARSA": _sarsa, "VanillaDQN": _dqn, "DoubleDQN": _dqn,
      "SoftActorCritic": partial(_sac, discrete=discrete, env=env), "CrossQ": partial(_sac, discrete=discrete, env=env)
      }[name](t, a, name, out, memory, num_envs)
+    steps = out.get("time_horizon", out.get("num_step_returns"))
+    if name in ("A2C", "Reinforce") and out.get("normalize_advantage") and _int(steps) == 1 and num_envs == 1:
+        out["normalize_advantage"] = False  # REINFORCE's calc_policy_loss: `if len(advs) > 1: standardize`
+        t.note(f"{w}.normalize_advantage", "false: a batch of one transition, which SLM-Lab's policy loss does not "
+               "standardize")
     _leftover(t, a, w, tuple(sorted({"name", "gamma", "action_pdtype", "action_policy", "explore_var_spec",
                                      *_allowed_keys(name)})))
     return out
