@@ -149,11 +149,30 @@ class StatelessRecurrentTorso(nn.Module):
                     getattr(nn.init, f"{net_spec.init_fn}_")(param, gain=init_gain(net_spec))
 
     def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        """The cell equations of torch's GRU / LSTM docs over `self.rnn`'s parameters: the same values as calling
+        it, and unlike its fused kernel they run under vmap (TorchRL's value estimators vmap the critic)."""
         batch = observation.shape[:-1]
         x = self.fc(observation.reshape(-1, observation.shape[-1]))
-        _, hidden = self.rnn(x.unsqueeze(1).expand(-1, self.seq_len, -1))
-        hidden = hidden[0] if isinstance(self.rnn, nn.LSTM) else hidden  # an LSTM's (h, c)
-        return hidden[-1].reshape(*batch, self.out_dim)
+        inputs = [x] * self.seq_len
+        for layer in range(self.rnn.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (getattr(self.rnn, f"{name}_l{layer}") for name in
+                                      ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            h = c = x.new_zeros(x.shape[0], self.out_dim)
+            outputs, gi = [], None
+            for step in inputs:
+                gi = step @ w_ih.T + b_ih if layer or gi is None else gi  # the first layer's input never changes
+                gh = h @ w_hh.T + b_hh
+                if isinstance(self.rnn, nn.LSTM):
+                    i, f, g, o = (gi + gh).chunk(4, -1)
+                    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+                    h = o.sigmoid() * c.tanh()
+                else:
+                    (i_r, i_z, i_n), (h_r, h_z, h_n) = gi.chunk(3, -1), gh.chunk(3, -1)
+                    r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
+                    h = (1 - z) * (i_n + r * h_n).tanh() + z * h
+                outputs.append(h)
+            inputs = outputs
+        return inputs[-1].reshape(*batch, self.out_dim)
 
 
 class DuelingHead(nn.Module):

@@ -128,31 +128,6 @@ def test_recurrent_fields_are_documented():
 
 
 # ------------------------------------------------------------------------ StatelessRecurrentNet (SLM-Lab's)
-def rnn_by_hand(rnn: torch.nn.Module, x: torch.Tensor, steps: int) -> torch.Tensor:
-    """The last layer's final hidden state of `rnn` over `steps` copies of `x`, from zeros, by the cell equations
-    of torch's GRU / LSTM docs (gates r, z, n / i, f, g, o)."""
-    lstm = isinstance(rnn, torch.nn.LSTM)
-    inputs = [x] * steps
-    for layer in range(rnn.num_layers):
-        w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{layer}") for name in
-                                  ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-        h = c = x.new_zeros(x.shape[0], rnn.hidden_size)
-        outputs = []
-        for step in inputs:
-            gi, gh = step @ w_ih.T + b_ih, h @ w_hh.T + b_hh
-            if lstm:
-                i, f, g, o = (gi + gh).chunk(4, -1)
-                c = f.sigmoid() * c + i.sigmoid() * g.tanh()
-                h = o.sigmoid() * c.tanh()
-            else:
-                (ir, iz, in_), (hr, hz, hn) = gi.chunk(3, -1), gh.chunk(3, -1)
-                r, z = (ir + hr).sigmoid(), (iz + hz).sigmoid()
-                h = (1 - z) * (in_ + r * hn).tanh() + z * h
-            outputs.append(h)
-        inputs = outputs
-    return inputs[-1]
-
-
 STATELESS = SPECS / "reinforce_cartpole.yaml"
 STATELESS_NET = ["agent.net.type=StatelessRecurrentNet", "agent.net.cell_type=GRU", "agent.net.seq_len=4",
                  "agent.net.fc_hid_layers=[8]", "agent.net.rnn_hidden_size=6", "agent.net.hid_layers=[]"]
@@ -165,9 +140,12 @@ def test_stateless_recurrent_net_runs_its_rnn_over_the_repeated_observation_from
     actor = build(load_spec(STATELESS, None, ["env.num_envs=2", *STATELESS_NET, *overrides])).actor
     torso, head = actor.module[0].module[0], actor.module[0].module[1]
     obs = torch.randn(5, 3, 4)  # [batch, time, obs]: every step alone, no state between them
-    features = rnn_by_hand(torso.rnn, torso.fc(obs.reshape(-1, 4)), 4).reshape(5, 3, -1)
+    repeated = torso.fc(obs.reshape(-1, 4)).unsqueeze(1).repeat(1, 4, 1)  # SLM-Lab's x.unsqueeze(1).repeat
+    hidden = torso.rnn(repeated)[1]  # torch's own RNN from a zero state
+    features = (hidden[0] if isinstance(torso.rnn, torch.nn.LSTM) else hidden)[-1].reshape(5, 3, -1)
     assert torch.allclose(torso(obs), features, atol=1e-6)
     assert torch.allclose(torso(obs[:, -1]), features[:, -1], atol=1e-6)  # the same step alone: the same output
+    assert torch.allclose(torch.vmap(torso)(obs), features, atol=1e-6)  # TorchRL's estimators vmap the critic
     linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
     assert [m.in_features for m in linears] == [6]  # SLM-Lab's tail: one Linear on the hidden state
 
