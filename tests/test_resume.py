@@ -111,7 +111,8 @@ FAMILIES = {
                        512, 1024),
     # the self-imitation replay (prioritized) and the steps of unfinished episodes waiting for their returns
     "sil": ("sil_cartpole", [*VECTOR, "env.num_envs=8", "agent.memory.batch_size=16"], 512, 1024),
-    "reinforce": ("reinforce_cartpole", [*VECTOR, "agent.algorithm.time_horizon=32"], 512, 1024),
+    "reinforce": ("reinforce_cartpole", [*VECTOR, "agent.algorithm.time_horizon=32", "agent.algorithm.episodic=true"],
+                  512, 1024),
     "sarsa": ("sarsa_cartpole", VECTOR, 512, 1024),
     # combined experience replay's undrawn rows live beside the buffer; several steps on each batch
     "dqn_cer": ("dqn_cartpole", [*VECTOR, "agent.memory.use_cer=true", "agent.memory.batch_size=16",

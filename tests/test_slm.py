@@ -19,6 +19,7 @@ from zoo.components import build
 from zoo.memory import CombinedReplay, make_replay_buffer, replay_updates
 from zoo.nets import build_mlp
 from zoo.record import TIMING_COLUMNS
+from zoo.schedules import Schedule
 from zoo.slm import SlmSpecError, is_slm_spec, translate_slm
 from zoo.spec import (
     MemorySpec,
@@ -111,6 +112,24 @@ def test_slm_defaults_are_filled_where_zoo_differs():
     assert per["agent"]["memory"] == {"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 1e-4, "beta": 0.0}
 
 
+@pytest.mark.parametrize(("schedule", "expected", "value"), [
+    ({"name": "linear_decay", "start_val": 0.001, "end_val": 0.0, "start_step": 0, "end_step": 200000},
+     {"name": "no_decay", "start_val": 0.001}, 0.001),  # `if not end_val: end_val = start_val`: constant
+    ({"name": "linear_decay", "start_val": 0.01, "start_step": 0, "end_step": 100},
+     {"name": "no_decay", "start_val": 0.01}, 0.01),
+    ({"name": "no_decay", "start_val": 0.01, "end_val": 0.001}, {"name": "no_decay", "start_val": 0.001}, 0.001),
+    ({"name": "linear_decay", "start_val": 0.01, "end_val": 0.001, "start_step": 0, "end_step": 200000},
+     {"name": "linear_decay", "start_val": 0.01, "end_val": 0.001, "start_step": 0, "end_step": 200000}, 0.0055),
+])
+def test_schedules_as_slm_lab_var_scheduler_reads_them(schedule, expected, value):
+    """SLM-Lab's VarScheduler replaces a falsy end_val by start_val, and its no_decay returns end_val."""
+    raw, notes = translate_slm(slm({"name": "Reinforce", "entropy_coef_spec": schedule}), "f")
+    assert raw["agent"]["algorithm"]["entropy_coef_spec"] == expected
+    assert any("end_val" in note for note in notes) == (expected != schedule)
+    spec = build_dataclass(Spec, raw, "")
+    assert Schedule(spec.agent.algorithm.entropy_coef_spec)(100_000) == pytest.approx(value)
+
+
 def test_advantage_normalisation_as_slm_lab_does_it():
     """SLM-Lab's REINFORCE and ActorCritic standardize every batch; its PPO every minibatch, or by percentiles."""
     for name in ("Reinforce", "ActorCritic", "PPO"):
@@ -121,6 +140,19 @@ def test_advantage_normalisation_as_slm_lab_does_it():
     algo = raw["agent"]["algorithm"]
     assert algo["advantage_normalizer"] == "percentile" and algo["symlog"] and algo["normalize_v_targets"]
     assert algo["action_pdtype"] == "Beta" and any("percentile" in note for note in notes)
+
+
+def test_a_one_transition_batch_is_not_standardized_as_slm_lab():
+    """SLM-Lab's policy loss standardizes only batches of more than one transition (`if len(advs) > 1`)."""
+    for algorithm in ({"name": "ActorCritic", "lam": 0.95, "training_frequency": 1},
+                      {"name": "Reinforce", "training_frequency": 1}):
+        raw, notes = translate_slm(slm(algorithm), "f")
+        assert raw["agent"]["algorithm"]["normalize_advantage"] is False
+        assert any("one transition" in note for note in notes)
+        validate(build_dataclass(Spec, raw, ""), raw=raw)  # zoo refuses to standardize one transition
+    raw, _ = translate_slm(slm({"name": "Reinforce", "training_frequency": 1}, env={
+        "name": "CartPole-v1", "max_frame": 1000, "num_envs": 2}), "f")
+    assert raw["agent"]["algorithm"]["normalize_advantage"] is True  # two envs: two transitions
 
 
 def test_sac_temperature_as_slm_lab_tunes_it():
@@ -366,3 +398,27 @@ def test_layer_norm_and_critic_widths(tmp_path):
                    "env: {name: Pendulum-v1, max_frame: 100}\n")
     with pytest.raises(SpecError, match="agent.net.layer_norm"):
         load_spec(td3)  # its fast loss reads the Linear layers
+
+
+def test_recurrent_net_becomes_the_stateless_net_slm_lab_runs():
+    """SLM-Lab v5's RecurrentNet repeats the current state seq_len times (no history): StatelessRecurrentNet, its heads
+    on the hidden state (hid_layers unread, so not searched)."""
+    net = {"type": "RecurrentNet", "shared": True, "cell_type": "GRU", "fc_hid_layers": [8], "hid_layers": [32],
+           "hid_layers_activation": "tanh", "rnn_hidden_size": 16, "rnn_num_layers": 1, "seq_len": 4,
+           "init_fn": "orthogonal_"}
+    raw = slm({"name": "PPO", "time_horizon": 16, "minibatch_size": 16}, net=net,
+              memory={"name": "OnPolicyBatchReplay"})
+    raw["search"] = {"agent": {"net": {"hid_layers__choice": [[32], [64]], "rnn_hidden_size__choice": [16, 32]}}}
+    out, notes = translate_slm(raw, "f")
+    zoo_net = out["agent"]["net"]
+    assert {k: zoo_net[k] for k in ("type", "cell_type", "fc_hid_layers", "rnn_hidden_size", "seq_len", "hid_layers")
+            } == {"type": "StatelessRecurrentNet", "cell_type": "GRU", "fc_hid_layers": [8], "rnn_hidden_size": 16,
+                  "seq_len": 4, "hid_layers": []}
+    assert zoo_net["actor_init_gain"] == zoo_net["critic_init_gain"] == pytest.approx(5 / 3)  # no init_tails
+    assert out["search"] == {"agent.net.rnn_hidden_size__choice": [16, 32]}
+    assert any("not searched" in note for note in notes)
+    spec = build_dataclass(Spec, out, "")
+    validate(spec, raw=out)
+    assert build(spec, seed=0).agent is not None
+    with pytest.raises(SlmSpecError, match="bidirectional"):
+        translate_slm(slm({"name": "PPO"}, net={**net, "bidirectional": True}), "f")

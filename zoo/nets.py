@@ -1,5 +1,5 @@
 """Network torsos and heads built from `NetSpec`: MLPs, Nature-style ConvNets, recurrent torsos (TorchRL's
-`LSTMModule` / `GRUModule`), dueling Q heads; and the
+`LSTMModule` / `GRUModule`; SLM-Lab's stateless RecurrentNet), dueling Q heads; and the
 log-densities of the Gaussian policy heads' distributions, in plain torch, for the losses that skip TorchRL's
 distribution objects (PPO, SAC)."""
 
@@ -122,6 +122,59 @@ def build_recurrent_torso(in_dim: int, net_spec: NetSpec, prefix: str) -> Tensor
     return TensorDictSequential(*modules)
 
 
+class StatelessRecurrentTorso(nn.Module):
+    """SLM-Lab v5's RecurrentNet (slm_lab/agent/net/recurrent.py): the observation through `fc_hid_layers`, repeated
+    `seq_len` times and run through an LSTM / GRU from a zero state; the last layer's final hidden state is the
+    feature vector. SLM-Lab feeds it the current state only (its memories store no history), so the net is a
+    feed-forward function of one observation and keeps no state between steps (zoo's RecurrentNet does).
+
+    Initialised as SLM-Lab's init_layers does: `init_fn` on the fc layers and on a GRU's weights (biases zero); an
+    LSTM keeps torch's initialisation (SLM-Lab's init_params matches GRU layers by name only)."""
+
+    def __init__(self, in_dim: int, net_spec: NetSpec):
+        super().__init__()
+        fc = net_spec.fc_hid_layers
+        self.fc = nn.Sequential(build_mlp(in_dim, fc[-1], net_spec, fc[:-1]),
+                                ACTIVATIONS[net_spec.hid_layers_activation]()) if fc else nn.Identity()
+        cell = nn.LSTM if net_spec.cell_type == "LSTM" else nn.GRU
+        self.rnn = cell(fc[-1] if fc else in_dim, net_spec.rnn_hidden_size, net_spec.rnn_num_layers, batch_first=True)
+        self.seq_len, self.out_dim = net_spec.seq_len, net_spec.rnn_hidden_size
+        if isinstance(self.rnn, nn.GRU) and net_spec.init_fn != "default":
+            for name, param in self.rnn.named_parameters():
+                if name.startswith("bias"):
+                    nn.init.zeros_(param)
+                elif net_spec.init_fn == "kaiming_uniform":
+                    nn.init.kaiming_uniform_(param, nonlinearity="relu")
+                else:
+                    getattr(nn.init, f"{net_spec.init_fn}_")(param, gain=init_gain(net_spec))
+
+    def forward(self, observation: torch.Tensor) -> torch.Tensor:
+        """The cell equations of torch's GRU / LSTM docs over `self.rnn`'s parameters: the same values as calling
+        it, and unlike its fused kernel they run under vmap (TorchRL's value estimators vmap the critic)."""
+        batch = observation.shape[:-1]
+        x = self.fc(observation.reshape(-1, observation.shape[-1]))
+        inputs = [x] * self.seq_len
+        for layer in range(self.rnn.num_layers):
+            w_ih, w_hh, b_ih, b_hh = (getattr(self.rnn, f"{name}_l{layer}") for name in
+                                      ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            h = c = x.new_zeros(x.shape[0], self.out_dim)
+            outputs, gi = [], None
+            for step in inputs:
+                gi = step @ w_ih.T + b_ih if layer or gi is None else gi  # the first layer's input never changes
+                gh = h @ w_hh.T + b_hh
+                if isinstance(self.rnn, nn.LSTM):
+                    i, f, g, o = (gi + gh).chunk(4, -1)
+                    c = f.sigmoid() * c + i.sigmoid() * g.tanh()
+                    h = o.sigmoid() * c.tanh()
+                else:
+                    (i_r, i_z, i_n), (h_r, h_z, h_n) = gi.chunk(3, -1), gh.chunk(3, -1)
+                    r, z = (i_r + h_r).sigmoid(), (i_z + h_z).sigmoid()
+                    h = (1 - z) * (i_n + r * h_n).tanh() + z * h
+                outputs.append(h)
+            inputs = outputs
+        return inputs[-1].reshape(*batch, self.out_dim)
+
+
 class DuelingHead(nn.Module):
     """Q = V + A - mean(A) on top of a feature vector (Wang et al. 2016)."""
 
@@ -136,9 +189,16 @@ class DuelingHead(nn.Module):
 
 
 def build_torso(obs_shape: tuple[int, ...], net_spec: NetSpec) -> tuple[nn.Module, int]:
-    """Feature extractor for an observation shape: identity for vectors, ConvTorso for images."""
+    """Feature extractor for an observation shape: identity for vectors, ConvTorso for images,
+    StatelessRecurrentTorso for StatelessRecurrentNet."""
     if net_spec.type in ("ConvNet", "DuelingConvNet"):
         torso = ConvTorso(obs_shape, net_spec)
+        return torso, torso.out_dim
+    if net_spec.type == "StatelessRecurrentNet":
+        if len(obs_shape) != 1:
+            raise SpecError("agent.net.type", f"StatelessRecurrentNet reads vector observations; these have shape "
+                            f"{list(obs_shape)} (use ConvNet)")
+        torso = StatelessRecurrentTorso(obs_shape[0], net_spec)
         return torso, torso.out_dim
     return nn.Flatten(-len(obs_shape)) if len(obs_shape) > 1 else nn.Identity(), int(torch.tensor(obs_shape).prod())
 

@@ -92,6 +92,7 @@ class Translation:
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)  # SLM-Lab dotted key -> zoo dotted key (values as they are)
+    unused: dict[str, str] = field(default_factory=dict)  # SLM-Lab dotted key it never reads -> why
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{self.file}: {where}: {message}")
@@ -241,6 +242,15 @@ def _schedule(t: Translation, value: Any, where: str, zoo_where: str) -> dict[st
     for key in out:
         t.same(f"{where}.{key}", f"{zoo_where}.{key}")
     _leftover(t, value, where, ("name", "start_val", "end_val", "start_step", "end_step", "frequency"))
+    # SLM-Lab's VarScheduler: `if not end_val: end_val = start_val`, and no_decay returns end_val
+    end = out.get("end_val")
+    if not end and "start_val" in out and out.get("name", "no_decay") != "no_decay":
+        t.note(f"{where}.end_val", f"{end!r}: SLM-Lab's VarScheduler replaces a falsy end_val by start_val, so the "
+               f"value stays {out['start_val']} (zoo's no_decay)")
+        return {"name": "no_decay", "start_val": out["start_val"]}
+    if out.get("name", "no_decay") == "no_decay" and end and end != out.get("start_val"):
+        t.note(f"{where}.end_val", f"{end!r}: SLM-Lab's no_decay returns end_val from the first step on")
+        return {"name": "no_decay", "start_val": end}
     return out
 
 
@@ -280,6 +290,11 @@ def _algorithm(t: Translation, a: dict[str, Any], name: str, memory: dict[str, A
     {"A2C": _a2c, "PPO": _ppo, "Reinforce": _reinforce, "SARSA": _sarsa, "VanillaDQN": _dqn, "DoubleDQN": _dqn,
      "SoftActorCritic": partial(_sac, discrete=discrete, env=env), "CrossQ": partial(_sac, discrete=discrete, env=env)
      }[name](t, a, name, out, memory, num_envs)
+    steps = out.get("time_horizon", out.get("num_step_returns"))
+    if name in ("A2C", "Reinforce") and out.get("normalize_advantage") and _int(steps) == 1 and num_envs == 1:
+        out["normalize_advantage"] = False  # REINFORCE's calc_policy_loss: `if len(advs) > 1: standardize`
+        t.note(f"{w}.normalize_advantage", "false: a batch of one transition, which SLM-Lab's policy loss does not "
+               "standardize")
     _leftover(t, a, w, tuple(sorted({"name", "gamma", "action_pdtype", "action_policy", "explore_var_spec",
                                      *_allowed_keys(name)})))
     return out
@@ -663,9 +678,7 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     out: dict[str, Any] = {}
     net_type = n.pop("type", "MLPNet")
     if net_type == "RecurrentNet":
-        t.error(f"{w}.type", "RecurrentNet: SLM-Lab's (a window of seq_len past frames) is not translated; zoo's "
-                "RecurrentNet trains on stored hidden states (see specs/ppo_lstm_cartpole_novel.yaml); allowed: "
-                "MLPNet, ConvNet, DuelingMLPNet, DuelingConvNet, TorchArcNet")
+        out.update(_recurrent(t, n, w))
     elif net_type == "TorchArcNet":
         arc = n.pop("arc", None)
         out.update(_arc(t, arc, f"{w}.arc", algorithm))
@@ -681,7 +694,7 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
             t.note(f"{w}.fc_hid_layers", "zoo's hid_layers (the layers after the conv trunk)")
     else:
         t.error(f"{w}.type", f"'{net_type}' has no zoo equivalent; allowed: MLPNet, ConvNet, DuelingMLPNet, "
-                "DuelingConvNet, TorchArcNet (RecurrentNet: not translated)")
+                "DuelingConvNet, RecurrentNet, TorchArcNet")
     if net_type != "TorchArcNet" and n.pop("arc", None) is not None:
         t.note(f"{w}.arc", f"unused by {net_type} (as in SLM-Lab)")
     activation = n.pop("hid_layers_activation", None)
@@ -772,6 +785,39 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
                         "update_frequency", "polyak_coef", "gpu", "normalize", "batch_norm", "layer_norm",
                         "actor_init_std", "critic_init_std", "log_std_init"))
     return out, device
+
+
+def _recurrent(t: Translation, n: dict[str, Any], w: str) -> dict[str, Any]:
+    """SLM-Lab v5's RecurrentNet repeats the current state seq_len times and runs its RNN from a zero state (its
+    memories hold no history): zoo's StatelessRecurrentNet. Its heads read the RNN's hidden state; hid_layers is
+    unread."""
+    out: dict[str, Any] = {"type": "StatelessRecurrentNet", "hid_layers": []}
+    t.note(f"{w}.type", "RecurrentNet: SLM-Lab feeds it the current state repeated seq_len times and runs the RNN "
+           "from zeros at every step (no memory between steps): zoo's StatelessRecurrentNet does the same (zoo's "
+           "RecurrentNet, which carries hidden states, is not what SLM-Lab runs)")
+    cell = n.pop("cell_type", "GRU")
+    if cell not in ("GRU", "LSTM"):
+        t.error(f"{w}.cell_type", f"'{cell}'; allowed: GRU, LSTM")
+    out["cell_type"] = cell
+    for key in ("fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len"):
+        if key in n:
+            out[key] = _int(n.pop(key)) if key != "fc_hid_layers" else n.pop(key)
+            t.same(f"{w}.{key}", f"{w}.{key}")
+    t.same(f"{w}.cell_type", f"{w}.cell_type")
+    for key in ("rnn_hidden_size", "seq_len"):
+        if key not in out:
+            t.error(f"{w}.{key}", "missing: SLM-Lab's RecurrentNet needs it (it has no default)")
+    if n.pop("bidirectional", False):
+        t.error(f"{w}.bidirectional", "zoo's StatelessRecurrentNet runs one direction; allowed: false")
+    t.unused[f"{w}.hid_layers"] = "unread by SLM-Lab's RecurrentNet (its heads read the RNN's hidden state)"
+    if "hid_layers" in n:
+        n.pop("hid_layers")
+        t.note(f"{w}.hid_layers", t.unused[f"{w}.hid_layers"])
+    for key in ("actor_init_std", "critic_init_std"):
+        if key in n:
+            n.pop(key)
+            t.note(f"{w}.{key}", "unread by SLM-Lab's RecurrentNet (its heads get init_fn's gain as every layer)")
+    return out
 
 
 def _init_gains(t: Translation, n: dict[str, Any], w: str, algorithm: str, init: Any, activation: Any,
@@ -1077,6 +1123,8 @@ def _search(t: Translation, search: Any) -> dict[str, Any]:
             t.error(where, "needs a distribution suffix; allowed: __" + ", __".join(SEARCH_SUFFIXES))
         elif kind not in SEARCH_SUFFIXES:
             t.error(where, f"'__{kind}' has no zoo equivalent; allowed: __" + ", __".join(SEARCH_SUFFIXES))
+        elif path in t.unused:
+            t.note(where, f"not searched: {path} is {t.unused[path]}")
         elif path not in t.paths:
             t.error(where, f"{path} does not carry over to one zoo field unchanged (see the translation notes); "
                     "search a zoo spec after converting it")

@@ -28,7 +28,7 @@ INIT_FNS = ("default", "orthogonal", "xavier_uniform", "kaiming_uniform")
 SCHEDULES = ("no_decay", "linear_decay", "rate_decay", "periodic_decay")
 OPTIMIZERS = ("Adam", "AdamW", "RMSprop", "SGD")
 LR_SCHEDULERS = ("linear_to_zero", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR")
-NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "RecurrentNet")
+NET_TYPES = ("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "RecurrentNet", "StatelessRecurrentNet")
 CELL_TYPES = ("LSTM", "GRU")
 MEMORY_NAMES = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
 TARGET_UPDATES = ("replace", "polyak")
@@ -182,7 +182,9 @@ class MemorySpec:
 class NetSpec:
     """Networks, their optimizers and target updates."""
 
-    type: str = spec_field("MLPNet", "network type", choices=NET_TYPES)
+    type: str = spec_field("MLPNet", "network type (StatelessRecurrentNet: SLM-Lab's RecurrentNet, an RNN over seq_len "
+                           "copies of the current observation from a zero state, no memory between steps)",
+                           choices=NET_TYPES)
     hid_layers: list[int] = spec_field([64, 64], "hidden layer widths of the MLP (after the conv trunk if any)",
                                        low=1)
     hid_layers_activation: str = spec_field("relu", "activation between layers", choices=ACTIVATIONS)
@@ -202,7 +204,8 @@ class NetSpec:
     rnn_num_layers: int = spec_field(1, "RecurrentNet: stacked recurrent layers", low=1)
     seq_len: int | None = spec_field(None, "RecurrentNet: training sequence length; each batch row is cut into "
                                      "sequences of seq_len steps, each starting from its stored hidden state "
-                                     "(None: whole rows)", low=1)
+                                     "(None: whole rows); StatelessRecurrentNet: copies of the observation fed to "
+                                     "the RNN (required)", low=1)
     init_fn: str = spec_field("default", "weight initialisation", choices=INIT_FNS)
     init_gain: float | None = spec_field(None, "gain of init_fn orthogonal / xavier_uniform (None: ReLU's sqrt(2) "
                                          "for orthogonal, 1 for xavier_uniform; SLM-Lab takes its activation's)",
@@ -825,7 +828,7 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if net.clip_grad_per_net and (net.clip_grad_val is None or not support.split_optims):
         raise SpecError("agent.net.clip_grad_per_net", "needs agent.net.clip_grad_val and an algorithm with separate "
                         f"actor and critic nets ({_supporting(lambda s: s.split_optims)}); allowed: false")
-    if net.shared and not net.hid_layers and net.type != "RecurrentNet":  # a recurrent trunk needs no MLP
+    if net.shared and not net.hid_layers and net.type not in RECURRENT_NETS:  # a recurrent trunk needs no MLP
         raise SpecError("agent.net.hid_layers", "a shared trunk (agent.net.shared: true) needs at least one hidden "
                         "layer; got []")
     if net.layer_norm and not support.layer_norm:
@@ -886,6 +889,7 @@ NOT_ATARI = {"normalize_obs": False, "normalize_reward": False, "clip_obs": None
 VIZDOOM_ONLY = {"frame_skip": 1, "frame_stack": 1, "screen_size": [84, 84]}  # a non-default value needs a VizDoom id
 GAIN_FIELDS = ("init_gain", "actor_init_gain", "critic_init_gain")
 RECURRENT_FIELDS = ("cell_type", "fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len")
+RECURRENT_NETS = ("RecurrentNet", "StatelessRecurrentNet")
 
 
 def _check_init(name: str, support: AlgorithmSupport, net: NetSpec) -> None:
@@ -899,9 +903,12 @@ def _check_init(name: str, support: AlgorithmSupport, net: NetSpec) -> None:
 
 
 def _check_recurrent(net: NetSpec) -> None:
-    """The RecurrentNet fields are read by RecurrentNet only."""
-    if net.type != "RecurrentNet":
-        _check_unused(net, (), "agent.net", f"by {net.type} (RecurrentNet only)", RECURRENT_FIELDS)
+    """The RecurrentNet fields are read by the recurrent nets only; StatelessRecurrentNet needs its seq_len."""
+    if net.type not in RECURRENT_NETS:
+        _check_unused(net, (), "agent.net", f"by {net.type} ({', '.join(RECURRENT_NETS)} only)", RECURRENT_FIELDS)
+    if net.type == "StatelessRecurrentNet" and net.seq_len is None:
+        raise SpecError("agent.net.seq_len", "StatelessRecurrentNet runs its RNN over seq_len copies of the "
+                        "observation; set an integer >= 1")
 
 
 def _check_env(env: EnvSpec) -> None:

@@ -96,7 +96,8 @@ def test_episode_carry_learns_every_step_once_with_returns_across_batches():
 
 
 def test_reinforce_update_waits_for_episode_ends():
-    spec = load_spec(SPECS / "reinforce_cartpole.yaml", overrides=["env.num_envs=2", "agent.algorithm.time_horizon=8"])
+    spec = load_spec(SPECS / "reinforce_cartpole.yaml", overrides=["env.num_envs=2", "agent.algorithm.time_horizon=8",
+                                                                   "agent.algorithm.episodic=true"])
     components = build(spec, seed=0)
     agent, data = components.agent, next(iter(components.collector))
     data["next", "done"].zero_()  # no episode ended in this batch: no update
@@ -374,3 +375,25 @@ def test_a2c_refuses_to_standardize_a_one_transition_batch():
         "env.num_envs=1", "agent.algorithm.time_horizon=1", "agent.algorithm.normalize_advantage=true"])
     with pytest.raises(SpecError, match="normalize_advantage.*>= 2 transitions"):
         build(spec, seed=0)
+
+
+def test_reinforce_loss_is_slm_lab_policy_loss_by_hand():
+    """SLM-Lab's REINFORCE with OnPolicyBatchReplay (episodic: false): calc_returns over the [T, num_envs] batch cut
+    at terminations, center_mean, standardize, then -mean(log_prob * adv) - entropy_coef * mean(entropy)."""
+    spec = load_spec(SPECS / "reinforce_cartpole.yaml", overrides=[
+        "env.num_envs=4", "agent.algorithm.time_horizon=16", "agent.algorithm.episodic=false",
+        "agent.algorithm.entropy_coef_spec={name: no_decay, start_val: 0.001}", "agent.net.lr_scheduler_spec=null"])
+    components = build(spec, seed=0)
+    agent, data = components.agent, next(iter(components.collector))
+    rewards = data["next", "reward"].squeeze(-1).T  # [T, num_envs], as SLM-Lab's memory stacks them
+    not_terminated = 1 - data["next", "terminated"].squeeze(-1).T.float()
+    returns, future = torch.zeros_like(rewards), torch.zeros(rewards.shape[1])
+    for t in reversed(range(len(rewards))):
+        returns[t] = future = rewards[t] + spec.agent.algorithm.gamma * future * not_terminated[t]
+    advantages = (returns - returns.mean()).reshape(-1)
+    advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    logits = agent.actor(data.clone())["logits"].transpose(0, 1).reshape(-1, 2)
+    dist = torch.distributions.Categorical(logits=logits)
+    actions = data["action"].transpose(0, 1).reshape(-1)
+    expected = -(dist.log_prob(actions) * advantages).mean() - 0.001 * dist.entropy().mean()
+    assert agent.update(data, data.numel())["loss"].item() == pytest.approx(expected.item(), abs=1e-7)

@@ -95,7 +95,8 @@ def test_eval_env_carries_the_actors_hidden_state():
 
 
 @pytest.mark.parametrize(("overrides", "field", "fragment"), [
-    (["agent.net.type=MLPNet"], "agent.net.fc_hid_layers", "not used by MLPNet (RecurrentNet only)"),
+    (["agent.net.type=MLPNet"], "agent.net.fc_hid_layers",
+     "not used by MLPNet (RecurrentNet, StatelessRecurrentNet only)"),
     (["agent.net.cell_type=RNN"], "agent.net.cell_type", "allowed: LSTM, GRU"),
     (["agent.net.rnn_hidden_size=0"], "agent.net.rnn_hidden_size", "out of range"),
     (["env.obs_mask=[1, 2, 0, 0]"], "env.obs_mask[1]", "allowed: [0, 1]"),
@@ -124,3 +125,53 @@ def test_recurrent_fields_are_documented():
     for key in ("cell_type", "fc_hid_layers", "rnn_hidden_size", "rnn_num_layers", "seq_len"):
         assert docs[f"agent.net.{key}"]
     assert "velocities" in docs["env.obs_mask"]
+
+
+# ------------------------------------------------------------------------ StatelessRecurrentNet (SLM-Lab's)
+STATELESS = SPECS / "reinforce_cartpole.yaml"
+STATELESS_NET = ["agent.net.type=StatelessRecurrentNet", "agent.net.cell_type=GRU", "agent.net.seq_len=4",
+                 "agent.net.fc_hid_layers=[8]", "agent.net.rnn_hidden_size=6", "agent.net.hid_layers=[]"]
+
+
+@pytest.mark.parametrize("overrides", [[], ["agent.net.cell_type=LSTM", "agent.net.rnn_num_layers=2"],
+                                       ["agent.net.fc_hid_layers=[]"]])
+def test_stateless_recurrent_net_runs_its_rnn_over_the_repeated_observation_from_zeros(overrides):
+    """SLM-Lab's RecurrentNet.forward: x.unsqueeze(1).repeat(1, seq_len, 1) through fc, RNN from zeros, h_n[-1]."""
+    actor = build(load_spec(STATELESS, None, ["env.num_envs=2", *STATELESS_NET, *overrides])).actor
+    torso, head = actor.module[0].module[0], actor.module[0].module[1]
+    obs = torch.randn(5, 3, 4)  # [batch, time, obs]: every step alone, no state between them
+    repeated = torso.fc(obs.reshape(-1, 4)).unsqueeze(1).repeat(1, 4, 1)  # SLM-Lab's x.unsqueeze(1).repeat
+    hidden = torso.rnn(repeated)[1]  # torch's own RNN from a zero state
+    features = (hidden[0] if isinstance(torso.rnn, torch.nn.LSTM) else hidden)[-1].reshape(5, 3, -1)
+    assert torch.allclose(torso(obs), features, atol=1e-6)
+    assert torch.allclose(torso(obs[:, -1]), features[:, -1], atol=1e-6)  # the same step alone: the same output
+    assert torch.allclose(torch.vmap(torso)(obs), features, atol=1e-6)  # TorchRL's estimators vmap the critic
+    linears = [m for m in head.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.in_features for m in linears] == [6]  # SLM-Lab's tail: one Linear on the hidden state
+
+
+def test_stateless_recurrent_net_initialises_as_slm_lab():
+    """init_fn with the gain on the fc layers and a GRU's weights; an LSTM keeps torch's init (SLM-Lab's init_params
+    matches GRU by name only)."""
+    orthogonal = ["agent.net.init_fn=orthogonal", "agent.net.init_gain=2.0"]
+    gru = build(load_spec(STATELESS, None, ["env.num_envs=2", *STATELESS_NET, *orthogonal])).actor
+    rnn = gru.module[0].module[0].rnn
+    assert torch.allclose(torch.linalg.svdvals(rnn.weight_hh_l0), torch.full((6,), 2.0), atol=1e-5)
+    assert not rnn.bias_ih_l0.any() and not rnn.bias_hh_l0.any()
+    lstm = build(load_spec(STATELESS, None, ["env.num_envs=2", *STATELESS_NET, *orthogonal,
+                                             "agent.net.cell_type=LSTM"])).actor.module[0].module[0].rnn
+    assert lstm.bias_ih_l0.abs().max() > 0  # torch's uniform init, untouched
+
+
+@pytest.mark.parametrize(("spec_file", "overrides"), [
+    (SPECS / "ppo_cartpole.yaml", ["agent.net.shared=true"]), (SPECS / "dqn_cartpole.yaml", []),
+    (SPECS / "a2c_gae_cartpole.yaml", []), (SPECS / "sarsa_cartpole.yaml", [])])
+def test_stateless_recurrent_net_builds_wherever_mlp_net_does(spec_file, overrides):
+    components = build(load_spec(spec_file, None, [*STATELESS_NET, *overrides]))
+    torsos = [m for m in components.actor.modules() if type(m).__name__ == "StatelessRecurrentTorso"]
+    assert torsos and torsos[0].seq_len == 4
+
+
+def test_stateless_recurrent_net_needs_its_seq_len():
+    with pytest.raises(SpecError, match="agent.net.seq_len"):
+        load_spec(STATELESS, None, ["agent.net.type=StatelessRecurrentNet"])

@@ -53,8 +53,8 @@ NAMES = ("A2C",)
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"),
-                         nets=("MLPNet", "ConvNet", "RecurrentNet"), shared=True, split_optims=True,
-                         one_hot_actions=True, multi_actions=True, head_gains=True, distributed=True)
+                         nets=("MLPNet", "ConvNet", "RecurrentNet", "StatelessRecurrentNet"), shared=True,
+                         split_optims=True, one_hot_actions=True, multi_actions=True, head_gains=True, distributed=True)
 @dataclass
 class A2CAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of A2C."""

@@ -338,11 +338,11 @@ def build_actor_critic(env: EnvBase, net_spec: NetSpec, *, pdtype: str = "defaul
     torso, feat_dim = build_torso(info["obs_shape"], net_spec)
 
     if net_spec.shared and critic:
-        widths = net_spec.hid_layers
+        widths = net_spec.hid_layers  # none: the torso alone is the trunk (StatelessRecurrentNet, as SLM-Lab's)
         trunk = nn.Sequential(torso, build_mlp(feat_dim, widths[-1], net_spec, widths[:-1]),
-                              ACTIVATIONS[net_spec.hid_layers_activation]())
-        head = _policy_head(widths[-1], info, net_spec, distribution, [])
-        value_head = _value_head(widths[-1], net_spec, [])
+                              ACTIVATIONS[net_spec.hid_layers_activation]()) if widths else torso
+        head = _policy_head(widths[-1] if widths else feat_dim, info, net_spec, distribution, [])
+        value_head = _value_head(widths[-1] if widths else feat_dim, net_spec, [])
         common = TensorDictModule(trunk, ["observation"], ["hidden"])
         operator = ActorValueOperator(common, _probabilistic_actor(head.module, head, info, "hidden"),
                                       ValueOperator(value_head, in_keys=["hidden"]))

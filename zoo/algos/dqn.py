@@ -63,7 +63,8 @@ class ValueExplorationSpec(AlgorithmSpec):
 
 
 @register_algorithm_spec(*NAMES, memories=("Replay", "PrioritizedReplay"),
-                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "RecurrentNet"),
+                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "RecurrentNet",
+                               "StatelessRecurrentNet"),
                          targets=("replace", "polyak"), one_hot_actions=True)
 @dataclass
 class DQNAlgorithmSpec(ValueExplorationSpec):

@@ -73,8 +73,8 @@ TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_ta
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"),
-                         nets=("MLPNet", "ConvNet", "RecurrentNet"), shared=True, split_optims=True,
-                         one_hot_actions=True, multi_actions=True, head_gains=True, distributed=True)
+                         nets=("MLPNet", "ConvNet", "RecurrentNet", "StatelessRecurrentNet"), shared=True,
+                         split_optims=True, one_hot_actions=True, multi_actions=True, head_gains=True, distributed=True)
 @dataclass
 class PPOAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of PPO."""

@@ -39,8 +39,9 @@ from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, register_algorithm_spec,
 NAMES = ("Reinforce",)
 
 
-@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"),
-                         one_hot_actions=True, multi_actions=True, head_gains=True)
+@register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay", "OnPolicyReplay"),
+                         nets=("MLPNet", "ConvNet", "StatelessRecurrentNet"), one_hot_actions=True,
+                         multi_actions=True, head_gains=True)
 @dataclass
 class ReinforceAlgorithmSpec(AlgorithmSpec):
     """Hyperparameters of REINFORCE."""

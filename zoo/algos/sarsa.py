@@ -33,7 +33,7 @@ SARSA_KEYS = ("observation", "action", ("next", "observation"), ("next", "reward
 
 
 @register_algorithm_spec(*NAMES, memories=("OnPolicyBatchReplay",),
-                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet"))
+                         nets=("MLPNet", "DuelingMLPNet", "ConvNet", "DuelingConvNet", "StatelessRecurrentNet"))
 @dataclass
 class SARSAAlgorithmSpec(ValueExplorationSpec):
     """Hyperparameters of SARSA."""

@@ -45,8 +45,8 @@ class SelfImitationSpec:
     training_batch_iter: int = spec_field(1, "gradient steps on each replayed batch", low=1)
 
 
-SUPPORT = dict(memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet"), shared=True,
-               split_optims=True, sil_replay=True, head_gains=True)
+SUPPORT = dict(memories=("OnPolicyBatchReplay", "OnPolicyReplay"), nets=("MLPNet", "ConvNet", "StatelessRecurrentNet"),
+               shared=True, split_optims=True, sil_replay=True, head_gains=True)
 
 
 @register_algorithm_spec("SIL", **SUPPORT)
