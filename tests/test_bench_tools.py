@@ -127,3 +127,21 @@ def test_benchmark_cell_key_hashes_explicit_settings_only(tmp_path):
     spec_file.write_text(spec_file.read_text().replace("gamma: 0.99", "gamma: 0.98"))
     [edited] = benchmark.discover(tmp_path, benchmark.SUITES["classic"])
     assert benchmark.cell_key(edited, args, 0) != key
+
+
+def test_benchmark_report_has_slm_labs_crossq_column(tmp_path):
+    benchmark = load_tool("benchmark")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    for name in ("crossq_pendulum.yaml", "sac_pendulum.yaml"):
+        shutil.copy(SPECS / name, specs)
+    args = benchmark.parse_args(["--suite", "classic", "--specs-dir", str(specs), "--out", str(tmp_path / "out"),
+                                 "--report", str(tmp_path / "BENCHMARK.md")])
+    entries = benchmark.discover(specs, benchmark.SUITES["classic"])
+    assert [e.algorithm for e in entries] == ["SAC", "CrossQ"]
+    rows = benchmark.report_section(args, entries, {}, [], {}).splitlines()
+    crossq = [row for row in rows if "| CrossQ |" in row]
+    assert "| Pendulum-v1 | CrossQ | crossq_pendulum | 20,000 | 0 | not run | - | - | - | -146 |" in crossq[2]
+    assert [row.split(" | ")[0] for row in crossq] == ["| CartPole-v1", "| Acrobot-v1", "| Pendulum-v1",
+                                                         "| LunarLander-v3", "| LunarLanderContinuous-v3"]
+    assert rows.index(crossq[2]) == rows.index(next(r for r in rows if "sac_pendulum" in r)) + 1

@@ -45,14 +45,15 @@ from zoo.spec import Spec, SpecError, load_spec, read_spec_file, spec_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SUITES = {"classic": ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", "LunarLanderContinuous-v3")}
-ALGORITHM_ORDER = ("REINFORCE", "SARSA", "DQN", "DDQN+PER", "A2C", "PPO", "SAC")
-# SLM-Lab's published trial scores (final return moving average) for the classic suite.
+ALGORITHM_ORDER = ("REINFORCE", "SARSA", "DQN", "DDQN+PER", "A2C", "PPO", "SAC", "CrossQ")
+# SLM-Lab's published trial scores (final return moving average) for the classic suite (docs/BENCHMARKS.md).
 PUBLISHED = {
-    "CartPole-v1": {"REINFORCE": 483, "SARSA": 431, "DQN": 240, "DDQN+PER": 452, "A2C": 497, "PPO": 499, "SAC": 406},
-    "Acrobot-v1": {"DQN": -94, "DDQN+PER": -84, "A2C": -84, "PPO": -81, "SAC": -93},
-    "Pendulum-v1": {"A2C": -821, "PPO": -175, "SAC": -151},
-    "LunarLander-v3": {"DQN": 195, "DDQN+PER": 266, "A2C": 27, "PPO": 183, "SAC": 106},
-    "LunarLanderContinuous-v3": {"A2C": -77, "PPO": 133, "SAC": 125},
+    "CartPole-v1": {"REINFORCE": 483, "SARSA": 431, "DQN": 240, "DDQN+PER": 452, "A2C": 497, "PPO": 499, "SAC": 406,
+                    "CrossQ": 335},
+    "Acrobot-v1": {"DQN": -94, "DDQN+PER": -84, "A2C": -84, "PPO": -81, "SAC": -93, "CrossQ": -103},
+    "Pendulum-v1": {"A2C": -821, "PPO": -175, "SAC": -151, "CrossQ": -146},
+    "LunarLander-v3": {"DQN": 195, "DDQN+PER": 266, "A2C": 27, "PPO": 183, "SAC": 106, "CrossQ": 139},
+    "LunarLanderContinuous-v3": {"A2C": -77, "PPO": 133, "SAC": 125, "CrossQ": 269},
 }
 # The eval return each issue asks a spec of the env to reach; the report gives the frames each seed took.
 TARGETS = {"CartPole-v1": 475, "Acrobot-v1": -100, "Pendulum-v1": -200, "LunarLander-v3": 200,
@@ -203,6 +204,11 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def repo_relative(path: Path) -> Path:
+    """`path` relative to the checkout when inside it: the committed cache must not name one machine's paths."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def run_cell(entry: Entry, seed: int, args: argparse.Namespace) -> dict:
     """Train one spec x seed in a subprocess; the cell's result (raises RuntimeError on failure)."""
     cell_dir = args.out / "runs" / f"{entry.key.replace(':', '_')}_seed{seed}"
@@ -241,7 +247,7 @@ def run_cell(entry: Entry, seed: int, args: argparse.Namespace) -> dict:
             "wall_seconds": wall_seconds, "loop_seconds": loop_seconds,
             "fps": int(last["frame"]) / loop_seconds, "device": describe_device(entry.spec),
             "versions": provenance.get("versions", package_versions()), "git_sha": provenance.get("git_sha"),
-            "run_dir": str(run_dir), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "run_dir": str(repo_relative(run_dir)), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
             "curve": curve[::step] + ([curve[-1]] if (len(curve) - 1) % step else [])}
 
 
