@@ -157,10 +157,11 @@ class StatelessRecurrentTorso(nn.Module):
         for layer in range(self.rnn.num_layers):
             w_ih, w_hh, b_ih, b_hh = (getattr(self.rnn, f"{name}_l{layer}") for name in
                                       ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            # the first layer reads the same observation at every step: its input projection is computed once
+            projected = [x @ w_ih.T + b_ih] * self.seq_len if layer == 0 else [s @ w_ih.T + b_ih for s in inputs]
             h = c = x.new_zeros(x.shape[0], self.out_dim)
-            outputs, gi = [], None
-            for step in inputs:
-                gi = step @ w_ih.T + b_ih if layer or gi is None else gi  # the first layer's input never changes
+            outputs = []
+            for gi in projected:
                 gh = h @ w_hh.T + b_hh
                 if isinstance(self.rnn, nn.LSTM):
                     i, f, g, o = (gi + gh).chunk(4, -1)

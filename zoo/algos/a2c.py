@@ -164,6 +164,10 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     actor, critic, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
                                                      tanh_squash=algo_spec.tanh_squash)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
+    advantage_module = (make_vtrace(algo_spec.gamma, actor, critic, keys=learning_keys(env))
+                        if algo_spec.off_policy_correction == "vtrace" else
+                        make_advantage_module(algo_spec.gamma, algo_spec.lam, None if recurrent else critic,
+                                              keys=learning_keys(env)))
     # entropy_coeff=1.0 only switches the term on (a zero coefficient would drop it); update() sets the value
     settings = dict(entropy_coeff=1.0, critic_coeff=algo_spec.val_loss_coef, loss_critic_type=loss_function(net_spec))
     loss = (NormalizedValueA2CLoss(actor, critic, return_normalizer=ReturnNormalizer(), **settings)
@@ -175,9 +179,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
         policy=policy, actor=actor, loss=loss, optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=horizon * spec.env.num_envs, max_frame=spec.env.max_frame,
         schedules={"entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, advantage_module=make_vtrace(algo_spec.gamma, actor, critic, keys=learning_keys(env))
-        if algo_spec.off_policy_correction == "vtrace" else make_advantage_module(
-            algo_spec.gamma, algo_spec.lam, None if recurrent else critic, keys=learning_keys(env)),
+        algo_spec=algo_spec, advantage_module=advantage_module,
         params=list(module.parameters()), clip_grad_val=net_spec.clip_grad_val, nets=nets if recurrent else None,
         seq_len=net_spec.seq_len, clip_per_net=net_spec.clip_grad_per_net,
     )

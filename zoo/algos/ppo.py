@@ -315,13 +315,18 @@ def build(spec: Spec, env: EnvBase) -> Agent:
                                           ["observation"], ["action"])
         # plain-torch draws in the collector; with a shared trunk it also records V(obs), for GAE (next_values)
         policy = PlainPolicy(actor, nets, one_hot=one_hot, record_value=shared)
+    if vtrace:
+        advantage_module = make_vtrace(algo_spec.gamma, actor, critic, keys=keys)
+    elif recorded:  # GAE over the values the collector recorded
+        advantage_module = make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys)
+    else:
+        advantage_module = loss.value_estimator
     return PPOAgent(
         policy=policy, actor=eval_actor, loss=loss,
         optimizers=build_optimizers(net_spec, actor, critic, module),
         frames_per_batch=frames_per_batch, max_frame=spec.env.max_frame,
         schedules={"clip_eps": clip_eps, "entropy_coef": entropy_coef}, lr_scheduler_spec=net_spec.lr_scheduler_spec,
-        algo_spec=algo_spec, advantage_module=make_vtrace(algo_spec.gamma, actor, critic, keys=keys) if vtrace else
-        make_advantage_module(algo_spec.gamma, algo_spec.lam, None, keys=keys) if recorded else loss.value_estimator,
+        algo_spec=algo_spec, advantage_module=advantage_module,
         params=list(module.parameters()), recorded_values=recorded and not vtrace,
         clip_grad_val=net_spec.clip_grad_val, seq_len=net_spec.seq_len,
         clip_per_net=net_spec.clip_grad_per_net,
