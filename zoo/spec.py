@@ -811,7 +811,7 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
         raise SpecError("agent.memory.name", f"{name} does not use '{mem.name}'; "
                         f"{_suggest(mem.name, support.memories, list_all=True)}")
     if not support.nets:  # no networks: nothing in agent.net is read
-        _check_unused(net, (), "agent.net", f"by {name} (it has no networks)")
+        check_unused(net, (), "agent.net", f"by {name} (it has no networks)")
     elif net.type not in support.nets:
         raise SpecError("agent.net.type", f"{name} does not build '{net.type}'; "
                         f"{_suggest(net.type, support.nets, list_all=True)}")
@@ -850,7 +850,7 @@ def _check_algorithm_support(spec: Spec, raw: dict[str, Any] | None) -> None:
     if support.sil_replay:
         mem.sil_replay_name = mem.sil_replay_name or "Replay"
         used, by = (*used, "sil_replay_name", *MEMORY_FIELDS[mem.sil_replay_name]), f"{by} or {mem.sil_replay_name}"
-    _check_unused(mem, used, "agent.memory", by)
+    check_unused(mem, used, "agent.memory", by)
 
 
 MEMORY_FIELDS = {"Replay": ("max_size", "batch_size", "use_cer"),  # the fields each memory reads (name aside)
@@ -859,7 +859,7 @@ MEMORY_FIELDS = {"Replay": ("max_size", "batch_size", "use_cer"),  # the fields 
 TARGET_FIELDS = {"replace": ("update_frequency",), "polyak": ("polyak_coef",)}
 
 
-def _check_unused(section: Any, used: tuple[str, ...], where: str, by: str, among: tuple[str, ...] | None = None):
+def check_unused(section: Any, used: tuple[str, ...], where: str, by: str, among: tuple[str, ...] | None = None):
     """A field of `section` (of `among`, default all but name) set away from its default though nothing reads it."""
     defaults = type(section)()
     for f in dataclasses.fields(section):
@@ -872,14 +872,14 @@ def _check_unused(section: Any, used: tuple[str, ...], where: str, by: str, amon
 def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw: dict[str, Any] | None) -> None:
     among = ("update_type", *(key for keys in TARGET_FIELDS.values() for key in keys))
     if not support.targets:
-        _check_unused(net, (), "agent.net", f"by {name} (no target network)", among)
+        check_unused(net, (), "agent.net", f"by {name} (no target network)", among)
         return
     if not _given(raw, "agent.net.update_type"):
         net.update_type = support.targets[0]
     if net.update_type not in support.targets:
         raise SpecError("agent.net.update_type", f"{name} does not update its targets by '{net.update_type}'; "
                         f"{_suggest(net.update_type, support.targets, list_all=True)}")
-    _check_unused(net, ("update_type", *TARGET_FIELDS[net.update_type]), "agent.net",
+    check_unused(net, ("update_type", *TARGET_FIELDS[net.update_type]), "agent.net",
                   f"with agent.net.update_type: {net.update_type}", among)
 
 
@@ -895,17 +895,17 @@ RECURRENT_NETS = ("RecurrentNet", "StatelessRecurrentNet")
 def _check_init(name: str, support: AlgorithmSupport, net: NetSpec) -> None:
     """Gains are read by the gain-taking initialisations, head gains by the actor-critic family's heads."""
     if net.init_fn not in ("orthogonal", "xavier_uniform"):
-        _check_unused(net, (), "agent.net", f"with init_fn {net.init_fn} (orthogonal, xavier_uniform only)",
+        check_unused(net, (), "agent.net", f"with init_fn {net.init_fn} (orthogonal, xavier_uniform only)",
                       GAIN_FIELDS)
     elif not support.head_gains:
-        _check_unused(net, (), "agent.net", f"by {name} (head gains: "
+        check_unused(net, (), "agent.net", f"by {name} (head gains: "
                       f"{_supporting(lambda s: s.head_gains)})", GAIN_FIELDS[1:])
 
 
 def _check_recurrent(net: NetSpec) -> None:
     """The RecurrentNet fields are read by the recurrent nets only; StatelessRecurrentNet needs its seq_len."""
     if net.type not in RECURRENT_NETS:
-        _check_unused(net, (), "agent.net", f"by {net.type} ({', '.join(RECURRENT_NETS)} only)", RECURRENT_FIELDS)
+        check_unused(net, (), "agent.net", f"by {net.type} ({', '.join(RECURRENT_NETS)} only)", RECURRENT_FIELDS)
     if net.type == "StatelessRecurrentNet" and net.seq_len is None:
         raise SpecError("agent.net.seq_len", "StatelessRecurrentNet runs its RNN over seq_len copies of the "
                         "observation; set an integer >= 1")

@@ -66,7 +66,7 @@ from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import env_info, learning_keys
 from zoo.nets import HALF_LOG_2PI, normal_log_prob, tanh_normal_log_prob
 from zoo.schedules import Schedule
-from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
+from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, check_unused, register_algorithm_spec, spec_field
 
 NAMES = ("PPO",)
 TRAIN_KEYS = ("observation", "action", "action_log_prob", "advantage", "value_target", "state_value")
@@ -284,9 +284,9 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     if algo_spec.advantage_normalizer == "percentile" and not algo_spec.normalize_advantage:
         raise SpecError("agent.algorithm.advantage_normalizer", "percentile needs normalize_advantage: true")
     vtrace = algo_spec.off_policy_correction == "vtrace"
-    if vtrace and algo_spec.lam != PPOAlgorithmSpec.lam:
-        raise SpecError("agent.algorithm.lam", f"{algo_spec.lam} is unused with off_policy_correction vtrace (its "
-                        "traces are cut by the clipped importance ratio); remove it")
+    if vtrace:
+        check_unused(algo_spec, (), "agent.algorithm", "with off_policy_correction vtrace (its traces are cut by the "
+                     "clipped importance ratio)", ("lam",))
     check_off_policy_correction(algo_spec.off_policy_correction, net_spec)
     recurrent = net_spec.type == "RecurrentNet"
     if recurrent:
