@@ -120,16 +120,16 @@ def test_distributed_workers_see_the_learners_weights_as_the_mode_says(mode):
             head.weight.zero_()
             head.bias.copy_(torch.tensor([10.0, -10.0]))
         workers = len(components.collector.procs)
-        before_push = [(next(batches)["action"] == 0).float().mean().item() for _ in range(workers + 2)]
+        # A worker may have a queued batch and a batch half collected at the change, and batches arrive in no fixed
+        # order, so only the last few of several rounds are sure to have been collected wholly after it.
+        before_push = [(next(batches)["action"] == 0).float().mean().item() for _ in range(3 * workers + 2)]
         components.push_policy_weights()
-        for _ in range(workers):  # every worker may have had a batch in flight at the push
-            next(batches)
-        after_push = [(next(batches)["action"] == 0).float().mean().item() for _ in range(2)]
+        after_push = [(next(batches)["action"] == 0).float().mean().item() for _ in range(3 * workers + 2)]
     finally:
         components.close()
-    assert min(after_push) == 1.0
+    assert min(after_push[-2:]) == 1.0
     if mode == "shared":
-        assert min(before_push[workers:]) == 1.0  # each worker's first may have been in flight at the change
+        assert min(before_push[-2:]) == 1.0
     else:
         assert max(before_push) < 0.8
 
