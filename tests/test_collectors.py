@@ -87,20 +87,23 @@ def test_multi_process_run_resumes(tmp_path, collector, extra):
 
 
 def test_multi_async_batches_and_an_error_in_the_loop_shuts_the_workers_down(tmp_path):
-    """A multi_async batch is one worker's `[copies, workers * time]` (as many frames as multi_sync's); an update
-    that raises ends the run with every worker process stopped."""
+    """A multi_async batch is one worker's `[copies, workers * time]` cut into `[copies * workers, time]` (the
+    shape and frames of a sync batch); an update that raises ends the run with every worker process stopped."""
     spec = load_spec(SPEC, None, tiny("multi_async", "env.max_frame=100000"))
     components = build(spec)
-    shapes = []
+    shapes, continuity = [], []
 
     def fail(data, frame):
         shapes.append(tuple(data.batch_size))
+        for row in (0, 2):  # rows 2i and 2i + 1: consecutive chunks of copy i
+            if not data["next", "done"][row, -1]:
+                continuity.append(torch.equal(data["next", "observation"][row, -1], data["observation"][row + 1, 0]))
         raise RuntimeError("update failed")
 
     components.agent.update = fail
     with pytest.raises(RuntimeError, match="update failed"):
         Session(components, RunDir.create(spec, tmp_path, components.seed, ["test"]), progress=False).run_loop()
-    assert shapes == [(2, 64)]
+    assert shapes == [(4, 32)] and continuity and all(continuity)
     deadline = time.monotonic() + 10
     while any(proc.is_alive() for proc in components.collector.procs) and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -213,9 +213,11 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
     TorchRL's RayCollector, whose Ray actors do the same (zoo.distributed).
 
     Either way the learner sees batches of the same shape `[num_envs, time]` (multi_sync joins the workers'
-    `[workers, copies, time]`; a multi_async worker collects `[copies, workers * time]`), so a spec trains with the
-    same hyperparameters whichever collector steps it. Worker seeds derive from `seed` (the env's). `distributed`
-    (`meta.distributed`, multi_async only) picks how its workers see the weights (see this module's docstring)."""
+    `[workers, copies, time]`; a multi_async worker's `[copies, workers * time]` is cut into its `workers`
+    consecutive time chunks, `[copies * workers, time]`), so a spec trains with the same hyperparameters whichever
+    collector steps it, and returns bootstrap at the same horizon (an n-step return spans n steps, GAE
+    time_horizon). Worker seeds derive from `seed` (the env's). `distributed` (`meta.distributed`, multi_async only)
+    picks how its workers see the weights (see this module's docstring)."""
     if env_spec is None or env_spec.collector == "sync":
         return Collector(
             env, agent.policy, frames_per_batch=agent.frames_per_batch, total_frames=total_frames,
@@ -239,7 +241,8 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
                                   init_random_frames=init_random_frames)
     # synced: the workers' weights are a copy that the learner's optimizer steps do not reach (push_policy_weights)
     policy = copy.deepcopy(agent.policy) if distributed == "synced" else agent.policy
-    return MultiAsyncCollector(env_fns, policy, **options)
+    time = agent.frames_per_batch // env_spec.num_envs
+    return MultiAsyncCollector(env_fns, policy, postproc=partial(split_rollout, time), **options)
 
 
 def worker_env(env_spec: EnvSpec, seed: int, num_envs: int, gamma: float) -> EnvBase:
@@ -258,6 +261,13 @@ def worker_setup() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform == "linux":  # die with the learner, even when it is killed with SIGKILL: no orphan workers
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def split_rollout(time: int, data: TensorDictBase) -> TensorDictBase:
+    """A multi_async worker's `[copies, workers * time]` batch as `[copies * workers, time]`: each row a `time`-step
+    chunk of one env copy, rows of a copy consecutive (so a flattened batch keeps each copy's steps in order). An
+    estimator bootstraps each row from its last step's `next` value, as it does at the end of a sync rollout."""
+    return data.reshape(-1, time)
 
 
 def join_workers(data: TensorDictBase) -> TensorDictBase:
