@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import (
@@ -73,7 +74,7 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
                         "replay; allowed: false")
     storage = LazyTensorStorage(max_size, device=device, ndim=ndim)
     if memory_spec.name == "PrioritizedReplay":
-        sampler = PrioritizedSampler(max_size, alpha=memory_spec.alpha, beta=memory_spec.beta,
+        sampler = LeanPrioritizedSampler(max_size, alpha=memory_spec.alpha, beta=memory_spec.beta,
                                      eps=memory_spec.epsilon)
     else:
         sampler = RandomSampler()
@@ -83,6 +84,54 @@ def make_replay_buffer(memory_spec: MemorySpec, *, device: torch.device | str | 
     if memory_spec.use_cer:
         return CombinedReplay(memory_spec.batch_size, storage=storage, sampler=sampler, transform=transform)
     return LeanReplayBuffer(storage=storage, sampler=sampler, transform=transform)
+
+
+class LeanPrioritizedSampler(PrioritizedSampler):
+    """TorchRL's proportional sampler with lean paths for the common case, CPU segment trees over a flat storage,
+    drawn once per gradient step: the same draws (numpy's global RNG, as TorchRL's CPU path), importance weights,
+    tree writes and max-priority bookkeeping as `PrioritizedSampler.sample` / `update_priority`
+    (torchrl/data/replay_buffers/samplers/prioritized.py), without their general-case conversions, reshapes and
+    `-1`-index filtering. Anything else (CUDA trees, a seeded generator, an N-d storage or index, a max priority
+    kept within the buffer) takes TorchRL's path."""
+
+    def _lean(self, storage) -> bool:
+        return self._device is None and self._rng is None and not self._max_priority_within_buffer and (
+            storage is None or storage.ndim == 1)
+
+    def sample(self, storage, batch_size: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        size = len(storage)
+        if not self._lean(storage) or size == 0:
+            return super().sample(storage, batch_size)
+        p_sum, p_min = self._sum_tree.query(0, size), self._min_tree.query(0, size)
+        if p_sum <= 0 or p_min <= 0:
+            return super().sample(storage, batch_size)  # TorchRL's error
+        index = torch.as_tensor(self._sum_tree.scan_lower_bound(np.random.uniform(0.0, p_sum, size=batch_size)))
+        index = index.reshape(-1).clamp_max_(size - 1)
+        weight = torch.as_tensor(self._sum_tree[index])
+        zero_weight = weight == 0  # a float-rounding landing past the last positive entry: step back, as TorchRL
+        while zero_weight.any():
+            index = torch.where(zero_weight, index - 1, index)
+            if (index < 0).any():
+                raise RuntimeError("Failed to find a suitable index")
+            weight = torch.as_tensor(self._sum_tree[index])
+            zero_weight = weight == 0
+        return index, {"priority_weight": torch.pow(weight / p_min, -self._beta)}
+
+    @torch.no_grad()
+    def update_priority(self, index, priority, *, storage=None) -> None:
+        lean = (self._lean(storage) and isinstance(index, torch.Tensor) and index.ndim == 1 and index.numel()
+                and isinstance(priority, torch.Tensor) and priority.shape == index.shape and not index.is_cuda
+                and not priority.is_cuda and index.dtype == torch.long)
+        if not lean or index.min() < 0:
+            return super().update_priority(index, priority, storage=storage)
+        priority = priority.detach()
+        max_p, max_at = priority.max(dim=0)
+        current = self._max_priority[0]
+        if current is None or max_p > current:
+            self._max_priority = (max_p, index[max_at])
+        priority = torch.pow(priority + self._eps, self._alpha)
+        self._sum_tree[index] = priority
+        self._min_tree[index] = priority
 
 
 def gather_rows(data: TensorDictBase, index: torch.Tensor, extra: dict[str, torch.Tensor] | None = None) -> TensorDict:

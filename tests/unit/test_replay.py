@@ -6,7 +6,7 @@ import torch
 from tensordict import TensorDict
 from torchrl.data import LazyTensorStorage, PrioritizedSampler, RandomSampler, TensorDictReplayBuffer
 
-from zoo.memory import LeanReplayBuffer, gather_rows
+from zoo.memory import LeanPrioritizedSampler, LeanReplayBuffer, gather_rows
 
 SIZE = 500
 
@@ -48,3 +48,34 @@ def test_lean_sample_falls_back_on_2d_storage():
 def test_gather_rows_is_indexing():
     data, index = transitions(50), torch.tensor([3, 3, 0, 49])
     assert (gather_rows(data, index) == data[index]).all()
+
+
+def test_lean_prioritized_sampler_draws_weighs_and_updates_as_torchrl():
+    """Several sample / update rounds from the same numpy seed: the same rows, weights, tree sums and minima and
+    max priority as TorchRL's sampler (a row at a new max priority, repeated rows, priorities of shape [n, 1])."""
+    storage = LazyTensorStorage(SIZE)
+    storage.set(torch.arange(300), transitions(300))
+    samplers = [PrioritizedSampler(SIZE, 0.6, 0.4, eps=1e-4), LeanPrioritizedSampler(SIZE, 0.6, 0.4, eps=1e-4)]
+    for sampler in samplers:  # as a buffer's extend does: new rows at the default priority (a scalar)
+        sampler.extend(torch.arange(300))
+        sampler.update_priority(torch.arange(300), sampler.default_priority)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(6):
+        draws = []
+        for sampler in samplers:
+            np.random.seed(step)
+            draws.append(sampler.sample(storage, 64))
+        (expected, expected_info), (got, info) = draws
+        assert torch.equal(got, expected) and torch.allclose(info["priority_weight"], expected_info["priority_weight"])
+        priority = torch.rand(64, generator=generator) * (10.0 if step == 3 else 1.0)
+        if step == 4:
+            priority = priority[:, None]
+        for sampler in samplers:
+            sampler.update_priority(expected, priority)
+        reference, lean = samplers
+        assert lean._sum_tree.query(0, 300) == pytest.approx(reference._sum_tree.query(0, 300))
+        assert lean._min_tree.query(0, 300) == pytest.approx(reference._min_tree.query(0, 300))
+        assert float(lean._max_priority[0]) == float(reference._max_priority[0])
+        assert int(lean._max_priority[1]) == int(reference._max_priority[1])
+    assert torch.equal(torch.as_tensor(samplers[1]._sum_tree[torch.arange(300)]),
+                       torch.as_tensor(samplers[0]._sum_tree[torch.arange(300)]))
