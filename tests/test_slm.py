@@ -422,3 +422,20 @@ def test_recurrent_net_becomes_the_stateless_net_slm_lab_runs():
     assert build(spec, seed=0).agent is not None
     with pytest.raises(SlmSpecError, match="bidirectional"):
         translate_slm(slm({"name": "PPO"}, net={**net, "bidirectional": True}), "f")
+
+
+def test_search_over_activations_renames_each_choice():
+    """SLM-Lab's activation names become zoo's value by value; a range over names or an unknown name is refused."""
+    net = {"type": "MLPNet", "hid_layers": [16], "hid_layers_activation": "relu"}
+    raw = slm({"name": "PPO", "time_horizon": 16, "minibatch_size": 16}, net=net,
+              memory={"name": "OnPolicyBatchReplay"})
+    raw["search"] = {"agent": {"net": {"hid_layers_activation__choice": ["relu", "lrelu", "linear"]}}}
+    out, notes = translate_slm(raw, "f")
+    assert out["search"] == {"agent.net.hid_layers_activation__choice": ["relu", "leaky_relu", "identity"]}
+    validate(build_dataclass(Spec, out, ""))  # zoo's search accepts the renamed choice
+    for bad, message in ((["relu", "swish"], "swish; allowed: relu"), (["relu"], "")):
+        kind = "choice" if message else "uniform"
+        raw["search"] = {"agent": {"net": {f"hid_layers_activation__{kind}": bad}}}
+        with pytest.raises(SlmSpecError, match=message or "searchable as __choice") as err:
+            translate_slm(raw, "f")
+        assert len(err.value.lines) == 1 and "search.agent.net.hid_layers_activation" in err.value.lines[0]

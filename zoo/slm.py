@@ -93,6 +93,9 @@ class Translation:
     notes: list[str] = field(default_factory=list)
     paths: dict[str, str] = field(default_factory=dict)  # SLM-Lab dotted key -> zoo dotted key (values as they are)
     unused: dict[str, str] = field(default_factory=dict)  # SLM-Lab dotted key it never reads -> why
+    # SLM-Lab dotted key -> (zoo field, SLM-Lab value -> zoo value): a field whose values are renamed (a search
+    # choice over it is renamed value by value)
+    renamed: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{self.file}: {where}: {message}")
@@ -698,6 +701,8 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     if net_type != "TorchArcNet" and n.pop("arc", None) is not None:
         t.note(f"{w}.arc", f"unused by {net_type} (as in SLM-Lab)")
     activation = n.pop("hid_layers_activation", None)
+    if "hid_layers_activation" not in out:
+        t.renamed[f"{w}.hid_layers_activation"] = (f"{w}.hid_layers_activation", ACTIVATIONS)
     if activation is not None and "hid_layers_activation" not in out:
         if activation not in ACTIVATIONS:
             t.error(f"{w}.hid_layers_activation", f"'{activation}'; allowed: " + ", ".join(ACTIVATIONS))
@@ -1125,6 +1130,8 @@ def _search(t: Translation, search: Any) -> dict[str, Any]:
             t.error(where, f"'__{kind}' has no zoo equivalent; allowed: __" + ", __".join(SEARCH_SUFFIXES))
         elif path in t.unused:
             t.note(where, f"not searched: {path} is {t.unused[path]}")
+        elif path in t.renamed:
+            out.update(_renamed_choice(t, where, kind, value, *t.renamed[path]))
         elif path not in t.paths:
             t.error(where, f"{path} does not carry over to one zoo field unchanged (see the translation notes); "
                     "search a zoo spec after converting it")
@@ -1133,6 +1140,23 @@ def _search(t: Translation, search: Any) -> dict[str, Any]:
             if t.paths[path] != path:
                 t.note(where, f"searches zoo's {t.paths[path]}")
     return out
+
+
+def _renamed_choice(t: Translation, where: str, kind: str, value: Any, zoo_path: str,
+                     names: dict[str, Any]) -> dict[str, Any]:
+    """A search choice over a field whose values zoo names otherwise, each value renamed (duplicates dropped)."""
+    allowed = ", ".join(names)
+    if kind != "choice" or not isinstance(value, list) or not value:
+        t.error(where, f"its values are names, searchable as __choice of a list of: {allowed}")
+        return {}
+    unknown = [v for v in value if v not in names]
+    if unknown:
+        t.error(where, f"{', '.join(map(str, unknown))}; allowed: {allowed}")
+        return {}
+    choices = list(dict.fromkeys(names[v] for v in value))
+    if choices != value:
+        t.note(where, f"searches zoo's {zoo_path} over {choices}")
+    return {f"{zoo_path}__choice": choices}
 
 
 def translate_file(path: str | Path, names: list[str] | None = None,
