@@ -44,7 +44,8 @@ from zoo.record import TIME_PHASES, atomic_write_text, package_versions, read_me
 from zoo.spec import Spec, SpecError, load_spec, read_spec_file, spec_names
 
 ROOT = Path(__file__).resolve().parents[1]
-SUITES = {"classic": ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", "LunarLanderContinuous-v3")}
+SUITES = {"classic": ("CartPole-v1", "Acrobot-v1", "Pendulum-v1", "LunarLander-v3", "LunarLanderContinuous-v3"),
+          "mujoco": ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "InvertedPendulum-v5", "InvertedDoublePendulum-v5")}
 ALGORITHM_ORDER = ("REINFORCE", "SARSA", "DQN", "DDQN+PER", "A2C", "PPO", "SAC", "CrossQ")
 # SLM-Lab's published trial scores (final return moving average) for the classic suite (docs/BENCHMARKS.md).
 PUBLISHED = {
@@ -55,6 +56,12 @@ PUBLISHED = {
     "LunarLander-v3": {"DQN": 195, "DDQN+PER": 266, "A2C": 27, "PPO": 183, "SAC": 106, "CrossQ": 139},
     "LunarLanderContinuous-v3": {"A2C": -77, "PPO": 133, "SAC": 125, "CrossQ": 269},
 }
+# CleanRL's published 1M-step PPO figures (docs/benchmark/ppo_continuous_action.md, tag pr-424: final episodic
+# return, mean of 3 seeds, MuJoCo v4 envs, whose dynamics v5 keeps): the reference at the mujoco suite's PPO budget.
+# Its SAC / TD3 tables are at 1M steps, not the suite's 300k, so they are not a column here.
+CLEANRL_MUJOCO = {"Hopper-v5": {"PPO": 2383}, "HalfCheetah-v5": {"PPO": 1443}, "Walker2d-v5": {"PPO": 2288},
+                  "InvertedPendulum-v5": {"PPO": 963}}
+REFERENCES = {"classic": ("SLM-Lab", PUBLISHED), "mujoco": ("CleanRL 1M", CLEANRL_MUJOCO)}  # suite: column, scores
 # The eval return each issue asks a spec of the env to reach; the report gives the frames each seed took.
 TARGETS = {"CartPole-v1": 475, "Acrobot-v1": -100, "Pendulum-v1": -200, "LunarLander-v3": 200,
            "LunarLanderContinuous-v3": 200}
@@ -328,6 +335,7 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
                    plots: list[Path], carried: dict[str, tuple[list[str], str]]) -> str:
     """The section's markdown; `carried`: rows of specs the cache has no cell of, as the report had them."""
     envs = SUITES[args.suite]
+    reference, published_scores = REFERENCES[args.suite]
     quick = args.frames_scale != 1 or args.max_frame
     title = f"Suite `{args.suite}`" + (" - QUICK PASS with shrunk frame budgets (scores not comparable to the "
                                        "published ones)" if quick else "")
@@ -336,17 +344,17 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
              f"Regenerate (resumable; add `--only <spec>` to run a subset): `{regenerate_command(args)}`", "",
              "Score: final training-return moving average (SLM-Lab's trial score). Evals: mean return of the greedy "
              "policy; best eval and target frames are medians over seeds (target frames: first evaluation at or "
-             f"above the env's target, {', '.join(f'{e} {t}' for e, t in TARGETS.items() if e in envs)}; "
+             f"above the env's target, {', '.join(f'{e} {t}' for e, t in TARGETS.items() if e in envs) or 'none'}; "
              "`k/n` seeds reached it).", "",
              "| env | algorithm | spec | frames | seeds | score (mean ± std) | final eval | best eval | "
-             "frames to target | SLM-Lab | wall s | frames/s | device | versions |",
+             f"frames to target | {reference} | wall s | frames/s | device | versions |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
     order = {a: i for i, a in enumerate(ALGORITHM_ORDER)}
     rows: list[tuple[int, int, str, str]] = []  # sorted by env, then algorithm
     covered = set()
     for entry in entries:
         cells = results.get(entry.key, [])
-        published = PUBLISHED.get(entry.env, {}).get(entry.algorithm)
+        published = published_scores.get(entry.env, {}).get(entry.algorithm)
         covered.add((entry.env, entry.algorithm))
         sort_key = (envs.index(entry.env), order.get(entry.algorithm, len(order)), entry.key)
         if entry.key in carried:  # results the cache cannot back: the row as the report had it
@@ -369,12 +377,12 @@ def report_section(args: argparse.Namespace, entries: list[Entry], results: dict
         rows.append((*sort_key,
                      f"| {entry.env} | {entry.algorithm} | {entry.key} | {cells[0]['frames']:,} | {len(cells)} | "
                      f"{spread(scores)} | {fmt(statistics.mean(evals) if evals else None)} | {median_best(cells)} | "
-                     f"{target_frames(cells)} | {fmt(published, 0)} | "
+                     f"{target_frames(cells) if entry.env in TARGETS else '-'} | {fmt(published, 0)} | "
                      f"{fmt(statistics.mean(c['wall_seconds'] for c in cells), 0)} | "
                      f"{fmt(statistics.mean(c['fps'] for c in cells), 0)} | {cells[0]['device']} | "
                      f"{chr(ord('A') + version_sets.index(versions))} |"))
     for env in envs:
-        for algorithm, score in PUBLISHED.get(env, {}).items():
+        for algorithm, score in published_scores.get(env, {}).items():
             if (env, algorithm) not in covered:
                 missing = f"| {env} | {algorithm} | no spec yet | - | 0 | - | - | - | - | {score} | - | - | - | - |"
                 rows.append((envs.index(env), order.get(algorithm, len(order)), "", missing))
@@ -403,8 +411,10 @@ def write_report(path: Path, section: str, body: str) -> None:
     atomic_write_text(path, text)
 
 
-def plot_env(env: str, entries: list[Entry], results: dict[str, list[dict]], out: Path) -> Path | None:
-    """Mean training-return moving average over seeds (band: min to max) of every spec on `env`."""
+def plot_env(env: str, entries: list[Entry], results: dict[str, list[dict]], out: Path,
+             reference: tuple[str, dict] = REFERENCES["classic"]) -> Path | None:
+    """Mean training-return moving average over seeds (band: min to max) of every spec on `env`, and the
+    `reference` (column name, published scores) as dotted lines."""
     import matplotlib  # heavy import, only when plotting
 
     matplotlib.use("Agg")
@@ -421,7 +431,7 @@ def plot_env(env: str, entries: list[Entry], results: dict[str, list[dict]], out
         ys = np.stack([np.interp(grid, c[:, 0], c[:, 1]) for c in curves])
         (line,) = ax.plot(grid, ys.mean(0), label=f"{entry.algorithm} ({entry.key}, {len(curves)} seeds)")
         ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.2)
-        published = PUBLISHED.get(env, {}).get(entry.algorithm)
+        published = reference[1].get(env, {}).get(entry.algorithm)
         if published is not None:
             ax.axhline(published, color=line.get_color(), linestyle=":", linewidth=1)
         drawn = True
@@ -430,7 +440,7 @@ def plot_env(env: str, entries: list[Entry], results: dict[str, list[dict]], out
         return None
     ax.set_xlabel("frames")
     ax.set_ylabel("training return (100-episode moving average)")
-    ax.set_title(f"{env} (dotted: SLM-Lab published score)")
+    ax.set_title(f"{env} (dotted: {reference[0]} published score)")
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
@@ -454,7 +464,7 @@ def update_outputs(args: argparse.Namespace, entries: list[Entry], cache: dict) 
         existing = args.plots_dir / f"{env}.png"
         if existing.is_file() and any(e.env == env and e.key in carried for e in entries):
             plots.append(existing)  # redrawn from the cache, it would lose the curves of the carried rows
-        elif path := plot_env(env, entries, results, args.plots_dir):
+        elif path := plot_env(env, entries, results, args.plots_dir, REFERENCES[args.suite]):
             plots.append(path)
     write_report(args.report, args.section, report_section(args, entries, results, plots, carried))
 
