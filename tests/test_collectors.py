@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from torch import nn
+from torchrl.modules.utils import get_primers_from_module
 
 from tests.conftest import ROOT, SPECS, only_run_dir, read_metrics
 from zoo.cli import main
@@ -189,3 +190,24 @@ def test_no_worker_outlives_the_learner(tmp_path, sig):
     while alive(workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(workers)
+
+
+@pytest.mark.parametrize("collector", ["multi_sync", "multi_async"])
+def test_recurrent_policy_carries_its_state_in_the_workers(collector):
+    """Each worker's env gets the policy's primer: batches hold the hidden state, zero where an episode starts and
+    the state the policy left before every other step."""
+    spec = load_spec(SPECS / "ppo_lstm_cartpole_novel.yaml", None, [
+        f"env.collector={collector}", "env.num_workers=2", "env.num_envs=4", "agent.algorithm.time_horizon=32",
+        "agent.algorithm.minibatch_size=64", "agent.net.rnn_hidden_size=8", "env.max_frame=100000"])
+    components = build(spec)
+    try:
+        data = next(iter(components.collector))
+    finally:
+        components.close()
+    primers = get_primers_from_module(components.agent.policy, warn=False)  # a Compose: actor's and critic's
+    keys = [key for primer in primers.transforms for key in primer.primers.keys(True, True)]
+    assert keys and data.batch_size == (4, 32)
+    for key in keys:
+        state, fresh = data[key], data["is_init"].squeeze(-1)
+        assert not state[fresh].any() and state[~fresh].abs().sum() > 0, key
+        assert torch.equal(state[:, 1:][~fresh[:, 1:]], data["next", key][:, :-1][~fresh[:, 1:]]), key
