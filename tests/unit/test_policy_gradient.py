@@ -141,7 +141,8 @@ def singular_values(module: nn.Module) -> list[torch.Tensor]:
 def test_orthogonal_gains_of_hidden_layers_and_heads(gains):
     """An orthogonal init with gain g leaves every singular value at g: zoo's defaults (ReLU's sqrt(2), policy head
     0.01) or the spec's init_gain / actor_init_gain / critic_init_gain (SLM-Lab's activation gains)."""
-    spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=["agent.net.init_fn=orthogonal", *gains])
+    spec = load_spec(SPECS / "a2c_gae_cartpole.yaml", overrides=[
+        "agent.net.init_fn=orthogonal", "agent.net.init_gain=null", "agent.net.actor_init_gain=null", *gains])
     agent = build(spec, seed=0).agent
     hidden, head, critic = (1.5, 0.5, 2.0) if gains else (math.sqrt(2), 0.01, math.sqrt(2))
     *actor_hidden, actor_head = singular_values(agent.actor)
@@ -151,7 +152,8 @@ def test_orthogonal_gains_of_hidden_layers_and_heads(gains):
 
 
 @pytest.mark.parametrize("spec_file, overrides, field", [
-    ("a2c_gae_cartpole.yaml", ["agent.net.init_gain=1.5"], "agent.net.init_gain"),  # torch's default init
+    ("a2c_gae_cartpole.yaml", ["agent.net.init_fn=default", "agent.net.actor_init_gain=null",
+                               "agent.net.init_gain=1.5"], "agent.net.init_gain"),  # torch's default init
     ("dqn_cartpole.yaml", ["agent.net.init_fn=orthogonal", "agent.net.actor_init_gain=1.0"],
      "agent.net.actor_init_gain"),  # no policy head
 ])
