@@ -412,7 +412,7 @@ def write_report(path: Path, section: str, body: str) -> None:
 
 
 def plot_env(env: str, entries: list[Entry], results: dict[str, list[dict]], out: Path,
-             reference: tuple[str, dict] = REFERENCES["classic"]) -> Path | None:
+             reference: tuple[str, dict]) -> Path | None:
     """Mean training-return moving average over seeds (band: min to max) of every spec on `env`, and the
     `reference` (column name, published scores) as dotted lines."""
     import matplotlib  # heavy import, only when plotting

@@ -206,7 +206,7 @@ def seed_everything(seed: int) -> dict[str, int]:
 
 def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_random_frames: int = 0, *,
                    env_spec: EnvSpec | None = None, seed: int = 0, gamma: float = 0.99,
-                   distributed: bool | str = False, primer: Transform | None = None) -> BaseCollector:
+                   distributed: bool | str = False) -> BaseCollector:
     """The collector of `agent.policy`, batches of `agent.frames_per_batch` frames: TorchRL's `Collector` on `env`,
     or with `env_spec.collector` multi_sync / multi_async its multi-process collectors, whose workers each build
     `env_spec.num_envs / num_workers` copies of the env (`env` then only gave the agent its specs), or with `ray`
@@ -217,8 +217,8 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
     consecutive time chunks, `[copies * workers, time]`), so a spec trains with the same hyperparameters whichever
     collector steps it, and returns bootstrap at the same horizon (an n-step return spans n steps, GAE
     time_horizon). Worker seeds derive from `seed` (the env's). `distributed` (`meta.distributed`, multi_async only)
-    picks how its workers see the weights (see this module's docstring). `primer` (a recurrent policy's
-    `TensorDictPrimer`, already on `env`) is appended to each worker's env too."""
+    picks how its workers see the weights (see this module's docstring). A recurrent policy's primer (which `build`
+    puts on `env`) goes on every worker's env too, so the workers carry its hidden state."""
     if env_spec is None or env_spec.collector == "sync":
         return Collector(
             env, agent.policy, frames_per_batch=agent.frames_per_batch, total_frames=total_frames,
@@ -226,7 +226,7 @@ def make_collector(env: EnvBase, agent: Agent, total_frames: int = -1, init_rand
             track_traj_ids=False,  # no zoo learner reads ("collector", "traj_ids"), and tracking them costs per step
             device=env.device,  # one device for env, policy and storage: the collector then casts nothing per step
         )
-    workers = env_spec.num_workers
+    workers, primer = env_spec.num_workers, get_primers_from_module(agent.policy, warn=False)
     env_fns = [partial(worker_env, env_spec, worker_seed, env_spec.num_envs // workers, gamma, primer)
                for worker_seed in np.random.SeedSequence(seed).generate_state(workers)]
     options = {"frames_per_batch": agent.frames_per_batch, "total_frames": total_frames,
@@ -322,6 +322,6 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
                                init_random_frames=-(-max(agent.init_random_frames - start_frame, 0) // fpb) * fpb,
                                env_spec=spec.env, seed=int(np.random.SeedSequence([seeds["env"], start_frame])
                                                            .generate_state(1)[0]), gamma=gamma,
-                               distributed=spec.meta.distributed, primer=primer)
+                               distributed=spec.meta.distributed)
     return Components(spec=spec, seed=seed, device=device, env=env, eval_env=eval_env, agent=agent,
                       collector=collector)

@@ -701,12 +701,11 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     if net_type != "TorchArcNet" and n.pop("arc", None) is not None:
         t.note(f"{w}.arc", f"unused by {net_type} (as in SLM-Lab)")
     activation = n.pop("hid_layers_activation", None)
-    if "hid_layers_activation" not in out:
+    if "hid_layers_activation" not in out:  # not TorchArcNet, whose arc names its activation
         t.renamed[f"{w}.hid_layers_activation"] = (f"{w}.hid_layers_activation", ACTIVATIONS)
-    if activation is not None and "hid_layers_activation" not in out:
-        if activation not in ACTIVATIONS:
+        if activation is not None and activation not in ACTIVATIONS:
             t.error(f"{w}.hid_layers_activation", f"'{activation}'; allowed: " + ", ".join(ACTIVATIONS))
-        else:
+        elif activation is not None:
             out["hid_layers_activation"] = ACTIVATIONS[activation]
     elif activation is not None and ACTIVATIONS.get(activation) != out["hid_layers_activation"]:
         t.note(f"{w}.hid_layers_activation", f"'{activation}' is unused by TorchArcNet: its arc's "

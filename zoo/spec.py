@@ -880,7 +880,7 @@ def _check_target_update(name: str, support: AlgorithmSupport, net: NetSpec, raw
         raise SpecError("agent.net.update_type", f"{name} does not update its targets by '{net.update_type}'; "
                         f"{_suggest(net.update_type, support.targets, list_all=True)}")
     check_unused(net, ("update_type", *TARGET_FIELDS[net.update_type]), "agent.net",
-                  f"with agent.net.update_type: {net.update_type}", among)
+                 f"with agent.net.update_type: {net.update_type}", among)
 
 
 ATARI_ONLY = {"episode_life": True, "clip_reward": True}  # field -> default, a non-default value needs an ALE env
@@ -896,10 +896,10 @@ def _check_init(name: str, support: AlgorithmSupport, net: NetSpec) -> None:
     """Gains are read by the gain-taking initialisations, head gains by the actor-critic family's heads."""
     if net.init_fn not in ("orthogonal", "xavier_uniform"):
         check_unused(net, (), "agent.net", f"with init_fn {net.init_fn} (orthogonal, xavier_uniform only)",
-                      GAIN_FIELDS)
+                     GAIN_FIELDS)
     elif not support.head_gains:
         check_unused(net, (), "agent.net", f"by {name} (head gains: "
-                      f"{_supporting(lambda s: s.head_gains)})", GAIN_FIELDS[1:])
+                     f"{_supporting(lambda s: s.head_gains)})", GAIN_FIELDS[1:])
 
 
 def _check_recurrent(net: NetSpec) -> None:
