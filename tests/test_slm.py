@@ -439,3 +439,64 @@ def test_search_over_activations_renames_each_choice():
         with pytest.raises(SlmSpecError, match=message or "searchable as __choice") as err:
             translate_slm(raw, "f")
         assert len(err.value.lines) == 1 and "search.agent.net.hid_layers_activation" in err.value.lines[0]
+
+
+def test_argmax_under_boltzmann_acts_greedily_as_slm_lab():
+    """SLM-Lab's boltzmann divides the Q-values by tau, then its Argmax 'distribution' takes their argmax."""
+    algorithm = {"name": "VanillaDQN", "action_pdtype": "Argmax", "action_policy": "boltzmann",
+                 "explore_var_spec": {"name": "linear_decay", "start_val": 5.0, "end_val": 0.5, "start_step": 0,
+                                      "end_step": 1000}}
+    raw, notes = translate_slm(slm(algorithm, memory={"name": "Replay"}), "f")
+    assert raw["agent"]["algorithm"]["action_policy"] == "epsilon_greedy"
+    assert raw["agent"]["algorithm"]["explore_var_spec"] == {"name": "no_decay", "start_val": 0.0}
+    assert any("acts greedily" in note for note in notes)
+
+
+def test_keys_slm_lab_v5_does_not_read_are_noted_not_refused():
+    """SLM-Lab v5 takes only its own keys from a spec: an older file's or another algorithm's keys have no effect
+    there, so they are reported as unused; a key no SLM-Lab algorithm reads stays an error."""
+    ppo = {"name": "PPO", "time_horizon": 16, "minibatch_size": 16, "training_frequency": 1,
+           "sil_policy_loss_coef": 1.0}
+    net = {"type": "MLPNet", "hid_layers": [16], "lr_decay_frequency": 5000}
+    raw, notes = translate_slm(slm(ppo, net=net, memory={"name": "OnPolicyReplay"}), "f")
+    assert "training_frequency" not in raw["agent"]["algorithm"] and "lr_decay_frequency" not in raw["agent"]["net"]
+    unread = [note.split(":")[0] for note in notes if "no effect" in note]
+    assert unread == ["agent.algorithm.sil_policy_loss_coef", "agent.algorithm.training_frequency",
+                      "agent.net.lr_decay_frequency"]
+    with pytest.raises(SlmSpecError, match="agent.algorithm.trainig_frequency: unknown SLM-Lab key"):
+        translate_slm(slm({**ppo, "trainig_frequency": 1}, memory={"name": "OnPolicyReplay"}), "f")
+
+
+def test_search_over_a_field_without_one_zoo_field_runs_each_trial_through_the_translation(tmp_path):
+    """`lam` chooses between SLM-Lab's n-step and GAE returns: a search over it sets SLM-Lab's field and translates
+    each trial again (`source.` overrides); a search over a field SLM-Lab ignores is dropped with a note."""
+    a2c = {"name": "ActorCritic", "lam": None, "num_step_returns": 8, "training_frequency": 8, "gamma": 0.99}
+    raw = slm(a2c, memory={"name": "OnPolicyBatchReplay"})
+    raw["search"] = {"agent": {"algorithm": {"lam__uniform": [0.9, 1.0], "entropy_coef__uniform": [0.01, 0.1]}}}
+    out, notes = translate_slm(raw, "f")
+    assert out["search"] == {"source.agent.algorithm.lam__uniform": [0.9, 1.0]}
+    assert any("not searched: agent.algorithm.entropy_coef" in note for note in notes)
+    path = tmp_path / "a2c.json"
+    path.write_text(json.dumps({"a2c_cartpole": raw}))
+    nstep, gae = load_spec(path), load_spec(path, overrides={"source.agent.algorithm.lam": 0.95})
+    assert nstep.agent.algorithm.num_step_returns == 8 and nstep.agent.algorithm.lam is None
+    assert gae.agent.algorithm.lam == 0.95 and gae.agent.algorithm.num_step_returns is None
+    zoo_file = ROOT / "specs" / "a2c_gae_cartpole.yaml"
+    with pytest.raises(SpecError, match="this file is zoo's own format"):
+        load_spec(zoo_file, overrides={"source.agent.algorithm.lam": 0.95})
+
+
+def test_random_memory_zero_priority_epsilon_and_crossq_batch_norm():
+    raw, notes = translate_slm(slm({"name": "Random"}, memory={"name": "Replay", "batch_size": 32}), "f")
+    assert "memory" not in raw["agent"] and "agent.memory: unused by Random (as in SLM-Lab)" in notes
+    per = {"name": "PrioritizedReplay", "alpha": 0.6, "epsilon": 0.0, "batch_size": 32, "max_size": 1000}
+    raw, _ = translate_slm(slm({"name": "DoubleDQN", "explore_var_spec": None, "action_policy": "random"},
+                               memory=per), "f")
+    assert 0 < raw["agent"]["memory"]["epsilon"] <= 1e-8
+    validate(build_dataclass(Spec, raw, ""))
+    net = {"type": "MLPNet", "hid_layers": [16], "batch_norm": True}
+    crossq = slm({"name": "CrossQ", "action_pdtype": "Categorical"}, net=net, memory={"name": "Replay"})
+    assert any("batch-renormalize" in note for note in translate_slm(crossq, "f")[1])
+    with pytest.raises(SlmSpecError, match="batch_norm"):
+        translate_slm(slm({"name": "SoftActorCritic", "action_pdtype": "Categorical"}, net=net,
+                          memory={"name": "Replay"}), "f")

@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 
 from zoo.slm import translate_file
-from zoo.spec import SpecError, parse_override
+from zoo.spec import SOURCE_PREFIX, SpecError, parse_override
 
 
 def convert(path: Path, names: list[str], out_dir: Path, variables: dict) -> list[Path]:
@@ -21,6 +21,7 @@ def convert(path: Path, names: list[str], out_dir: Path, variables: dict) -> lis
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, (raw, notes) in translate_file(path, names, variables).items():
+        notes = [*notes, *_drop_source_search(raw, path)]
         header = [f"# {name}: converted from SLM-Lab's {path.name} by tools/convert_slm.py"]
         if variables:
             header.append("# templates filled: " + ", ".join(f"{k}={v}" for k, v in variables.items()))
@@ -29,6 +30,19 @@ def convert(path: Path, names: list[str], out_dir: Path, variables: dict) -> lis
         target.write_text("\n".join(header) + "\n" + yaml.safe_dump(raw, sort_keys=False))
         written.append(target)
     return written
+
+
+def _drop_source_search(raw: dict, path: Path) -> list[str]:
+    """A search over an SLM-Lab field that maps to no single zoo field re-translates the SLM-Lab spec each trial,
+    which a zoo file cannot: such keys are left out of the converted search, with a note."""
+    search = raw.get("search", {})
+    dropped = [key for key in search if key.startswith(SOURCE_PREFIX)]
+    for key in dropped:
+        del search[key]
+    if dropped and not search:
+        del raw["search"]
+    return [f"search.{key}: left out (it searches SLM-Lab's own field; run tools/search.py on {path.name} to "
+            "search it)" for key in dropped]
 
 
 def main(argv: list[str] | None = None) -> int:

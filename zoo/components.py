@@ -182,10 +182,11 @@ def _target(agent: Agent) -> str:
     return f"{type(updater).__name__}(eps={float(getattr(updater, 'eps', 0)):.4f})"
 
 
-def resolve_device(device: str) -> torch.device:
-    """`auto` picks CUDA when present."""
+def resolve_device(device: str, collector: str = "sync") -> torch.device:
+    """`auto` picks CUDA when present, and the CPU for a multi-process collector (its workers act with CPU copies
+    of the policy, which `validate` requires)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if torch.cuda.is_available() and collector == "sync" else "cpu")
     return torch.device(device)
 
 
@@ -290,7 +291,7 @@ def build(spec: Spec, seed: int | None = None, start_frame: int = 0, env: EnvBas
     if spec.meta.num_threads is not None:
         torch.set_num_threads(spec.meta.num_threads)
     seeds = seed_everything(seed)
-    device = resolve_device(spec.meta.device)
+    device = resolve_device(spec.meta.device, spec.env.collector)
     gamma = spec.agent.algorithm.gamma
     # envs hand their outputs over on `device` (Atari frames stay uint8 until the net casts them there)
     if env is None:

@@ -23,6 +23,7 @@ from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import make_vector_env
 from zoo.spec import (
     ALGORITHM_SPECS,
+    SOURCE_PREFIX,
     EnvSpec,
     SpecError,
     SpecFormat,
@@ -37,7 +38,7 @@ from zoo.spec import (
 ALGORITHMS = {"ActorCritic": "A2C", "VanillaDQN": "VanillaDQN", "DQN": "DoubleDQN", "DoubleDQN": "DoubleDQN",
               "Reinforce": "Reinforce", "SARSA": "SARSA", "PPO": "PPO", "SoftActorCritic": "SoftActorCritic",
               "CrossQ": "CrossQ", "Random": "Random"}
-REFUSED_ALGORITHMS: dict[str, str] = {}
+REFUSED_ALGORITHMS = {"HydraDQN": "SLM-Lab v4's multi-body DQN, which SLM-Lab v5 no longer has (one body per agent)"}
 # SLM-Lab's SIL extends its ActorCritic, PPOSIL its PPO: translated as that base, plus the self-imitation fields
 SIL_BASES = {"SIL": "ActorCritic", "PPOSIL": "PPO"}
 SIL_ALGORITHM_KEYS = ("sil_policy_loss_coef", "sil_val_loss_coef", "training_iter", "training_batch_iter")
@@ -53,6 +54,14 @@ ARC_ACTIVATIONS = {"ReLU": "relu", "Tanh": "tanh", "ELU": "elu", "LeakyReLU": "l
                    "SELU": "selu", "GELU": "gelu", "SiLU": "silu"}
 OPTIM_KEYS = ("name", "lr", "eps", "weight_decay", "momentum", "alpha", "betas")
 GLOBAL_OPTIMS = {"GlobalAdam": "Adam", "GlobalRMSprop": "RMSprop"}  # SLM-Lab's shared-statistics optimizers
+_OLD_LR_DECAY = "an SLM-Lab v3/v4 learning-rate decay key: v5's nets read lr_scheduler_spec only, so it has no effect"
+OLD_NET_KEYS = {key: _OLD_LR_DECAY for key in ("lr_decay", "lr_decay_frequency", "lr_decay_min_timestep",
+                                                "lr_anneal_timestep")}
+# Algorithm keys of SLM-Lab's older spec files (v3/v4) that no v5 algorithm reads: SLM-Lab v5 takes only its own
+# keys from a spec (`util.set_attr(self, algorithm_spec, [...])`), so these, and another algorithm's keys, have no
+# effect there
+OLD_ALGORITHM_KEYS = ("entropy_coef", "clip_eps", "add_entropy", "training_epoch", "num_step_returns", "lam")
+PER_MIN_EPSILON = 1e-8  # SLM-Lab's PrioritizedReplay epsilon 0, kept positive for the priority trees
 SEARCH_SUFFIXES = ("uniform", "loguniform", "normal", "randint", "qrandint", "choice")
 ENV_KEYS = ("name", "num_envs", "max_t", "max_frame", "normalize_obs", "normalize_reward", "clip_obs", "clip_reward",
             "life_loss_info")
@@ -96,6 +105,7 @@ class Translation:
     # SLM-Lab dotted key -> (zoo field, SLM-Lab value -> zoo value): a field whose values are renamed (a search
     # choice over it is renamed value by value)
     renamed: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    algorithm: tuple[str, str] | None = None  # (SLM-Lab's algorithm name, zoo's), once read
 
     def error(self, where: str, message: str) -> None:
         self.errors.append(f"{self.file}: {where}: {message}")
@@ -193,13 +203,14 @@ def _agent(t: Translation, agent: dict[str, Any], env: dict[str, Any]) -> tuple[
         slm_name = algo["name"] = SIL_BASES[sil_name]
     name = ALGORITHMS[slm_name]
     out = {"algorithm": _algorithm(t, dict(algo), name, memory, env)}
+    if name == "Random":  # SLM-Lab's Random builds no net and never learns from its memory
+        for section, value in (("memory", memory), ("net", net)):
+            if value:
+                t.note(f"agent.{section}", "unused by Random (as in SLM-Lab)")
+        return out, None
     out["memory"] = _memory(t, dict(memory), name)
     if sil_name is not None:
         _sil(t, sil_name, sil_algo, sil_memory, out)
-    if name == "Random":  # SLM-Lab's Random builds no net: its net section is unused
-        if net:
-            t.note("agent.net", "unused by Random (as in SLM-Lab)")
-        return out, None
     if not isinstance(net, dict):
         t.error("agent.net", "missing or not a mapping")
         return out, None
@@ -298,9 +309,37 @@ def _algorithm(t: Translation, a: dict[str, Any], name: str, memory: dict[str, A
         out["normalize_advantage"] = False  # REINFORCE's calc_policy_loss: `if len(advs) > 1: standardize`
         t.note(f"{w}.normalize_advantage", "false: a batch of one transition, which SLM-Lab's policy loss does not "
                "standardize")
+    t.algorithm = (slm_name, name)
+    _pop_unread(t, a, w)
     _leftover(t, a, w, tuple(sorted({"name", "gamma", "action_pdtype", "action_policy", "explore_var_spec",
                                      *_allowed_keys(name)})))
     return out
+
+
+def _unread(t: Translation, path: str) -> str | None:
+    """Why SLM-Lab v5 does not read `path` of this spec, if it is a key it reads elsewhere: another algorithm's
+    key, or one of its older spec files' (any other unknown key is an error: a typo, most likely)."""
+    section, _, key = path.rpartition(".")
+    if section == "agent.net":
+        return OLD_NET_KEYS.get(key)
+    if section != "agent.algorithm" or not t.algorithm:
+        return None
+    slm_name, name = t.algorithm
+    names = ("A2C", "PPO", "Reinforce", "SARSA", "SoftActorCritic", "VanillaDQN")
+    known = {*OLD_ALGORITHM_KEYS, *SIL_ALGORITHM_KEYS, *(k for n in names for k in _allowed_keys(n))}
+    if key in known - {"name", "gamma", "action_pdtype", "action_policy", "explore_var_spec", *_allowed_keys(name)}:
+        return f"not read by SLM-Lab v5's {slm_name}, so it has no effect"
+    return None
+
+
+def _pop_unread(t: Translation, section: dict[str, Any], where: str) -> None:
+    """Note and drop the keys of `section` that SLM-Lab v5 reads elsewhere but not here (see `_unread`)."""
+    for key in sorted(section):
+        reason = _unread(t, f"{where}.{key}")
+        if reason is not None:
+            section.pop(key)
+            t.unused[f"{where}.{key}"] = reason
+            t.note(f"{where}.{key}", reason)
 
 
 def _allowed_keys(name: str) -> tuple[str, ...]:
@@ -334,6 +373,13 @@ def _action(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any]) -
         if policy not in allowed_pd:
             t.error(f"{w}.action_policy", f"'{policy}' for zoo's {name}: its value-based learners explore by "
                     "epsilon_greedy, boltzmann or random")
+            return
+        if policy == "boltzmann" and pdtype == "Argmax":
+            out["action_policy"] = "epsilon_greedy"
+            out["explore_var_spec"] = {"name": "no_decay", "start_val": 0.0}
+            t.note(f"{w}.action_pdtype", "Argmax under boltzmann: SLM-Lab divides the Q-values by the temperature "
+                   "and then takes their argmax, so it acts greedily throughout (zoo's epsilon_greedy with epsilon 0)"
+                   + ("; explore_var_spec has no effect" if explore is not None else ""))
             return
         if pdtype not in allowed_pd[policy]:
             t.error(f"{w}.action_pdtype", f"'{pdtype}' with action_policy {policy}; allowed: "
@@ -644,6 +690,10 @@ def _memory(t: Translation, m: dict[str, Any], algorithm: str) -> dict[str, Any]
             if key in m:
                 out[key] = m.pop(key)
                 t.same(f"{w}.{key}", f"{w}.{key}")
+        if out.get("epsilon") == 0:
+            out["epsilon"] = PER_MIN_EPSILON
+            t.note(f"{w}.epsilon", f"0: SLM-Lab lets a zero-error transition's priority reach 0 (never drawn again); "
+                   f"zoo's sum and min trees need every priority positive, so epsilon {PER_MIN_EPSILON} stands in")
         out["beta"] = 0.0
         t.note(f"{w}.beta", "SLM-Lab's prioritized replay applies no importance-sampling weights: zoo's beta 0 "
                "(weights all 1) reproduces it")
@@ -652,6 +702,10 @@ def _memory(t: Translation, m: dict[str, Any], algorithm: str) -> dict[str, Any]
     if name.startswith("OnPolicy"):
         for key in ("batch_size", "max_size", "use_cer"):
             m.pop(key, None)
+    if "sil_replay_name" in m:  # the SIL algorithms take their SIL keys out before this; SLM-Lab's memories ignore it
+        m.pop("sil_replay_name")
+        t.unused[f"{w}.sil_replay_name"] = f"not read by SLM-Lab v5's {algorithm} (only SIL and PPOSIL read it)"
+        t.note(f"{w}.sil_replay_name", t.unused[f"{w}.sil_replay_name"])
     _leftover(t, m, w, ("name", "batch_size", "max_size", "use_cer", "alpha", "epsilon"))
     return out
 
@@ -769,8 +823,14 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
     if gpu is not None:
         t.note(f"{w}.gpu", f"{gpu!r}: zoo's meta.device {device}")
     if n.pop("batch_norm", False):
-        t.error(f"{w}.batch_norm", "zoo's nets have no batch norm option (CrossQ's critics batch-renormalize); "
-                "allowed: false")
+        if algorithm == "CrossQ":
+            t.note(f"{w}.batch_norm", "true: zoo's CrossQ critics batch-renormalize after each hidden layer (the "
+                   "CrossQ paper's BatchRenorm, statistics shared by (s, a) and (s', a')) where SLM-Lab's MLPNet puts "
+                   "BatchNorm1d there, in the actor too; zoo's actor has no normalization layers")
+        else:
+            t.error(f"{w}.batch_norm", f"zoo's nets for {algorithm} have no batch norm option (only CrossQ's critics "
+                    "batch-renormalize); allowed: false")
+    _pop_unread(t, n, w)
     if n.pop("layer_norm", False):
         out["layer_norm"] = True
         t.same(f"{w}.layer_norm", "agent.net.layer_norm")
@@ -1131,9 +1191,12 @@ def _search(t: Translation, search: Any) -> dict[str, Any]:
             t.note(where, f"not searched: {path} is {t.unused[path]}")
         elif path in t.renamed:
             out.update(_renamed_choice(t, where, kind, value, *t.renamed[path]))
+        elif _unread(t, path):
+            t.note(where, f"not searched: {path} is {_unread(t, path)}")
         elif path not in t.paths:
-            t.error(where, f"{path} does not carry over to one zoo field unchanged (see the translation notes); "
-                    "search a zoo spec after converting it")
+            out[f"{SOURCE_PREFIX}{path}__{kind}"] = value
+            t.note(where, f"{path} does not carry over to one zoo field unchanged, so each trial sets it in the "
+                   "SLM-Lab spec and translates that again")
         else:
             out[f"{t.paths[path]}__{kind}"] = value
             if t.paths[path] != path:

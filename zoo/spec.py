@@ -23,6 +23,9 @@ import yaml
 
 REQUIRED = object()
 TEMPLATE = re.compile(r"\$\{(\w+)\}")
+# A dotted override prefixed `source.` sets a field of a foreign spec file (SLM-Lab's) before it is translated,
+# with that format's meaning: how a search over a field that does not map to one zoo field runs its trials
+SOURCE_PREFIX = "source."
 ACTIVATIONS = ("relu", "tanh", "elu", "leaky_relu", "sigmoid", "selu", "gelu", "silu", "identity")
 INIT_FNS = ("default", "orthogonal", "xavier_uniform", "kaiming_uniform")
 SCHEDULES = ("no_decay", "linear_decay", "rate_decay", "periodic_decay")
@@ -296,7 +299,9 @@ class MetaSpec:
     log_frequency: int = spec_field(10000, "frames between log lines and metric rows", low=1)
     eval_frequency: int = spec_field(10000, "frames between evaluations and checkpoints", low=1)
     eval_episodes: int = spec_field(10, "episodes per evaluation", low=1)
-    device: str = spec_field("cpu", "where networks live", choices=("auto", "cpu", "cuda"))
+    device: str = spec_field("cpu", "where networks live (auto: CUDA when present, except "
+                                   "with a multi-process collector, whose workers act with CPU copies)",
+                                   choices=("auto", "cpu", "cuda"))
     num_threads: int | None = spec_field(1, "torch intra-op threads (None: torch default)", low=1)
     compile: bool = spec_field(False, "torch.compile the update step")
     distributed: bool | str = spec_field(False, "A3C-style asynchronous actor-learners on env.collector multi_async "
@@ -696,8 +701,9 @@ def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | 
     """Load, template, override and validate one spec from a file.
 
     `fmt` names the file's format (`zoo` or a registered one such as `slm`); by default it is recognised by its
-    shape. A foreign spec is translated after its `${var}` templates are filled; dotted overrides then set zoo's
-    fields, and the translation notes land in `spec.translation`."""
+    shape. A foreign spec is translated after its `${var}` templates are filled and its `source.`-prefixed
+    overrides set; the other dotted overrides then set zoo's fields, and the translation notes land in
+    `spec.translation`."""
     path = Path(path)
     data = read_spec_file(path)
     register_formats()
@@ -708,8 +714,13 @@ def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | 
     if isinstance(overrides, list):
         overrides = dict(parse_override(text) for text in overrides)
     overrides = overrides or {}
+    source = {k.removeprefix(SOURCE_PREFIX): v for k, v in overrides.items() if k.startswith(SOURCE_PREFIX)}
+    overrides = {k: v for k, v in overrides.items() if not k.startswith(SOURCE_PREFIX)}
     names = spec_names(data)
     try:
+        if source and fmt == "zoo":
+            raise SpecError(SOURCE_PREFIX + next(iter(source)), "sets a field of a foreign (SLM-Lab) spec file before "
+                            f"translation; this file is zoo's own format: drop the '{SOURCE_PREFIX}' prefix")
         if names:
             if name is None:
                 if len(names) > 1:
@@ -729,7 +740,7 @@ def load_spec(path: str | Path, name: str | None = None, overrides: list[str] | 
             raise SpecError(unused[0], "is neither a dotted field nor a ${var} template in this spec")
         raw = json.loads(json.dumps(raw))
         if fmt != "zoo":
-            raw = apply_overrides(raw, {k: v for k, v in overrides.items() if "." not in k})
+            raw = apply_overrides(raw, {**{k: v for k, v in overrides.items() if "." not in k}, **source})
             raw, notes = SPEC_FORMATS[fmt].translate(raw, str(path))
             overrides = {k: v for k, v in overrides.items() if "." in k}
         raw = apply_overrides(raw, overrides)
@@ -756,7 +767,7 @@ def validate(spec: Spec, file: str | None = None, raw: dict[str, Any] | None = N
         _check_env(spec.env)
     except SpecError as err:
         raise SpecError(err.where, err.message, file=file) from None
-    if spec.env.collector != "sync" and spec.meta.device != "cpu":
+    if spec.env.collector != "sync" and spec.meta.device == "cuda":
         raise SpecError("meta.device", f"'{spec.meta.device}': env.collector {spec.env.collector}'s workers act with "
                         "CPU copies of the policy; allowed: cpu (or env.collector: sync)", file=file)
     mem = spec.agent.memory
