@@ -500,3 +500,13 @@ def test_random_memory_zero_priority_epsilon_and_crossq_batch_norm():
     with pytest.raises(SlmSpecError, match="batch_norm"):
         translate_slm(slm({"name": "SoftActorCritic", "action_pdtype": "Categorical"}, net=net,
                           memory={"name": "Replay"}), "f")
+
+
+def test_cross_entropy_memory_filters_reinforce_episodes():
+    memory = {"name": "OnPolicyCrossEntropy", "cross_entropy": 0.8}
+    raw, notes = translate_slm(slm({"name": "Reinforce", "training_frequency": 1}, memory=memory), "f")
+    assert raw["agent"]["memory"] == {"name": "OnPolicyReplay"} and raw["agent"]["algorithm"]["cross_entropy"] == 0.8
+    assert raw["agent"]["algorithm"].get("episodic", True)
+    validate(build_dataclass(Spec, raw, ""))
+    with pytest.raises(SlmSpecError, match="OnPolicyCrossEntropy' with A2C"):
+        translate_slm(slm({"name": "ActorCritic", "lam": 0.95}, memory=memory), "f")

@@ -501,13 +501,16 @@ def _ppo(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
 def _reinforce(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memory: dict,
                num_envs: int) -> None:
     w = "agent.algorithm"
+    if memory.get("name") == "OnPolicyCrossEntropy":
+        out["cross_entropy"] = memory.get("cross_entropy", 1.0)  # SLM-Lab's default
+        t.same("agent.memory.cross_entropy", f"{w}.cross_entropy")
     out["center_return"] = a.pop("center_return", False)
     t.same(f"{w}.center_return", f"{w}.center_return")
     out["normalize_advantage"] = True
     t.note(f"{w}.normalize_advantage", "SLM-Lab's REINFORCE always standardizes its returns per batch (zoo's "
            "normalize_advantage: true; zoo's default is false)")
     frequency = a.pop("training_frequency", None)
-    if memory.get("name") == "OnPolicyReplay":
+    if memory.get("name") in ("OnPolicyReplay", "OnPolicyCrossEntropy"):
         t.note(f"{w}.training_frequency", "OnPolicyReplay trains after that many episodes in SLM-Lab; zoo batches "
                "time_horizon steps of every env (its default 500) instead")
         return
@@ -669,7 +672,16 @@ def _num_actions(env: dict[str, Any]) -> int | None:
 def _memory(t: Translation, m: dict[str, Any], algorithm: str) -> dict[str, Any]:
     w = "agent.memory"
     name = m.pop("name", None)
-    allowed = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay")
+    allowed = ("Replay", "PrioritizedReplay", "OnPolicyReplay", "OnPolicyBatchReplay", "OnPolicyCrossEntropy")
+    if name == "OnPolicyCrossEntropy" and algorithm == "Reinforce":
+        t.note(f"{w}.name", "OnPolicyCrossEntropy: zoo's OnPolicyReplay with agent.algorithm.cross_entropy (each "
+               "batch's best episodes by return; a batch is time_horizon steps of every env, not training_frequency "
+               "episodes)")
+        m.pop("cross_entropy", None)
+        name = "OnPolicyReplay"
+    elif name == "OnPolicyCrossEntropy":
+        t.error(f"{w}.name", f"'OnPolicyCrossEntropy' with {algorithm}: zoo filters episodes for Reinforce only")
+        return {}
     if name is None and not m:
         t.note(f"{w}.name", f"absent: zoo's default memory for {algorithm}")
         return {}
@@ -782,7 +794,9 @@ def _net(t: Translation, n: dict[str, Any], algorithm: str, w: str) -> tuple[dic
         t.note(f"{w}.clip_grad_val", "SLM-Lab clips each net's own gradient norm: zoo's clip_grad_per_net true (zoo's "
                "default clips actor and critic together)")
     loss = n.pop("loss_spec", None)
-    if loss is not None:
+    if loss is not None and algorithm == "Reinforce":
+        t.note(f"{w}.loss_spec", "unused by Reinforce, which has no value loss (as in SLM-Lab)")
+    elif loss is not None:
         loss = dict(loss)
         loss_name = loss.pop("name", "MSELoss")
         if loss_name not in ("MSELoss", "SmoothL1Loss"):

@@ -13,7 +13,7 @@ from torchrl.objectives import ClipPPOLoss
 
 from tests.conftest import SPECS
 from zoo.algos.actor_critic import GaussianHead, make_advantage_module, next_values
-from zoo.algos.reinforce import EpisodeCarry, monte_carlo_returns
+from zoo.algos.reinforce import EpisodeCarry, best_episodes, monte_carlo_returns
 from zoo.components import build
 from zoo.envs import normalizers
 from zoo.spec import SpecError, load_spec
@@ -399,3 +399,21 @@ def test_reinforce_loss_is_slm_lab_policy_loss_by_hand():
     actions = data["action"].transpose(0, 1).reshape(-1)
     expected = -(dist.log_prob(actions) * advantages).mean() - 0.001 * dist.entropy().mean()
     assert agent.update(data, data.numel())["loss"].item() == pytest.approx(expected.item(), abs=1e-7)
+
+
+def test_cross_entropy_keeps_the_best_episodes_by_return():
+    """Episodes of returns 3, 1, 5 (steps 3 + 1 + 2): the median 3 keeps the first and the last, as
+    np.percentile's linear interpolation does; quantile 1 keeps only the best."""
+    reward = torch.tensor([1.0, 1.0, 1.0, 1.0, 2.0, 3.0]).unsqueeze(-1)
+    done = torch.tensor([False, False, True, True, False, True]).unsqueeze(-1)
+    episodes = TensorDict({"next": {"reward": reward, "done": done}}, batch_size=[6])
+    assert best_episodes(episodes, "done", 0.5).tolist() == [True, True, True, False, True, True]
+    assert best_episodes(episodes, "done", 1.0).tolist() == [False, False, False, False, True, True]
+    assert best_episodes(episodes, "done", 0.0).all()
+
+
+def test_cross_entropy_needs_whole_episodes():
+    spec = load_spec(SPECS / "reinforce_cartpole.yaml",
+                     overrides={"agent.algorithm.cross_entropy": 0.5, "agent.algorithm.episodic": False})
+    with pytest.raises(SpecError, match="cross_entropy: keeps a batch's best whole episodes"):
+        build(spec, seed=0)

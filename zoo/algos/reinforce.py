@@ -8,6 +8,10 @@ steps were collected by earlier policies (as in SLM-Lab, whose episodes also spa
 ends (no time limit, no termination) waits, and grows, for ever. Returns stop at truncation as well as
 termination: without a critic there is nothing to bootstrap from.
 
+`cross_entropy: q` (SLM-Lab's `OnPolicyCrossEntropy` memory, the cross-entropy method) learns only from the
+episodes of a batch whose undiscounted return is at or above the batch's q-quantile (linear interpolation, as
+`np.percentile`), their returns standardized among themselves.
+
 With `episodic: false` each batch is learned from alone, as SLM-Lab's REINFORCE does with `OnPolicyBatchReplay`
 (slm_lab/lib/math_util.py calc_returns over the batch's [T, num_envs] rewards): returns run to the batch's end
 (the steps after the last episode end in a row get a cut-off return) and stop only at terminations, so a
@@ -34,7 +38,7 @@ from zoo.algos.actor_critic import PlainPolicy, build_actor_critic, build_optimi
 from zoo.distributions import PDTYPE_CHOICES
 from zoo.envs import env_info, learning_keys
 from zoo.schedules import Schedule
-from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, register_algorithm_spec, spec_field
+from zoo.spec import AlgorithmSpec, ScheduleSpec, Spec, SpecError, register_algorithm_spec, spec_field
 
 NAMES = ("Reinforce",)
 
@@ -55,6 +59,9 @@ class ReinforceAlgorithmSpec(AlgorithmSpec):
     episodic: bool = spec_field(True, "returns to each episode's end, unfinished episodes waiting for a later batch; "
                                 "false: each batch alone, returns to the batch's end, cut at terminations only "
                                 "(SLM-Lab's OnPolicyBatchReplay)")
+    cross_entropy: float | None = spec_field(None, "learn only from each batch's episodes whose return is at or "
+                                             "above this quantile of its episodes' (SLM-Lab's OnPolicyCrossEntropy; "
+                                             "needs episodic)", low=0.0, high=1.0)
     action_pdtype: str = spec_field("default", "action distribution, SLM-Lab's names (default: Categorical, Normal, "
                                     "MultiCategorical or Bernoulli by action space; see zoo/distributions.py)",
                                     choices=PDTYPE_CHOICES)
@@ -72,6 +79,16 @@ class NoCritic(nn.Module):
 def monte_carlo_returns(data: TensorDictBase, gamma: float, done_key: str = "done") -> torch.Tensor:
     """Discounted reward-to-go `[..., T, 1]` of each step to the end of its episode (a done at or after it)."""
     return reward2go(data["next", "reward"], data["next", done_key], gamma, time_dim=-2)
+
+
+def best_episodes(episodes: TensorDictBase, done_key: str, quantile: float) -> torch.Tensor:
+    """Mask `[M]` of the steps of whole episodes (flat, each ending in a done) whose undiscounted return is at or
+    above the `quantile` of the episodes' returns."""
+    done = episodes["next", done_key].reshape(-1).long()
+    episode = torch.cumsum(done, 0) - done  # 0, 0, ..., 1, 1, ...: each step's episode index
+    returns = torch.zeros(int(done.sum()), dtype=torch.float64).index_add_(
+        0, episode, episodes["next", "reward"].reshape(-1).double())
+    return returns[episode] >= torch.quantile(returns, quantile)
 
 
 @dataclass
@@ -130,6 +147,9 @@ class ReinforceAgent(Agent):
                 return {}
             with torch.no_grad():
                 returns = monte_carlo_returns(episodes, self.algo_spec.gamma, self.carry.done_key)
+            if self.algo_spec.cross_entropy is not None:
+                keep = best_episodes(episodes, self.carry.done_key, self.algo_spec.cross_entropy)
+                episodes, returns = episodes[keep], returns[keep]
         else:
             episodes = data.select(*self.carry.keys()[:3])
             with torch.no_grad():
@@ -162,6 +182,9 @@ class ReinforceAgent(Agent):
 def build(spec: Spec, env: EnvBase) -> Agent:
     """Assemble REINFORCE for `env` from the spec."""
     algo_spec, net_spec = spec.agent.algorithm, spec.agent.net
+    if algo_spec.cross_entropy is not None and not algo_spec.episodic:
+        raise SpecError("agent.algorithm.cross_entropy", "keeps a batch's best whole episodes, which needs episodic: "
+                        "true")
     actor, _, module, nets = build_actor_critic(env, net_spec, pdtype=algo_spec.action_pdtype,
                                              tanh_squash=algo_spec.tanh_squash, critic=False)
     entropy_coef = Schedule(algo_spec.entropy_coef_spec)
