@@ -161,6 +161,7 @@ def test_sac_temperature_as_slm_lab_tunes_it():
     assert (algo["log_alpha_min"], algo["log_alpha_max"]) == (-5.0, 2.0)  # SLM-Lab always clamps
     assert algo["entropy_anneal"] == {"start_ratio": 0.6, "end_ratio": 0.6, "frames": 0}  # its discrete target
     assert algo["policy_delay"] == 1 and algo["training_start_step"] == 1000
+    assert algo["twin_q"] == "mean"  # its discrete target and actor average the twin critics
     fixed = translate_slm(slm({**sac, "fixed_alpha": 0.02, "alpha_anneal_frames": 1e4}), "f")[0]["agent"]["algorithm"]
     assert fixed["fixed_alpha"] and fixed["alpha_init"] == 0.02 and fixed["alpha_anneal_frames"] == 10000
     assert "log_alpha_min" not in fixed and "entropy_anneal" not in fixed
@@ -179,7 +180,7 @@ def test_sac_temperature_as_slm_lab_tunes_it():
     assert agent.loss.log_alpha.item() == 0.5
     continuous = translate_slm(slm({"name": "SoftActorCritic", "entropy_anneal": {"start_ratio": 0.3}},
                                    env={"name": "Pendulum-v1", "max_frame": 1000}), "f")[0]["agent"]["algorithm"]
-    assert "entropy_anneal" not in continuous and "target_entropy" not in continuous
+    assert "entropy_anneal" not in continuous and "target_entropy" not in continuous and "twin_q" not in continuous
 
 
 def test_random_and_self_imitation_algorithms():

@@ -605,6 +605,9 @@ def _sac(t: Translation, a: dict[str, Any], name: str, out: dict[str, Any], memo
             out["alpha_lr"] = alpha_lr
             t.same(f"{w}.alpha_lr", f"{w}.alpha_lr")
         _target_entropy(t, target, anneal, name, out, discrete, env)
+    if discrete and "twin_q" in fields:  # SLM-Lab's SD-SAC: the twins' mean in the discrete target and actor loss
+        out["twin_q"] = "mean"
+        t.note(f"{w}.twin_q", "SLM-Lab's discrete SAC averages the twin critics (zoo's default: their min): mean")
     if a.pop("spectral_norm", False):
         if "spectral_norm" in fields:
             out["spectral_norm"] = True

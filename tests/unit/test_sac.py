@@ -208,3 +208,29 @@ def test_layer_norm_nets_match_torchrl(env_name):
     torch.manual_seed(5)
     assert_matches_oracle(ours, oracle(agent.loss, reference_batch))
     torch.testing.assert_close(batch["td_error"], reference_batch["td_error"], rtol=1e-4, atol=1e-5)
+
+
+def test_twin_q_mean_averages_the_critics_in_target_and_actor_loss():
+    """twin_q: mean (SLM-Lab's discrete SAC) on a hand-made batch: V(s') = sum_a pi(a|s') (mean_k Q'_k(s', a) -
+    alpha log pi(a|s')), bootstrapped through truncation, and the actor against the twins' mean; min stays TorchRL's."""
+    agent = make_agent("env.name=CartPole-v1", "agent.algorithm.twin_q=mean")
+    min_agent = make_agent("env.name=CartPole-v1")
+    min_agent.loss.load_state_dict(agent.loss.state_dict())
+    batch = make_batch(8, 4, torch.randint(2, (8,)))
+    loss, alpha = agent.loss, agent.loss.log_alpha.exp().detach()
+    with torch.no_grad():
+        next_log_pi = torch.log_softmax(loss.actor_net(batch["next", "observation"]), -1)
+        next_q = loss.q_values(loss.target_q_layers, batch["next", "observation"], None)
+        next_value = (next_log_pi.exp() * ((next_q[0] + next_q[1]) / 2 - alpha * next_log_pi)).sum(-1)
+        not_terminal = (~batch["next", "terminated"]).squeeze(-1).float()
+        target = batch["next", "reward"].squeeze(-1) + GAMMA * not_terminal * next_value
+    q = loss.q_values(loss.q_layers, batch["observation"], None)
+    q_taken = q.gather(-1, batch["action"].view(1, -1, 1).expand(2, -1, 1)).squeeze(-1)
+    log_pi = torch.log_softmax(loss.actor_net(batch["observation"]), -1)
+    actor = (log_pi.exp() * (alpha * log_pi - q.mean(0).detach())).sum(-1).mean()
+    ours = loss(batch.clone())
+    assert ours["loss_qvalue"].item() == pytest.approx((q_taken - target).pow(2).sum(0).mean().item(), rel=1e-5)
+    assert ours["loss_actor"].item() == pytest.approx(actor.item(), rel=1e-5)
+    with_min = min_agent.loss(batch.clone())
+    assert with_min["loss_qvalue"].item() != pytest.approx(ours["loss_qvalue"].item(), rel=1e-3)
+    assert_matches_oracle(with_min, DiscreteSACLoss.forward(min_agent.loss, batch.clone()))

@@ -11,7 +11,9 @@ replay stores uint8 frames once each (`FrameStackReplay`); a lost life stops boo
 The loss is zoo's subclass of TorchRL's `SACLoss` / `DiscreteSACLoss` (`FastSACLoss`, `FastDiscreteSACLoss`,
 below): TorchRL's parameters, targets, temperature and keys, with the forward in plain torch. The agent's update
 stores each batch, then runs replayed gradient steps (zoo/algos/off_policy.py, zoo/memory.py), the actor and
-temperature every `policy_delay` critic steps, the polyak targets after every step.
+temperature every `policy_delay` critic steps, the polyak targets after every step. `twin_q: mean` averages the twin
+critics in the target and the actor loss where v2 takes their min (SLM-Lab's discrete SAC): on Acrobot the min's
+pessimism about rarely visited states kept the policy from the swings that reach the goal.
 """
 
 import dataclasses
@@ -98,6 +100,9 @@ class SACAlgorithmSpec(AlgorithmSpec):
                                           "0 over this many frames (0: constant)", low=0)
     spectral_norm: bool = spec_field(False, "spectral normalization of the critics' penultimate layer, targets "
                                      "included (Gogianu et al. 2021; MLP critics)")
+    twin_q: str = spec_field("min", "how the twin critics combine in the target and the actor loss: min (Fujimoto et "
+                             "al. 2018, SAC v2), or mean (SLM-Lab's discrete SAC: no underestimation to steer the "
+                             "policy away from rarely visited states)", choices=("min", "mean"))
     entropy_anneal: EntropyAnnealSpec | None = spec_field(None, "discrete actions, target_entropy: auto: the target "
                                                           "as an annealed share of log(num_actions) (None: 0.98)")
 
@@ -127,10 +132,10 @@ class FastSACMaths:
 
     def __init__(self, actor: ProbabilisticActor, qvalue: TensorDictModule, *, actor_net: nn.Module,
                  activation: nn.Module, conv: bool = False, compile: bool = False, spectral_norm: bool = False,
-                 **kwargs):
+                 twin_q: str = "min", **kwargs):
         super().__init__(actor, qvalue, **kwargs)
         # plain attributes, not submodules: the actor's module is registered once, inside `actor_network`
-        self.__dict__.update(actor_net=actor_net, activation=activation, conv=conv)
+        self.__dict__.update(actor_net=actor_net, activation=activation, conv=conv, twin_mean=twin_q == "mean")
         params = self.qvalue_network_params
         target_params = self._modules["target_qvalue_network_params"]  # (getattr warns: no SoftUpdate yet)
         self.__dict__["q_layers"] = params if conv else stacked_layers(params)
@@ -174,6 +179,10 @@ class FastSACMaths:
             return ensemble_mlp(layers, obs, self.activation, detach)
         return state_action_ensemble(layers, obs, action, self.activation, detach)
 
+    def twin(self, q: torch.Tensor) -> torch.Tensor:
+        """The twin critics' `[2, ...]` values as one: their min, or their mean (`twin_q`)."""
+        return q.mean(0) if self.twin_mean else q.min(0).values
+
     def act(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Continuous: a reparameterized action and its log-prob. Discrete: probabilities and log-probabilities."""
         if self.discrete:
@@ -191,12 +200,12 @@ class FastSACMaths:
         alpha, huber = self.log_alpha.detach().exp(), self.loss_function == "smooth_l1"
         with torch.no_grad():
             if self.discrete:  # exact expectation over the categorical policy
-                next_q = self.q_values(self.target_q_layers, next_obs, None).min(0).values
+                next_q = self.twin(self.q_values(self.target_q_layers, next_obs, None))
                 next_probs, next_log_probs = self.act(next_obs)
                 next_value = (next_probs * (next_q - alpha * next_log_probs)).sum(-1)
             else:
                 next_action, next_log_prob = self.act(next_obs)
-                next_value = self.q_values(self.target_q_layers, next_obs, next_action).min(0).values \
+                next_value = self.twin(self.q_values(self.target_q_layers, next_obs, next_action)) \
                     - alpha * next_log_prob
             target = reward + self.value_estimator.gamma * not_terminal * next_value
         q = self.q_values(self.q_layers, obs, action)
@@ -208,13 +217,13 @@ class FastSACMaths:
             return critic_loss, None, None, td_error, None
         if self.discrete:
             probs, log_probs = self.act(obs)
-            min_q = self.q_values(self.q_layers, obs, None, detach=True).min(0).values
-            actor_loss = weighted_mean((probs * (alpha * log_probs - min_q)).sum(-1), weight)
+            q_pi = self.twin(self.q_values(self.q_layers, obs, None, detach=True))
+            actor_loss = weighted_mean((probs * (alpha * log_probs - q_pi)).sum(-1), weight)
             log_prob = (probs * log_probs).sum(-1).detach()
         else:
             new_action, log_prob = self.act(obs)
-            min_q = self.q_values(self.q_layers, obs, new_action, detach=True).min(0).values
-            actor_loss = weighted_mean(alpha * log_prob - min_q, weight)
+            q_pi = self.twin(self.q_values(self.q_layers, obs, new_action, detach=True))
+            actor_loss = weighted_mean(alpha * log_prob - q_pi, weight)
             log_prob = log_prob.detach()
         alpha_loss = weighted_mean(-self.log_alpha * (log_prob + self.target_entropy), weight)
         return critic_loss, actor_loss, alpha_loss, td_error, -log_prob.mean()
@@ -308,7 +317,7 @@ def build(spec: Spec, env: EnvBase) -> Agent:
     common = dict(loss_function=loss_function(net_spec), alpha_init=algo_spec.alpha_init,
                   fixed_alpha=algo_spec.fixed_alpha, target_entropy=entropy,
                   activation=ACTIVATIONS[net_spec.hid_layers_activation](), compile=spec.meta.compile,
-                  spectral_norm=algo_spec.spectral_norm)
+                  spectral_norm=algo_spec.spectral_norm, twin_q=algo_spec.twin_q)
     if info["discrete"]:
         n = info["num_actions"]
         def make_net() -> nn.Module:  # observation -> one output per action (logits, or Q-values)
