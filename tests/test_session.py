@@ -1,11 +1,14 @@
 """The training loop's timers and profiler, on a tiny DQN CartPole run through the CLI."""
 
+import os
+import signal
+
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.conftest import SPECS, only_run_dir, read_metrics
 from zoo.cli import main
-from zoo.session import PHASES, PhaseTimer, profile_schedule
+from zoo.session import PHASES, PhaseTimer, profile_schedule, stop_on_signals
 
 SPEC = str(SPECS / "dqn_cartpole.yaml")
 TINY = ["env.max_frame=512", "meta.log_frequency=128", "meta.eval_frequency=256", "meta.eval_episodes=1",
@@ -58,3 +61,21 @@ def test_phase_timer_charges_time_outside_blocks_to_log(monkeypatch):
     with timer("update"):  # enters at 6 (3 s of log), leaves at 10
         pass
     assert timer.totals == {"collect": 2.0, "update": 4.0, "log": 4.0, "eval": 0.0, "checkpoint": 0.0}
+
+
+def test_a_signal_stops_the_session_and_reaches_the_handler_installed_before():
+    """A tool running sessions one after another (tools/check_slm_corpus.py) learns of the signal too."""
+    seen = []
+
+    def tool_handler(signum, frame):
+        seen.append(signum)
+
+    before = signal.signal(signal.SIGTERM, tool_handler)
+    try:
+        with stop_on_signals() as flag:
+            os.kill(os.getpid(), signal.SIGTERM)
+            signal.sigtimedwait([], 0.01)  # let the interpreter run the Python handler
+        assert flag["stop"] and seen == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) is tool_handler  # restored afterwards
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -9,6 +9,7 @@ file's name) and `-s max_frame=...`, as SLM-Lab's own command line needs. Prints
 import argparse
 import contextlib
 import io
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frame", type=int, help="frames per dev run (default: dev mode's cap)")
     args = parser.parse_args(argv)
     ok = failed = 0
+    stopped = []  # SIGINT / SIGTERM: a running dev session stops at its next batch, then the survey stops
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, frame: stopped.append(signum))
     with tempfile.TemporaryDirectory() as data_dir:
         for path in spec_files(args.paths):
             try:
@@ -69,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
                 ok, failed = ok + (status == 0), failed + (status != 0)
                 print(f"{'ok  ' if status == 0 else 'FAIL'} {path}:{name or ''}" + (f"  [{status}] {message}"
                                                                                     if status else ""), flush=True)
+                if stopped:
+                    print(f"interrupted: {ok} specs ran, {failed} failed before the signal")
+                    return 130
     print(f"{ok} specs ran, {failed} failed")
     return 0 if failed == 0 else 1
 

@@ -181,11 +181,15 @@ def make_profiler(path: Path, schedule: dict[str, int], on_trace: Callable[[], N
 
 @contextmanager
 def stop_on_signals():
-    """Turn SIGINT / SIGTERM into a flag the loop checks between batches."""
+    """Turn SIGINT / SIGTERM into a flag the loop checks between batches. A Python handler installed before (a
+    tool that runs sessions one after another) is called too, so it can stop after this session."""
     flag = {"stop": False}
 
     def handler(signum, frame):
         flag["stop"] = True
+        chained = previous.get(signum)
+        if callable(chained) and chained is not signal.default_int_handler:
+            chained(signum, frame)
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
