@@ -73,6 +73,19 @@ FLAT_LEAVES = (gym.spaces.Box, gym.spaces.Discrete, gym.spaces.MultiDiscrete, gy
 ACTION_SPACES = (gym.spaces.Discrete, gym.spaces.Box, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)
 
 
+class ClipBoxAction(gym.ActionWrapper):
+    """Clips Box actions into the action space before the env sees them, keeping the space's bounds.
+
+    Why: unsquashed Gaussian samples leave the box, and MuJoCo envs charge their control cost on the action as
+    given (`ctrl_cost_weight * sum(action ** 2)`; only the simulator clamps it), so out-of-box samples cost more
+    than the motors deliver. CleanRL (`ClipAction`) and SB3 (`np.clip` before `env.step`) clip there; gymnasium's
+    `ClipAction` would also widen the space to infinite bounds, which zoo's actors rescale by.
+    """
+
+    def action(self, action: np.ndarray) -> np.ndarray:
+        return np.clip(action, self.action_space.low, self.action_space.high)
+
+
 def _flattenable(space: gym.Space) -> bool:
     """A Dict / Tuple (nested at will) of Box, Discrete, MultiDiscrete and MultiBinary spaces."""
     if isinstance(space, gym.spaces.Dict):
@@ -85,7 +98,7 @@ def _flattenable(space: gym.Space) -> bool:
 def supported_spaces(env: gym.Env, env_name: str) -> gym.Env:
     """`env` with Box observations, else SpecError: Discrete ones one-hot encoded, Dict / Tuple ones flattened into
     one float32 vector (gymnasium's `FlattenObservation`: Discrete parts one-hot, Box parts raveled); Discrete, Box,
-    MultiDiscrete or MultiBinary actions."""
+    MultiDiscrete or MultiBinary actions, Box ones clipped into their bounds (`ClipBoxAction`)."""
     obs = env.observation_space
     if isinstance(obs, gym.spaces.Discrete):
         env = OneHotObservation(env)
@@ -103,6 +116,8 @@ def supported_spaces(env: gym.Env, env_name: str) -> gym.Env:
                         "MultiDiscrete, MultiBinary")
     if obs.dtype == np.float64:  # MuJoCo envs observe float64; zoo's nets and buffers are float32
         env = gym.wrappers.DtypeObservation(env, np.float32)
+    if isinstance(action, gym.spaces.Box):
+        env = ClipBoxAction(env)
     return env
 
 

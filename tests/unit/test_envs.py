@@ -61,3 +61,15 @@ def test_episode_statistics_match_torchrl_transforms():
 def test_vector_gym_env_passes_check_env_specs():
     check_env_specs(make_env("CartPole-v1", num_envs=2))
     check_env_specs(make_env("Pendulum-v1", num_envs=2, normalize_obs=True))
+
+
+def test_box_actions_are_clipped_before_the_env_charges_for_them():
+    """Hopper charges `1e-3 * sum(action ** 2)`: an action 5 times the box must cost what the box's edge costs."""
+    rewards = []
+    for value in (5.0, 1.0):
+        env = make_env("Hopper-v5", seed=0, num_envs=2)
+        td = env.reset()
+        td["action"] = torch.tensor([[value, -value, 0.0], [0.0, 0.0, 0.0]])
+        rewards.append(env.step(td)["next", "reward"])
+    assert env.full_action_spec["action"].space.high[0].tolist() == [1.0, 1.0, 1.0]  # the space keeps its bounds
+    torch.testing.assert_close(rewards[0], rewards[1])

@@ -7,8 +7,8 @@ parameter (state-independent, the PPO paper's choice) or a second head (`agent.n
 Gaussian actions are rescaled to the env's bounds: the network works in [-1, 1] units and
 `loc = center + half_range * mu`, `scale = half_range * std`; `TanhNormal` (or `tanh_squash`) squashes samples
 into [low, high] instead (TorchRL's, whose log-prob includes the tanh Jacobian), and `Beta` lives on the box.
-Unsquashed Gaussian samples can leave the box; the gymnasium envs in specs/ clip actions themselves (the stored
-action, and its log-prob, stay unclipped, as in SB3).
+Unsquashed Gaussian samples can leave the box; zoo's envs clip them before the gymnasium env steps
+(`zoo.envs.ClipBoxAction`), while the stored action, and its log-prob, stay unclipped, as in SB3.
 
 With `agent.net.shared` one trunk feeds both heads (`ActorValueOperator`) and one optimizer trains it;
 otherwise actor and critic are separate networks with their own optimizers. A `RecurrentNet` puts a recurrent
