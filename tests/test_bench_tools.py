@@ -105,11 +105,13 @@ def test_benchmark_report_keeps_rows_its_cache_cannot_back(tmp_path):
 
 def test_speed_measures_each_collector_side_by_side():
     result = run_tool(str(ROOT / "tools" / "speed.py"), str(SPECS / "ppo_cartpole.yaml"), "--no-train", "--seconds",
-                      "0.3", "--profile-envs", "--collectors", "sync", "multi_sync", "--workers", "2")
+                      "0.3", "--profile-envs", "--collectors", "sync", "multi_sync", "--workers", "2", "--repeats", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     rates = dict(re.findall(r"collection with env.collector (\w+).*?: ([\d,]+) frames/s", result.stdout))
     assert set(rates) == {"sync", "multi_sync"}, result.stdout
     assert all(float(rate.replace(",", "")) > 0 for rate in rates.values()), rates
+    rounds = re.findall(r"\(median of ([\d,]+), ([\d,]+)\)", result.stdout)  # two rounds, side by side
+    assert len(rounds) == 2 and "x sync (median of the rounds' ratios)" in result.stdout, result.stdout
 
 
 def test_benchmark_cell_key_hashes_explicit_settings_only(tmp_path):

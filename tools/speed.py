@@ -67,7 +67,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval-episodes", type=int, default=10, help="episodes per evaluation (default 10)")
     parser.add_argument("--seconds", type=float, default=3.0, help="measuring time of (a) and (b) each (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first repeat (then +1 per repeat)")
-    parser.add_argument("--repeats", type=int, default=1, help="training runs per library, alternating")
+    parser.add_argument("--repeats", type=int, default=1, help="training runs per library, alternating (and "
+                        "rounds of the --collectors comparison)")
     parser.add_argument("--no-train", action="store_true", help="only (a), (b) and the profile")
     parser.add_argument("--profile-envs", type=int, nargs="*", default=[1, 8, 32],
                         help="env counts of the per-frame profile (default 1 8 32; none to skip)")
@@ -275,6 +276,31 @@ def summary_lines(runs: dict[str, list[dict]]) -> list[str]:
     return lines
 
 
+def compare_collectors(spec, args: argparse.Namespace) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """Collection frames/s of each `--collectors` choice, `--repeats` rounds taking them in turn (side by side);
+    prints each one's median and, with `sync` among them, the median of the per-round ratios to it."""
+    rounds: dict[str, list[float]] = {}
+    for _ in range(args.repeats):
+        for name in args.collectors:
+            try:
+                rate = collection_rate(spec, args.seed, args.seconds, name, args.workers)
+            except SpecError as err:
+                print(f"collection with env.collector {name} skipped: {err}")
+                continue
+            rounds.setdefault(name, []).append(rate)
+    medians = {name: statistics.median(rates) for name, rates in rounds.items()}
+    for name, rates in rounds.items():
+        workers = "" if name == "sync" else f", {args.workers} workers"
+        each = ", ".join(f"{rate:,.0f}" for rate in rates)
+        ratio = ""
+        if "sync" in rounds and name != "sync":
+            ratios = [rate / base for rate, base in zip(rates, rounds["sync"], strict=False)]
+            ratio = f", {statistics.median(ratios):.2f}x sync (median of the rounds' ratios)"
+        print(f"collection with env.collector {name}{workers}: {medians[name]:,.0f} frames/s (median of {each})"
+              f"{ratio}")
+    return medians, rounds
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows up in redirected logs
@@ -306,16 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"collection (zoo collector, spec policy, no learning): {record['collection_fps']:,.0f} frames/s, "
           f"{record['collection_fps'] / record['env_limit_fps']:.0%} of the env limit")
     if args.collectors:
-        record["collectors"] = {}
-        for name in args.collectors:
-            try:
-                fps = record["collectors"][name] = collection_rate(spec, args.seed, args.seconds, name, args.workers)
-            except SpecError as err:
-                print(f"collection with env.collector {name} skipped: {err}")
-                continue
-            workers = "" if name == "sync" else f", {args.workers} workers"
-            print(f"collection with env.collector {name}{workers}: {fps:,.0f} frames/s, "
-                  f"{fps / record['collection_fps']:.2f}x the spec's collector")
+        record["collectors"], record["collector_rounds"] = compare_collectors(spec, args)
     if args.profile_envs:
         record["profile"] = []
         for n in args.profile_envs:
