@@ -459,11 +459,13 @@ def test_keys_slm_lab_v5_does_not_read_are_noted_not_refused():
     ppo = {"name": "PPO", "time_horizon": 16, "minibatch_size": 16, "training_frequency": 1,
            "sil_policy_loss_coef": 1.0}
     net = {"type": "MLPNet", "hid_layers": [16], "lr_decay_frequency": 5000}
-    raw, notes = translate_slm(slm(ppo, net=net, memory={"name": "OnPolicyReplay"}), "f")
+    memory = {"name": "OnPolicyReplay", "sil_replay_name": "Replay"}
+    raw, notes = translate_slm(slm(ppo, net=net, memory=memory), "f")
     assert "training_frequency" not in raw["agent"]["algorithm"] and "lr_decay_frequency" not in raw["agent"]["net"]
     unread = [note.split(":")[0] for note in notes if "no effect" in note]
     assert unread == ["agent.algorithm.sil_policy_loss_coef", "agent.algorithm.training_frequency",
                       "agent.net.lr_decay_frequency"]
+    assert "agent.memory.sil_replay_name: not read by SLM-Lab v5's PPO memory (only SIL and PPOSIL read it)" in notes
     with pytest.raises(SlmSpecError, match="agent.algorithm.trainig_frequency: unknown SLM-Lab key"):
         translate_slm(slm({**ppo, "trainig_frequency": 1}, memory={"name": "OnPolicyReplay"}), "f")
 

@@ -60,7 +60,7 @@ OLD_NET_KEYS = {key: _OLD_LR_DECAY for key in ("lr_decay", "lr_decay_frequency",
 # Algorithm keys of SLM-Lab's older spec files (v3/v4) that no v5 algorithm reads: SLM-Lab v5 takes only its own
 # keys from a spec (`util.set_attr(self, algorithm_spec, [...])`), so these, and another algorithm's keys, have no
 # effect there
-OLD_ALGORITHM_KEYS = ("entropy_coef", "clip_eps", "add_entropy", "training_epoch", "num_step_returns", "lam")
+OLD_ALGORITHM_KEYS = ("entropy_coef", "clip_eps", "add_entropy")
 PER_MIN_EPSILON = 1e-8  # SLM-Lab's PrioritizedReplay epsilon 0, kept positive for the priority trees
 SEARCH_SUFFIXES = ("uniform", "loguniform", "normal", "randint", "qrandint", "choice")
 ENV_KEYS = ("name", "num_envs", "max_t", "max_frame", "normalize_obs", "normalize_reward", "clip_obs", "clip_reward",
@@ -320,8 +320,10 @@ def _unread(t: Translation, path: str) -> str | None:
     """Why SLM-Lab v5 does not read `path` of this spec, if it is a key it reads elsewhere: another algorithm's
     key, or one of its older spec files' (any other unknown key is an error: a typo, most likely)."""
     section, _, key = path.rpartition(".")
-    if section == "agent.net":
+    if section in ("agent.net", "agent.critic_net"):
         return OLD_NET_KEYS.get(key)
+    if section == "agent.memory" and key == "sil_replay_name":  # the SIL algorithms take it out before this
+        return f"not read by SLM-Lab v5's {t.algorithm[0]} memory (only SIL and PPOSIL read it)"
     if section != "agent.algorithm" or not t.algorithm:
         return None
     slm_name, name = t.algorithm
@@ -717,10 +719,7 @@ def _memory(t: Translation, m: dict[str, Any], algorithm: str) -> dict[str, Any]
     if name.startswith("OnPolicy"):
         for key in ("batch_size", "max_size", "use_cer"):
             m.pop(key, None)
-    if "sil_replay_name" in m:  # the SIL algorithms take their SIL keys out before this; SLM-Lab's memories ignore it
-        m.pop("sil_replay_name")
-        t.unused[f"{w}.sil_replay_name"] = f"not read by SLM-Lab v5's {algorithm} (only SIL and PPOSIL read it)"
-        t.note(f"{w}.sil_replay_name", t.unused[f"{w}.sil_replay_name"])
+    _pop_unread(t, m, w)
     _leftover(t, m, w, ("name", "batch_size", "max_size", "use_cer", "alpha", "epsilon"))
     return out
 
@@ -1208,8 +1207,8 @@ def _search(t: Translation, search: Any) -> dict[str, Any]:
             t.note(where, f"not searched: {path} is {t.unused[path]}")
         elif path in t.renamed:
             out.update(_renamed_choice(t, where, kind, value, *t.renamed[path]))
-        elif _unread(t, path):
-            t.note(where, f"not searched: {path} is {_unread(t, path)}")
+        elif reason := _unread(t, path):
+            t.note(where, f"not searched: {path} is {reason}")
         elif path not in t.paths:
             out[f"{SOURCE_PREFIX}{path}__{kind}"] = value
             t.note(where, f"{path} does not carry over to one zoo field unchanged, so each trial sets it in the "
